@@ -1,0 +1,37 @@
+//! The bus of a server that runs alone: no other server exists.
+
+use super::{Bus, BusError, Inbound};
+use crate::protocol::UserId;
+
+/// In-process bus: every user is either connected here or offline.
+#[derive(Debug)]
+pub struct LocalBus {
+    node: String,
+}
+
+impl LocalBus {
+    /// A bus for the node named `node` (its sessions are the only live ones).
+    pub fn new(node: impl Into<String>) -> Self {
+        LocalBus { node: node.into() }
+    }
+}
+
+impl Bus for LocalBus {
+    fn subscribe(&self, _user: UserId) {}
+
+    fn unsubscribe(&self, _user: UserId) {}
+
+    fn publish(&self, _user: UserId, _frame: &[u8]) -> Result<bool, BusError> {
+        Ok(false)
+    }
+
+    fn node_alive(&self, node: &str) -> Result<bool, BusError> {
+        Ok(node == self.node)
+    }
+
+    fn set_inbound(&self, _inbound: Inbound) {}
+
+    fn is_standalone(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,55 @@
+//! Delivery between servers, behind one trait.
+//!
+//! A server alone uses [`local::LocalBus`]: there is nobody else to deliver to, so a message
+//! for a user who is not connected here is stored offline. A cluster uses the Redis backend:
+//! each server subscribes to one channel per user it has online, and publishing reports how
+//! many servers received the message (0 means: store it offline).
+
+pub mod local;
+
+use crate::protocol::UserId;
+use std::sync::Arc;
+
+/// What can go wrong on the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The broker is unreachable; callers fall back to offline storage.
+    #[error("message bus unavailable: {0}")]
+    Unavailable(String),
+    /// The bus URL could not be understood.
+    #[error("bad message bus URL {0}")]
+    BadUrl(String),
+}
+
+/// Called by a bus backend, on its own thread, for every message that arrives for a user this
+/// server subscribed to: `(user, frame)`.
+pub type Inbound = Arc<dyn Fn(UserId, &[u8]) + Send + Sync>;
+
+/// Cross-server delivery and node liveness.
+pub trait Bus: Send + Sync {
+    /// Starts receiving messages for `user` (called at login, before the login reply).
+    fn subscribe(&self, user: UserId);
+
+    /// Stops receiving messages for `user` (logout, disconnect).
+    fn unsubscribe(&self, user: UserId);
+
+    /// Sends `frame` to whichever server has `user` online. `Ok(true)`: some server took it;
+    /// `Ok(false)`: nobody has the user (store it offline).
+    fn publish(&self, user: UserId, frame: &[u8]) -> Result<bool, BusError>;
+
+    /// Whether the server named `node` is alive, so that a login may take over the sessions a
+    /// dead server left behind.
+    fn node_alive(&self, node: &str) -> Result<bool, BusError>;
+
+    /// Installs the callback for inbound messages. Called once, before any subscribe.
+    fn set_inbound(&self, inbound: Inbound);
+
+    /// Whether this server runs alone (start-up may then clear every stale session).
+    fn is_standalone(&self) -> bool;
+
+    /// Stops background threads; called at shutdown.
+    fn shutdown(&self) {}
+}
+
+/// A shared bus handle.
+pub type SharedBus = Arc<dyn Bus>;

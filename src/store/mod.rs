@@ -1,0 +1,177 @@
+//! Persistent state behind one trait: users, friends, groups, offline messages and the
+//! "who is online where" claim.
+//!
+//! The service sees storage only through [`Store`], so the embedded SQLite backend (one server)
+//! and the MySQL backend (a cluster sharing one database) are interchangeable. Every method is
+//! synchronous and may block: call them from worker threads, never from an IO loop.
+
+pub mod sqlite;
+
+use crate::protocol::{GroupId, GroupInfo, UserId, UserInfo};
+use std::sync::Arc;
+
+/// What can go wrong in a store. The service turns each into an error reply naming the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or a connection could not be had from the pool.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database answered with an error.
+    #[error("database error: {0}")]
+    Query(String),
+    /// A uniqueness rule was broken (e.g. a group name already taken).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The database URL could not be understood.
+    #[error("bad database URL {url}: {reason}")]
+    BadUrl {
+        /// The URL, password masked.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A user row as login needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Account id.
+    pub id: UserId,
+    /// Display name.
+    pub name: String,
+    /// The argon2 PHC string of the password.
+    pub password_hash: String,
+}
+
+/// The outcome of [`Store::claim_session`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The user was offline and is now online under the caller's session.
+    Claimed,
+    /// The user is online under this other session (`"<node>/<connection>"`).
+    HeldBy(String),
+}
+
+/// The outcome of [`Store::join_group`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// The user is now a member.
+    Joined,
+    /// The user was a member already (nothing changed).
+    AlreadyMember,
+    /// No group has that id.
+    NoSuchGroup,
+}
+
+/// Storage for the chat service. Implementations are thread safe and pooled.
+pub trait Store: Send + Sync {
+    /// Creates a user with an already hashed password and returns the new id.
+    fn register(&self, name: &str, password_hash: &str) -> StoreResult<UserId>;
+
+    /// Looks a user up by id.
+    fn user(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
+
+    /// Atomically marks `user` online under `session` if it is offline. Two servers sharing
+    /// the database can never both succeed for one user.
+    fn claim_session(&self, user: UserId, session: &str) -> StoreResult<Claim>;
+
+    /// Replaces a stale `old` session of `user` (a dead node's, or a closed connection's) with
+    /// `new`; false when `old` no longer holds the user (someone else won).
+    fn take_over_session(&self, user: UserId, old: &str, new: &str) -> StoreResult<bool>;
+
+    /// Marks `user` offline if `session` still holds it (a late logout never clears a newer
+    /// login).
+    fn release_session(&self, user: UserId, session: &str) -> StoreResult<()>;
+
+    /// Marks offline every user whose session belongs to `node` (shutdown and restart of one
+    /// server of a cluster). Returns how many were released.
+    fn release_node(&self, node: &str) -> StoreResult<u64>;
+
+    /// Marks every user offline (start-up of a server that runs alone). Returns how many.
+    fn release_all(&self) -> StoreResult<u64>;
+
+    /// Makes `friend` a friend of `user` (one direction, as the original). Idempotent.
+    fn add_friend(&self, user: UserId, friend: UserId) -> StoreResult<()>;
+
+    /// The friends of `user` with their current state.
+    fn friends(&self, user: UserId) -> StoreResult<Vec<UserInfo>>;
+
+    /// Creates a group with `creator` as its member of role `creator`, in one transaction.
+    /// A taken name is [`StoreError::Conflict`].
+    fn create_group(&self, creator: UserId, name: &str, desc: &str) -> StoreResult<GroupId>;
+
+    /// Adds `user` to `group` with role `normal`.
+    fn join_group(&self, user: UserId, group: GroupId) -> StoreResult<JoinOutcome>;
+
+    /// Every group `user` belongs to, with all members and their roles.
+    fn groups_of(&self, user: UserId) -> StoreResult<Vec<GroupInfo>>;
+
+    /// The member ids of `group`, or `None` when the group does not exist.
+    fn group_members(&self, group: GroupId) -> StoreResult<Option<Vec<UserId>>>;
+
+    /// Appends a message to `user`'s offline queue.
+    fn store_offline(&self, user: UserId, message: &str) -> StoreResult<()>;
+
+    /// Appends one message to the offline queues of several users (group chat fan-out).
+    fn store_offline_many(&self, users: &[UserId], message: &str) -> StoreResult<()> {
+        users.iter().try_for_each(|u| self.store_offline(*u, message))
+    }
+
+    /// Reads and deletes `user`'s offline messages in one transaction, oldest first: each is
+    /// returned exactly once.
+    fn take_offline(&self, user: UserId) -> StoreResult<Vec<String>>;
+}
+
+/// A shared store handle.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the store a `--db` URL names: `sqlite:PATH` (or a bare path) or `mysql://…`.
+pub fn open(url: &str, pool_size: u32) -> StoreResult<SharedStore> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        return Ok(Arc::new(sqlite::SqliteStore::open(path, pool_size)?));
+    }
+    if url.starts_with("mysql://") {
+        return Err(StoreError::BadUrl {
+            url: mask_password(url),
+            reason: "MySQL support is not built yet".into(),
+        });
+    }
+    Ok(Arc::new(sqlite::SqliteStore::open(url, pool_size)?))
+}
+
+/// The URL with any password replaced by `***`, for logs and error messages.
+pub fn mask_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_password;
+
+    #[test]
+    fn masks_only_the_password() {
+        assert_eq!(
+            mask_password("mysql://root:secret@127.0.0.1:3306/chat"),
+            "mysql://root:***@127.0.0.1:3306/chat"
+        );
+        assert_eq!(mask_password("mysql://root@h/db"), "mysql://root@h/db");
+        assert_eq!(mask_password("sqlite:chat.db"), "sqlite:chat.db");
+    }
+}
