@@ -2,5 +2,9 @@
 #![warn(missing_docs)]
 
 pub mod bus;
+pub mod client;
+pub mod codec;
+/// The reactor: event loops, connections, buffers (knows nothing of JSON).
+pub mod net;
 pub mod protocol;
 pub mod store;

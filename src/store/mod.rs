@@ -117,7 +117,9 @@ pub trait Store: Send + Sync {
 
     /// Appends one message to the offline queues of several users (group chat fan-out).
     fn store_offline_many(&self, users: &[UserId], message: &str) -> StoreResult<()> {
-        users.iter().try_for_each(|u| self.store_offline(*u, message))
+        users
+            .iter()
+            .try_for_each(|u| self.store_offline(*u, message))
     }
 
     /// Reads and deletes `user`'s offline messages in one transaction, oldest first: each is

@@ -1,0 +1,349 @@
+//! A small blocking client for the wire protocol, used by `chatclient`, `chatbench` and the
+//! tests: frames out, frames in, and typed helpers for the common requests.
+
+use crate::codec::{next_frame, Next, DEFAULT_MAX_FRAME};
+use crate::protocol::{msgid, UserId};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// What can go wrong talking to a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The socket failed.
+    #[error("connection error: {0}")]
+    Io(#[from] io::Error),
+    /// The server closed the connection.
+    #[error("the server closed the connection")]
+    Closed,
+    /// No reply arrived within the read timeout.
+    #[error("timed out waiting for the server")]
+    Timeout,
+    /// The server sent something that is not a JSON object.
+    #[error("bad frame from the server: {0}")]
+    BadFrame(String),
+    /// The server refused the request.
+    #[error("server error {errno}: {errmsg}")]
+    Refused {
+        /// The reply's `errno`.
+        errno: i64,
+        /// The reply's `errmsg`.
+        errmsg: String,
+    },
+}
+
+/// Reads frames (JSON objects separated by NUL, newline or nothing) from any byte stream.
+pub struct FrameReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Wraps a stream.
+    pub fn new(inner: R) -> Self {
+        FrameReader {
+            inner,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    /// The next frame as JSON. Maps read timeouts to [`ClientError::Timeout`].
+    pub fn next_value(&mut self) -> Result<Value, ClientError> {
+        let bytes = self.next_bytes()?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadFrame(e.to_string()))
+    }
+
+    /// The next frame's raw bytes.
+    pub fn next_bytes(&mut self) -> Result<Vec<u8>, ClientError> {
+        loop {
+            match next_frame(&self.buf, DEFAULT_MAX_FRAME * 16) {
+                Next::Frame {
+                    start,
+                    end,
+                    consumed,
+                } => {
+                    let frame = self.buf[start..end].to_vec();
+                    self.buf.drain(..consumed);
+                    return Ok(frame);
+                }
+                Next::Invalid { consumed } => {
+                    let bad = String::from_utf8_lossy(&self.buf[..consumed]).into_owned();
+                    self.buf.drain(..consumed);
+                    return Err(ClientError::BadFrame(bad));
+                }
+                Next::TooLarge => return Err(ClientError::BadFrame("frame too large".into())),
+                Next::Incomplete { skip } => {
+                    self.buf.drain(..skip);
+                }
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.inner.read(&mut chunk) {
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if is_timeout(&e) => return Err(ClientError::Timeout),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// A blocking connection to a chat server.
+///
+/// Frames that arrive while a helper waits for a particular reply (a chat message during a
+/// request, say) are kept in order and handed out by [`Client::recv`] later: nothing is dropped.
+pub struct Client {
+    writer: TcpStream,
+    reader: FrameReader<TcpStream>,
+    backlog: VecDeque<Value>,
+    terminator: &'static [u8],
+    next_reqid: u64,
+}
+
+impl Client {
+    /// Connects with a 10 s read timeout; frames are sent newline-terminated.
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addr)?;
+        Client::from_stream(stream)
+    }
+
+    /// Wraps an already connected stream.
+    pub fn from_stream(stream: TcpStream) -> Result<Client, ClientError> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let reader = FrameReader::new(stream.try_clone()?);
+        Ok(Client {
+            writer: stream,
+            reader,
+            backlog: VecDeque::new(),
+            terminator: b"\n",
+            next_reqid: 1,
+        })
+    }
+
+    /// Ends frames with NUL, as the old C++ client does (the server then answers in kind).
+    pub fn use_nul(mut self) -> Self {
+        self.terminator = b"\0";
+        self
+    }
+
+    /// Changes the read timeout (None: wait forever).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        self.writer.set_read_timeout(timeout)?;
+        Ok(())
+    }
+
+    /// The underlying socket (to shut it down, or read its addresses).
+    pub fn stream(&self) -> &TcpStream {
+        &self.writer
+    }
+
+    /// Sends one JSON object followed by the terminator.
+    pub fn send(&mut self, value: &Value) -> Result<(), ClientError> {
+        let mut bytes = serde_json::to_vec(value).expect("a JSON value serialises");
+        bytes.extend_from_slice(self.terminator);
+        self.send_raw(&bytes)
+    }
+
+    /// Sends bytes exactly as given (tests of framing and bad input).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.writer.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// The next frame from the server (kept frames first).
+    pub fn recv(&mut self) -> Result<Value, ClientError> {
+        match self.backlog.pop_front() {
+            Some(v) => Ok(v),
+            None => self.reader.next_value(),
+        }
+    }
+
+    /// Waits for the first frame that `wanted` accepts, keeping the others for [`Client::recv`].
+    pub fn recv_matching(&mut self, wanted: impl Fn(&Value) -> bool) -> Result<Value, ClientError> {
+        if let Some(pos) = self.backlog.iter().position(&wanted) {
+            return Ok(self.backlog.remove(pos).expect("position is in range"));
+        }
+        loop {
+            let v = self.reader.next_value()?;
+            if wanted(&v) {
+                return Ok(v);
+            }
+            self.backlog.push_back(v);
+        }
+    }
+
+    /// Waits for the next frame with this msgid.
+    pub fn recv_msgid(&mut self, id: i64) -> Result<Value, ClientError> {
+        self.recv_matching(|v| v["msgid"] == id)
+    }
+
+    /// Sends `request` with a fresh `reqid` and waits for its ACK, ERROR or `reply_msgid`
+    /// reply. An ERROR becomes [`ClientError::Refused`].
+    pub fn request(
+        &mut self,
+        mut request: Value,
+        reply_msgid: Option<i64>,
+    ) -> Result<Value, ClientError> {
+        let reqid = self.next_reqid;
+        self.next_reqid += 1;
+        request["reqid"] = json!(reqid);
+        self.send(&request)?;
+        let reply = self.recv_matching(|v| {
+            let id = v["msgid"].as_i64();
+            (v["reqid"] == reqid && matches!(id, Some(msgid::ACK) | Some(msgid::ERROR)))
+                || (reply_msgid.is_some() && id == reply_msgid)
+        })?;
+        refused(reply)
+    }
+
+    /// Registers an account and returns its id.
+    pub fn register(&mut self, name: &str, password: &str) -> Result<UserId, ClientError> {
+        self.send(&json!({"msgid": msgid::REG, "name": name, "password": password}))?;
+        let reply = refused(
+            self.recv_matching(|v| v["msgid"] == msgid::REG_ACK || v["msgid"] == msgid::ERROR)?,
+        )?;
+        reply["id"]
+            .as_i64()
+            .ok_or_else(|| ClientError::BadFrame(reply.to_string()))
+    }
+
+    /// Logs in and returns the LOGIN_ACK (with friends, groups and offline messages).
+    pub fn login(&mut self, id: UserId, password: &str) -> Result<Value, ClientError> {
+        self.send(&json!({"msgid": msgid::LOGIN, "id": id, "password": password}))?;
+        refused(
+            self.recv_matching(|v| v["msgid"] == msgid::LOGIN_ACK || v["msgid"] == msgid::ERROR)?,
+        )
+    }
+
+    /// Sends a one-to-one chat message and waits for the server's ack.
+    pub fn chat(&mut self, from: UserId, to: UserId, text: &str) -> Result<Value, ClientError> {
+        self.request(
+            json!({"msgid": msgid::ONE_CHAT, "id": from, "toid": to, "msg": text, "time": now()}),
+            None,
+        )
+    }
+
+    /// Sends a group message and waits for the server's ack.
+    pub fn group_chat(
+        &mut self,
+        from: UserId,
+        group: i64,
+        text: &str,
+    ) -> Result<Value, ClientError> {
+        self.request(
+            json!({"msgid": msgid::GROUP_CHAT, "id": from, "groupid": group, "msg": text, "time": now()}),
+            None,
+        )
+    }
+
+    /// Adds a friend and waits for the ack.
+    pub fn add_friend(&mut self, me: UserId, friend: UserId) -> Result<Value, ClientError> {
+        self.request(
+            json!({"msgid": msgid::ADD_FRIEND, "id": me, "friendid": friend}),
+            None,
+        )
+    }
+
+    /// Creates a group and returns its id.
+    pub fn create_group(&mut self, me: UserId, name: &str, desc: &str) -> Result<i64, ClientError> {
+        let reply = self.request(
+            json!({"msgid": msgid::CREATE_GROUP, "id": me, "groupname": name, "groupdesc": desc}),
+            Some(msgid::CREATE_GROUP_ACK),
+        )?;
+        reply["groupid"]
+            .as_i64()
+            .ok_or_else(|| ClientError::BadFrame(reply.to_string()))
+    }
+
+    /// Joins a group and waits for the ack.
+    pub fn join_group(&mut self, me: UserId, group: i64) -> Result<Value, ClientError> {
+        self.request(
+            json!({"msgid": msgid::ADD_GROUP, "id": me, "groupid": group}),
+            None,
+        )
+    }
+
+    /// Logs out (the connection stays open) and waits for the ack.
+    pub fn logout(&mut self, me: UserId) -> Result<Value, ClientError> {
+        self.request(json!({"msgid": msgid::LOGOUT, "id": me}), None)
+    }
+}
+
+/// Turns an error reply (ERROR, or a LOGIN_ACK / REG_ACK / CREATE_GROUP_ACK with a non-zero
+/// errno) into [`ClientError::Refused`].
+fn refused(reply: Value) -> Result<Value, ClientError> {
+    match reply["errno"].as_i64() {
+        Some(errno) if errno != 0 => Err(ClientError::Refused {
+            errno,
+            errmsg: reply["errmsg"].as_str().unwrap_or("").to_string(),
+        }),
+        _ => Ok(reply),
+    }
+}
+
+/// The current local time as the old client formats it (`YYYY-MM-DD HH:MM:SS`, UTC here).
+pub fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_819), (2027, 1, 1));
+        assert_eq!(now().len(), 19);
+    }
+
+    #[test]
+    fn reader_handles_mixed_separators() {
+        let data: &[u8] = b"{\"a\":1}\0{\"b\":2}\n{\"c\":3}";
+        let mut r = FrameReader::new(data);
+        assert_eq!(r.next_value().unwrap()["a"], 1);
+        assert_eq!(r.next_value().unwrap()["b"], 2);
+        assert_eq!(r.next_value().unwrap()["c"], 3);
+        assert!(matches!(r.next_value(), Err(ClientError::Closed)));
+    }
+}

@@ -1,0 +1,194 @@
+//! Bytes ⇄ JSON frames.
+//!
+//! The old C++ client sends each JSON object followed by a NUL byte; `nc` users type lines; a
+//! pipelining client may send several objects in one write with nothing in between, and TCP may
+//! split any of them across reads. So a frame is found by *structure*, not by a delimiter: skip
+//! separators (NUL and JSON whitespace), then match braces — outside strings, honouring
+//! escapes — until the object closes. Nothing here allocates or knows about sockets.
+
+/// Frames at most this large are accepted by default (1 MiB).
+pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
+
+/// What [`next_frame`] found at the front of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// A whole object at `input[start..end]`; `consumed` bytes (separators before it and one
+    /// NUL or newline right after it) may be dropped from the input.
+    Frame {
+        /// First byte of the object (`{`).
+        start: usize,
+        /// One past its last byte (`}`).
+        end: usize,
+        /// Bytes to drop from the input.
+        consumed: usize,
+    },
+    /// No whole object yet; `skip` leading separator bytes may be dropped meanwhile.
+    Incomplete {
+        /// Bytes to drop from the input.
+        skip: usize,
+    },
+    /// Bytes that cannot start an object (up to and including the next NUL or newline, or all
+    /// of the input when there is none): drop `consumed` bytes and report an error.
+    Invalid {
+        /// Bytes to drop from the input.
+        consumed: usize,
+    },
+    /// The object at the front is already longer than the limit: the peer must be cut off.
+    TooLarge,
+}
+
+/// Whether `b` may stand between frames.
+fn is_separator(b: u8) -> bool {
+    matches!(b, 0 | b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Finds the next frame at the front of `input`, allowing objects up to `max_frame` bytes.
+pub fn next_frame(input: &[u8], max_frame: usize) -> Next {
+    let Some(start) = input.iter().position(|&b| !is_separator(b)) else {
+        return Next::Incomplete { skip: input.len() };
+    };
+    if input[start] != b'{' {
+        let rest = &input[start..];
+        let consumed = match rest.iter().position(|&b| b == 0 || b == b'\n') {
+            Some(sep) => start + sep + 1,
+            None => input.len(),
+        };
+        return Next::Invalid { consumed };
+    }
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let limit = input.len().min(start.saturating_add(max_frame));
+    for (i, &b) in input[..limit].iter().enumerate().skip(start) {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    let end = i + 1;
+                    let consumed = match input.get(end) {
+                        Some(0) | Some(b'\n') => end + 1,
+                        _ => end,
+                    };
+                    return Next::Frame {
+                        start,
+                        end,
+                        consumed,
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+    if input.len() - start >= max_frame {
+        Next::TooLarge
+    } else {
+        Next::Incomplete { skip: start }
+    }
+}
+
+/// Whether the peer ends its frames with NUL: true when a NUL byte sits among the bytes a
+/// frame consumed (the old C++ client does this, and reads replies as C strings).
+pub fn uses_nul(consumed: &[u8]) -> bool {
+    consumed.contains(&0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(mut input: &[u8]) -> (Vec<String>, usize) {
+        let mut out = Vec::new();
+        let mut invalid = 0;
+        loop {
+            match next_frame(input, 64) {
+                Next::Frame {
+                    start,
+                    end,
+                    consumed,
+                } => {
+                    out.push(String::from_utf8(input[start..end].to_vec()).unwrap());
+                    input = &input[consumed..];
+                }
+                Next::Invalid { consumed } => {
+                    invalid += 1;
+                    input = &input[consumed..];
+                }
+                Next::Incomplete { .. } | Next::TooLarge => return (out, invalid),
+            }
+        }
+    }
+
+    #[test]
+    fn splits_nul_newline_and_back_to_back_objects() {
+        let (f, bad) = frames(b"{\"a\":1}\0{\"b\":2}\n{\"c\":3}{\"d\":4}  {\"e\":5}");
+        assert_eq!(
+            f,
+            [
+                "{\"a\":1}",
+                "{\"b\":2}",
+                "{\"c\":3}",
+                "{\"d\":4}",
+                "{\"e\":5}"
+            ]
+        );
+        assert_eq!(bad, 0);
+    }
+
+    #[test]
+    fn braces_and_quotes_inside_strings_do_not_count() {
+        let input = br#"{"m":"}{\"\\","n":{"x":"{"}}{"z":1}"#;
+        let (f, _) = frames(input);
+        assert_eq!(f, [r#"{"m":"}{\"\\","n":{"x":"{"}}"#, r#"{"z":1}"#]);
+    }
+
+    #[test]
+    fn a_split_object_waits_for_its_end() {
+        let whole = b"\0\n{\"msg\":\"hel";
+        assert_eq!(next_frame(whole, 64), Next::Incomplete { skip: 2 });
+        let mut joined = whole[2..].to_vec();
+        joined.extend_from_slice(b"lo\"}\0");
+        assert_eq!(
+            next_frame(&joined, 64),
+            Next::Frame {
+                start: 0,
+                end: 14,
+                consumed: 15
+            }
+        );
+    }
+
+    #[test]
+    fn garbage_is_skipped_to_the_next_separator() {
+        let (f, bad) = frames(b"hello world\n{\"a\":1}\0[1,2]\0{\"b\":2}");
+        assert_eq!(f, ["{\"a\":1}", "{\"b\":2}"]);
+        assert_eq!(bad, 2);
+    }
+
+    #[test]
+    fn oversized_objects_are_reported() {
+        let mut big = b"{\"m\":\"".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 100));
+        assert_eq!(next_frame(&big, 64), Next::TooLarge);
+        assert_eq!(next_frame(&big[..30], 64), Next::Incomplete { skip: 0 });
+    }
+
+    #[test]
+    fn only_separators_are_dropped() {
+        assert_eq!(next_frame(b"\0\0 \n", 64), Next::Incomplete { skip: 4 });
+        assert_eq!(next_frame(b"", 64), Next::Incomplete { skip: 0 });
+        assert!(uses_nul(b"{}\0"));
+        assert!(!uses_nul(b"{}\n"));
+    }
+}
