@@ -1,6 +1,8 @@
 //! clusterchat: a clustered chat server, wire-compatible with the muduo C++ chat server.
 #![warn(missing_docs)]
 
+/// The load generator behind `chatbench`: scenarios, measuring loops and reports.
+pub mod bench;
 pub mod bus;
 pub mod client;
 pub mod codec;

@@ -1,0 +1,128 @@
+//! `chatbench`, the load generator: many clients over the wire protocol against any server that
+//! speaks it (this one, the C++ original, a cluster behind nginx), with latency percentiles,
+//! loss, and server CPU per delivered message.
+//!
+//! It speaks exactly as the old C++ client does (NUL-terminated JSON, no `reqid`, so the server
+//! sends no acks for chat). Setup (registering and logging in the bench's own uniquely named
+//! users, `bench-<pid>-<run>-<n>`) runs on blocking [`crate::client::Client`]s in several
+//! threads, because each registration and login costs the server an argon2 hash; it is timed
+//! apart from the measured phase. The measured phase runs one or a few mio loops, each driving
+//! many non-blocking sockets with writes coalesced per loop iteration, so that the bench is not
+//! the bottleneck on a small machine; it reports its own CPU to prove it.
+//!
+//! Scenarios: [`pairs`] (one-to-one chat), [`group`] (fan-out), [`idle`] (many idle logged-in
+//! connections: memory per connection), [`logins`] (registrations/s and logins/s).
+//! [`cli`] turns the command line into [`Settings`] and runs them, alone or A/B ([`compare`]).
+
+pub mod cli;
+pub mod compare;
+pub mod conn;
+pub mod group;
+pub mod idle;
+pub mod logins;
+pub mod pairs;
+pub mod procstat;
+pub mod report;
+pub mod setup;
+pub mod stamp;
+
+use crate::client::ClientError;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What can stop a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Talking to the server failed during setup.
+    #[error("{context}: {source}")]
+    Client {
+        /// What the bench was doing.
+        context: String,
+        /// The client's error.
+        source: ClientError,
+    },
+    /// A socket or /proc operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the bench was doing.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The scenario ran past its hard timeout.
+    #[error("hard timeout: {0}")]
+    Timeout(String),
+    /// The settings cannot be run.
+    #[error("bad settings: {0}")]
+    Settings(String),
+}
+
+/// A scenario's result.
+pub type Result<T> = std::result::Result<T, BenchError>;
+
+/// Wraps an I/O error with what the bench was doing.
+pub fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
+    let context = context.into();
+    move |source| BenchError::Io { context, source }
+}
+
+/// Wraps a client error with what the bench was doing.
+pub fn client_err(context: impl Into<String>) -> impl FnOnce(ClientError) -> BenchError {
+    let context = context.into();
+    move |source| BenchError::Client { context, source }
+}
+
+/// Everything a scenario needs to know; the CLI fills it, tests build it directly.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Servers; user `i` connects to `targets[i % len]` (so pairs talk across a cluster).
+    pub targets: Vec<SocketAddr>,
+    /// Users taking part (pairs: rounded up to even; group: members; idle: connections).
+    pub users: usize,
+    /// Messages in flight per sender.
+    pub window: usize,
+    /// Length of the measured phase.
+    pub duration: Duration,
+    /// After the duration, how long to wait for in-flight messages before counting them lost.
+    pub grace: Duration,
+    /// Hard bound on a whole run (setup included); past it the run fails.
+    pub timeout: Duration,
+    /// Event-loop threads of the measured phase.
+    pub threads: usize,
+    /// Threads (= concurrent blocking clients) for setup, idle logins and `logins`.
+    pub concurrency: usize,
+    /// `group`: how many members send.
+    pub senders: usize,
+    /// `idle`: how many 127.0.0.x source addresses to spread connections over (loopback only).
+    pub source_addrs: usize,
+    /// Server processes to sample for CPU, RSS and threads.
+    pub server_pids: Vec<u32>,
+    /// Which round of an A/B comparison this is (stamped into messages).
+    pub round: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            targets: vec![SocketAddr::from(([127, 0, 0, 1], 6000))],
+            users: 100,
+            window: 1,
+            duration: Duration::from_secs(5),
+            grace: Duration::from_secs(2),
+            timeout: Duration::from_secs(600),
+            threads: 2,
+            concurrency: 8,
+            senders: 1,
+            source_addrs: 4,
+            server_pids: Vec::new(),
+            round: 0,
+        }
+    }
+}
+
+impl Settings {
+    /// The targets as strings, for reports.
+    pub fn target_names(&self) -> Vec<String> {
+        self.targets.iter().map(|t| t.to_string()).collect()
+    }
+}

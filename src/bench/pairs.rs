@@ -1,0 +1,289 @@
+//! `pairs`: N users in pairs, each sending one-to-one chat to its partner with W messages in
+//! flight. The receiver measures send-to-receipt latency from the stamp in the text and gives
+//! the sender its window slot back (both partners live on the same loop thread). After the
+//! duration sending stops; a grace period lets in-flight messages land, then whatever was sent
+//! and never received is counted lost.
+
+use crate::bench::conn::{drive, Conns, Scenario};
+use crate::bench::procstat::{self_cpu_us, ProcSample};
+use crate::bench::report::{new_histogram, record_ns, Latency, Report};
+use crate::bench::setup::{login_users, register_users, BenchUser};
+use crate::bench::stamp::{self, clock_ns, push_i64, Stamp};
+use crate::bench::{io_err, Result, Settings};
+use crate::protocol::{msgid, UserId};
+use hdrhistogram::Histogram;
+use std::time::Instant;
+
+/// Users logged in and split over the loop threads, ready for one or more measured rounds.
+pub struct Prepared {
+    /// Setup time in seconds.
+    pub setup_s: f64,
+    /// Per loop thread: its connections and users; users `2k` and `2k+1` are partners.
+    shards: Vec<(Conns, Vec<BenchUser>)>,
+}
+
+/// Registers and logs in `settings.users` (rounded up to even) users, spread over the targets
+/// so that partners sit on different servers when there are several.
+pub fn prepare(settings: &Settings) -> Result<Prepared> {
+    let started = Instant::now();
+    let deadline = started + settings.timeout;
+    let n = settings.users.max(2).div_ceil(2) * 2;
+    let users = register_users(&settings.targets, n, settings.concurrency, deadline)?;
+    let streams = login_users(&users, settings.concurrency, deadline)?;
+    let threads = settings.threads.clamp(1, n / 2);
+    let mut split: Vec<(Vec<_>, Vec<BenchUser>)> =
+        (0..threads).map(|_| (Vec::new(), Vec::new())).collect();
+    for (i, (u, s)) in users.into_iter().zip(streams).enumerate() {
+        let shard = &mut split[(i / 2) % threads];
+        shard.0.push(s);
+        shard.1.push(u);
+    }
+    let shards = split
+        .into_iter()
+        .map(|(s, u)| {
+            Ok((
+                Conns::new(s).map_err(io_err("making sockets non-blocking"))?,
+                u,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Prepared {
+        setup_s: started.elapsed().as_secs_f64(),
+        shards,
+    })
+}
+
+/// Registers, logs in and measures one round.
+pub fn run(settings: &Settings) -> Result<Report> {
+    let mut prepared = prepare(settings)?;
+    measure(&mut prepared, settings)
+}
+
+/// Appends one chat frame exactly as the old client sends it: `{"msgid":6,...}` and a NUL.
+pub fn chat_frame(out: &mut Vec<u8>, from: &BenchUser, to: UserId, stamp: &Stamp, time: &str) {
+    out.extend_from_slice(b"{\"msgid\":6,\"id\":");
+    push_i64(out, from.id);
+    out.extend_from_slice(b",\"name\":\"");
+    out.extend_from_slice(from.name.as_bytes());
+    out.extend_from_slice(b"\",\"toid\":");
+    push_i64(out, to);
+    out.extend_from_slice(b",\"msg\":\"");
+    stamp.encode(out);
+    out.extend_from_slice(b"\",\"time\":\"");
+    out.extend_from_slice(time.as_bytes());
+    out.extend_from_slice(b"\"}\0");
+}
+
+/// One loop thread's view of a round.
+struct PairsLoop<'a> {
+    users: &'a [BenchUser],
+    window: usize,
+    round: u64,
+    send_until: Instant,
+    end_by: Instant,
+    sending: bool,
+    kicked: bool,
+    in_flight: Vec<usize>,
+    seq: Vec<u64>,
+    total_in_flight: usize,
+    time: String,
+    time_ns: u64,
+    hist: Histogram<u64>,
+    delivered: u64,
+    in_window: u64,
+    stale: u64,
+    errors: u64,
+    first_error: Option<String>,
+    disconnects: u64,
+}
+
+impl PairsLoop<'_> {
+    fn send(&mut self, conns: &mut Conns, from: usize) {
+        let stamp = Stamp {
+            round: self.round,
+            sender: from as u64,
+            seq: self.seq[from],
+            t_ns: clock_ns(),
+        };
+        if stamp.t_ns.saturating_sub(self.time_ns) > 1_000_000_000 {
+            self.time = crate::client::now();
+            self.time_ns = stamp.t_ns;
+        }
+        let to = self.users[from ^ 1].id;
+        chat_frame(conns.out(from), &self.users[from], to, &stamp, &self.time);
+        self.seq[from] += 1;
+        self.in_flight[from] += 1;
+        self.total_in_flight += 1;
+    }
+}
+
+impl Scenario for PairsLoop<'_> {
+    fn on_frame(&mut self, conns: &mut Conns, i: usize, frame: &[u8], now_ns: u64) {
+        match stamp::msgid(frame) {
+            Some(msgid::ONE_CHAT) => {}
+            Some(msgid::ERROR) => {
+                self.errors += 1;
+                self.first_error
+                    .get_or_insert_with(|| String::from_utf8_lossy(frame).into_owned());
+                return;
+            }
+            _ => return,
+        }
+        let stamp = stamp::msg_text(frame).and_then(Stamp::decode);
+        let Some(stamp) = stamp.filter(|s| s.round == self.round) else {
+            self.stale += 1;
+            return;
+        };
+        let from = i ^ 1;
+        record_ns(&mut self.hist, now_ns.saturating_sub(stamp.t_ns));
+        self.delivered += 1;
+        if self.sending {
+            self.in_window += 1;
+        }
+        if self.in_flight[from] > 0 {
+            self.in_flight[from] -= 1;
+            self.total_in_flight -= 1;
+        }
+        if self.sending && conns.is_open(from) {
+            self.send(conns, from);
+        }
+    }
+
+    fn on_close(&mut self, _i: usize) {
+        self.disconnects += 1;
+    }
+
+    fn tick(&mut self, conns: &mut Conns, now: Instant) -> bool {
+        if !self.kicked {
+            self.kicked = true;
+            for from in 0..conns.len() {
+                for _ in 0..self.window {
+                    self.send(conns, from);
+                }
+            }
+        }
+        if self.sending && now >= self.send_until {
+            self.sending = false;
+        }
+        !self.sending && (self.total_in_flight == 0 || now >= self.end_by)
+    }
+}
+
+/// Runs one measured round over prepared connections (reusable: messages of earlier rounds
+/// that arrive late are recognised by their round and ignored).
+pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
+    let server_before = ProcSample::read_all(&settings.server_pids)
+        .map_err(io_err("reading the server's /proc"))?;
+    let cpu_before = self_cpu_us();
+    let start = Instant::now();
+    let send_until = start + settings.duration;
+    let end_by = send_until + settings.grace;
+    let hard = start + settings.timeout;
+    let results: Vec<Result<PairsLoop>> = std::thread::scope(|s| {
+        let handles: Vec<_> = p
+            .shards
+            .iter_mut()
+            .map(|(conns, users)| {
+                s.spawn(move || {
+                    let n = users.len();
+                    let mut l = PairsLoop {
+                        users,
+                        window: settings.window.max(1),
+                        round: settings.round,
+                        send_until,
+                        end_by,
+                        sending: true,
+                        kicked: false,
+                        in_flight: vec![0; n],
+                        seq: vec![0; n],
+                        total_in_flight: 0,
+                        time: crate::client::now(),
+                        time_ns: clock_ns(),
+                        hist: new_histogram(),
+                        delivered: 0,
+                        in_window: 0,
+                        stale: 0,
+                        errors: 0,
+                        first_error: None,
+                        disconnects: 0,
+                    };
+                    drive(conns, &mut l, hard).map(|_| l)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a loop thread panicked"))
+            .collect()
+    });
+    let wall = start.elapsed().as_secs_f64();
+    let cpu_after = self_cpu_us();
+    let server_after = ProcSample::read_all(&settings.server_pids)
+        .map_err(io_err("reading the server's /proc"))?;
+    let mut r = Report {
+        scenario: "pairs".into(),
+        targets: settings.target_names(),
+        window: settings.window.max(1) as u64,
+        setup_s: p.setup_s,
+        duration_s: settings.duration.as_secs_f64(),
+        ..Report::default()
+    };
+    let mut hist = new_histogram();
+    let mut in_window = 0;
+    let mut stale = 0;
+    for l in results {
+        let l = l?;
+        r.users += l.users.len() as u64;
+        r.sent += l.seq.iter().sum::<u64>();
+        r.delivered += l.delivered;
+        r.errors += l.errors;
+        r.disconnects += l.disconnects;
+        in_window += l.in_window;
+        stale += l.stale;
+        hist.add(&l.hist).expect("same histogram bounds");
+        if let Some(e) = l.first_error {
+            r.notes.push(format!("error reply: {e}"));
+        }
+    }
+    r.lost = r.sent.saturating_sub(r.delivered);
+    r.msgs_per_sec = in_window as f64 / settings.duration.as_secs_f64().max(1e-9);
+    r.latency_us = Latency::from_histogram(&hist);
+    if stale > 0 {
+        r.extra.insert("stale_msgs".into(), stale as f64);
+    }
+    if !settings.server_pids.is_empty() {
+        r.set_server(&server_before, &server_after);
+    }
+    r.set_bench_cpu(cpu_before, cpu_after, wall);
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_frames_look_like_the_old_clients() {
+        let from = BenchUser {
+            id: 7,
+            name: "bench-1-0-9".into(),
+            target: "127.0.0.1:1".parse().unwrap(),
+        };
+        let stamp = Stamp {
+            round: 0,
+            sender: 1,
+            seq: 2,
+            t_ns: 3,
+        };
+        let mut out = Vec::new();
+        chat_frame(&mut out, &from, 8, &stamp, "2026-01-02 03:04:05");
+        assert_eq!(out.pop(), Some(0));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"msgid": 6, "id": 7, "name": "bench-1-0-9", "toid": 8,
+                "msg": "0.1.2.3", "time": "2026-01-02 03:04:05"})
+        );
+        assert_eq!(stamp::msg_text(&out), Some(&b"0.1.2.3"[..]));
+    }
+}
