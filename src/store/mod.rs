@@ -5,6 +5,7 @@
 //! and the MySQL backend (a cluster sharing one database) are interchangeable. Every method is
 //! synchronous and may block: call them from worker threads, never from an IO loop.
 
+mod sql;
 pub mod sqlite;
 
 use crate::protocol::{GroupId, GroupInfo, UserId, UserInfo};
@@ -117,7 +118,9 @@ pub trait Store: Send + Sync {
 
     /// Appends one message to the offline queues of several users (group chat fan-out).
     fn store_offline_many(&self, users: &[UserId], message: &str) -> StoreResult<()> {
-        users.iter().try_for_each(|u| self.store_offline(*u, message))
+        users
+            .iter()
+            .try_for_each(|u| self.store_offline(*u, message))
     }
 
     /// Reads and deletes `user`'s offline messages in one transaction, oldest first: each is
