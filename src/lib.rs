@@ -6,7 +6,11 @@ pub mod bench;
 pub mod bus;
 pub mod client;
 pub mod codec;
+pub mod config;
 /// The reactor: event loops, connections, buffers (knows nothing of JSON).
 pub mod net;
 pub mod protocol;
+pub mod server;
+pub mod service;
 pub mod store;
+pub mod worker_pool;

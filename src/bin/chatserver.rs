@@ -1,1 +1,39 @@
-fn main() {}
+//! `chatserver`: runs one clusterchat server until Ctrl+C or SIGTERM.
+
+use clap::Parser;
+use clusterchat::config::Config;
+use clusterchat::server::RunningServer;
+use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    let level = config
+        .log_level
+        .parse::<LevelFilter>()
+        .unwrap_or(LevelFilter::Info);
+    let log_config = ConfigBuilder::new()
+        .set_thread_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .build();
+    let _ = TermLogger::init(level, log_config, TerminalMode::Stderr, ColorChoice::Auto);
+
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    }) {
+        eprintln!("chatserver: cannot install the signal handler: {e}");
+        return ExitCode::FAILURE;
+    }
+    let server = match RunningServer::start(&config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("chatserver: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = stop_rx.recv();
+    log::info!("shutting down");
+    server.stop();
+    ExitCode::SUCCESS
+}

@@ -5,6 +5,7 @@
 //! and the MySQL backend (a cluster sharing one database) are interchangeable. Every method is
 //! synchronous and may block: call them from worker threads, never from an IO loop.
 
+mod sql;
 pub mod sqlite;
 
 use crate::protocol::{GroupId, GroupInfo, UserId, UserInfo};

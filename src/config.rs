@@ -1,0 +1,89 @@
+//! One [`Config`] for the server, from command-line flags and `CHAT_*` environment variables.
+
+use clap::Parser;
+
+/// Everything `chatserver` can be told. Every flag also reads an environment variable.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "chatserver",
+    version,
+    about = "clusterchat server: the muduo cluster chat server's protocol, in Rust",
+    long_about = "clusterchat server. Alone it keeps its data in an embedded SQLite file; in a \
+                  cluster several servers share MySQL and reach each other's users through Redis."
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:6000")]
+    pub listen: String,
+
+    /// Database: `sqlite:PATH` (embedded, default) or `mysql://user:pass@host:port/db`.
+    #[arg(long, env = "CHAT_DB", default_value = "sqlite:chat.db")]
+    pub db: String,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "CHAT_DB_POOL", default_value_t = 8)]
+    pub db_pool: u32,
+
+    /// Redis URL for a cluster (`redis://host:port`); without it the server runs alone.
+    #[arg(long, env = "CHAT_REDIS")]
+    pub redis: Option<String>,
+
+    /// This server's name in the cluster (default: random).
+    #[arg(long, env = "CHAT_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Prefix of every Redis channel and key, so that several clusters can share one Redis.
+    #[arg(long, env = "CHAT_CHANNEL_PREFIX", default_value = "chat:")]
+    pub channel_prefix: String,
+
+    /// IO loop threads (default: the number of cores).
+    #[arg(long, env = "CHAT_IO_THREADS")]
+    pub io_threads: Option<usize>,
+
+    /// Worker threads for database, Redis and password hashing (default: 4 per core, at least 8).
+    #[arg(long, env = "CHAT_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, env = "CHAT_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Largest request frame accepted, in bytes; a larger one gets an error and a close.
+    #[arg(long, env = "CHAT_MAX_FRAME", default_value_t = crate::codec::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+
+    /// Output bytes queued for one client before it is disconnected as not reading.
+    #[arg(long, env = "CHAT_MAX_OUTPUT", default_value_t = 16 << 20)]
+    pub max_output: usize,
+
+    /// Memory cost of the argon2 password hash in KiB (OWASP's 19456 by default; tests lower it
+    /// to run fast). Existing hashes keep the cost they were made with.
+    #[arg(long, env = "CHAT_ARGON2_M_KIB", default_value_t = 19_456)]
+    pub argon2_m_kib: u32,
+}
+
+impl Config {
+    /// IO threads to run.
+    pub fn io_threads(&self) -> usize {
+        self.io_threads.unwrap_or_else(cores).max(1)
+    }
+
+    /// Worker threads to run.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| (cores() * 4).max(8)).max(1)
+    }
+
+    /// The node id, or a fresh random one.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            use rand::Rng;
+            format!("node-{:08x}", rand::rng().random::<u32>())
+        })
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}

@@ -1,0 +1,141 @@
+//! Accepts connections on one thread and spreads them round-robin over the IO loops.
+
+use super::event_loop::{EventLoop, LoopLimits, LoopShared, Task};
+use super::Handler;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const LISTENER: Token = Token(0);
+const STOP: Token = Token(1);
+
+/// How the server runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    /// Number of IO loop threads.
+    pub io_threads: usize,
+    /// Output bytes queued for one connection before it is cut off.
+    pub max_output: usize,
+}
+
+/// Starts the acceptor and the IO loops.
+pub struct TcpServer;
+
+/// A running server: its address, and the way to stop it.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    stop_waker: Arc<Waker>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl TcpServer {
+    /// Binds nothing itself: takes a bound std listener (so the caller reports bind errors and
+    /// may pass port 0), starts `io_threads` loops and an acceptor, and returns at once.
+    pub fn start<C, H>(
+        listener: std::net::TcpListener,
+        handler: Arc<H>,
+        options: ServerOptions,
+    ) -> io::Result<ServerHandle>
+    where
+        C: Default + Send + Sync + 'static,
+        H: Handler<C>,
+    {
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let limits = LoopLimits {
+            max_output: options.max_output,
+        };
+        let mut loops = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..options.io_threads.max(1) {
+            let event_loop = EventLoop::new(Arc::clone(&handler), limits)?;
+            loops.push(event_loop.shared());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("io-{i}"))
+                    .spawn(move || event_loop.run())?,
+            );
+        }
+        let poll = Poll::new()?;
+        let stop_waker = Arc::new(Waker::new(poll.registry(), STOP)?);
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        threads.push(
+            std::thread::Builder::new()
+                .name("acceptor".into())
+                .spawn(move || accept_loop(poll, listener, loops))?,
+        );
+        Ok(ServerHandle {
+            local_addr,
+            stop_waker,
+            threads,
+        })
+    }
+}
+
+/// Accepts until told to stop, then stops every loop. On running out of file descriptors it
+/// backs off briefly instead of spinning (the listener stays readable).
+fn accept_loop<C>(mut poll: Poll, listener: TcpListener, loops: Vec<Arc<LoopShared<C>>>) {
+    let mut events = Events::with_capacity(64);
+    let mut next = 0usize;
+    let mut backoff: Option<Duration> = None;
+    let mut warned = false;
+    'outer: loop {
+        if let Err(e) = poll.poll(&mut events, backoff) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            log::error!("acceptor poll failed: {e}");
+            break;
+        }
+        if events.iter().any(|e| e.token() == STOP) {
+            break 'outer;
+        }
+        backoff = None;
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    warned = false;
+                    loops[next % loops.len()].queue(Task::Register(stream, peer));
+                    next = next.wrapping_add(1);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if !warned {
+                        log::warn!("accept failed ({e}); retrying shortly");
+                        warned = true;
+                    }
+                    backoff = Some(Duration::from_millis(50));
+                    break;
+                }
+            }
+        }
+    }
+    for l in &loops {
+        l.queue(Task::Quit);
+    }
+}
+
+impl ServerHandle {
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, stops every loop (connections are dropped without callbacks) and waits
+    /// for the threads. Thread safe.
+    pub fn stop(self) {
+        if let Err(e) = self.stop_waker.wake() {
+            log::error!("cannot stop the acceptor: {e}");
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! One-to-one and group chat: the hot path.
+//!
+//! A message goes, in order of preference: to the receiver's connection on this server; else
+//! through the bus to the server that has them; else into their offline queue. The sender's
+//! `id` and `name` are stamped from the session (never trusted from the frame); when they are
+//! right already, the frame is forwarded byte for byte without re-serialising.
+
+use super::online::Delivery;
+use super::session::{Conn, Login};
+use super::{current, ChatService, Handled, Outcome, ServiceError};
+use crate::net::Bytes;
+use crate::protocol::{self, errno, int_field, Envelope, GroupId, UserId};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+impl ChatService {
+    /// The IO-thread fast path for ONE_CHAT: if the sender is logged in, has nothing queued on
+    /// a worker, and the receiver is online on this server, the message is queued to the
+    /// receiver right here, with no thread hop. Returns false when a worker must handle it.
+    pub fn try_fast_chat(&self, conn: &Conn, env: &Envelope, frame: &[u8]) -> bool {
+        let session = conn.context();
+        if session.pending() != 0 {
+            return false;
+        }
+        let Some(login) = session.login() else {
+            return false;
+        };
+        let (Ok(to), Ok(out)) = (
+            int_field(env.toid, "toid"),
+            stamped_frame(env, frame, &login),
+        ) else {
+            return false;
+        };
+        if self.online.connection(to).is_none() {
+            return false;
+        }
+        match self.online.deliver(to, out) {
+            Delivery::Queued => {
+                if let Some(reqid) = env.reqid {
+                    super::send_value(conn, &protocol::ack(protocol::msgid::ONE_CHAT, reqid));
+                }
+                true
+            }
+            Delivery::NotHere(_) => false,
+        }
+    }
+
+    /// ONE_CHAT on a worker: deliver, relay or store.
+    pub(super) fn one_chat(&self, conn: &Conn, env: &Envelope, frame: &[u8]) -> Handled {
+        let login = current(conn)?;
+        let to = int_field(env.toid, "toid").map_err(bad_field)?;
+        let out = stamped_frame(env, frame, &login)?;
+        if to != login.id && self.store.user(to)?.is_none() {
+            return Err(ServiceError::new(errno::NOT_FOUND, format!("no user {to}")));
+        }
+        self.deliver_or_store(to, out)?;
+        Ok(Outcome::Ack)
+    }
+
+    /// GROUP_CHAT: to every other member of a group the sender belongs to.
+    pub(super) fn group_chat(&self, conn: &Conn, env: &Envelope, frame: &[u8]) -> Handled {
+        let login = current(conn)?;
+        let group: GroupId = int_field(env.groupid, "groupid").map_err(bad_field)?;
+        let members = self
+            .store
+            .group_members(group)?
+            .ok_or_else(|| ServiceError::new(errno::NOT_FOUND, format!("no group {group}")))?;
+        if !members.contains(&login.id) {
+            return Err(ServiceError::new(
+                errno::FORBIDDEN,
+                format!("you are not a member of group {group}"),
+            ));
+        }
+        let out = stamped_frame(env, frame, &login)?;
+        let mut later = Vec::new();
+        for member in members.into_iter().filter(|m| *m != login.id) {
+            let _guard = self.locks.lock(member);
+            if !self.deliver_now(member, out.clone())? {
+                later.push(member);
+            }
+        }
+        if !later.is_empty() {
+            self.store.store_offline_many(&later, as_text(&out))?;
+        }
+        Ok(Outcome::Ack)
+    }
+
+    /// Delivers to `user` now (here or through the bus) or stores the frame offline. Worker
+    /// threads only: it may block on the bus or the database.
+    pub(super) fn deliver_or_store(&self, user: UserId, frame: Bytes) -> Result<(), ServiceError> {
+        let _guard = self.locks.lock(user);
+        let text_copy = frame.clone();
+        if !self.deliver_now(user, frame)? {
+            self.store.store_offline(user, as_text(&text_copy))?;
+        }
+        Ok(())
+    }
+
+    /// Tries this server, then the bus. Ok(false): nobody has the user online. A bus failure
+    /// counts as "nobody" (the message is stored, never dropped). Hold the user's lock.
+    fn deliver_now(&self, user: UserId, frame: Bytes) -> Result<bool, ServiceError> {
+        let frame = match self.online.deliver(user, frame) {
+            Delivery::Queued => return Ok(true),
+            Delivery::NotHere(frame) => frame,
+        };
+        match self.bus.publish(user, &frame) {
+            Ok(delivered) => Ok(delivered),
+            Err(e) => {
+                log::debug!("bus publish for user {user} failed ({e}); storing offline");
+                Ok(false)
+            }
+        }
+    }
+
+    /// A frame for `user` that could not be written here (their connection closed, or they
+    /// left this server): store it offline. Worker threads only.
+    pub fn store_for_later(&self, user: UserId, frame: &[u8]) {
+        let _guard = self.locks.lock(user);
+        if let Err(e) = self.store.store_offline(user, as_text(frame)) {
+            log::error!("lost a message for user {user}: {e}");
+        }
+    }
+
+    /// A frame that arrived from the bus for `user`: write it if they are still here, else
+    /// store it offline. Worker threads only.
+    pub fn inbound(&self, user: UserId, frame: Bytes) {
+        let _guard = self.locks.lock(user);
+        if let Delivery::NotHere(frame) = self.online.deliver(user, frame) {
+            if let Err(e) = self.store.store_offline(user, as_text(&frame)) {
+                log::error!("lost a message for user {user}: {e}");
+            }
+        }
+    }
+}
+
+fn bad_field(msg: String) -> ServiceError {
+    ServiceError::new(errno::BAD_FIELD, msg)
+}
+
+/// Frames are built from valid UTF-8 JSON, so this never fails in practice.
+fn as_text(frame: &[u8]) -> &str {
+    std::str::from_utf8(frame).unwrap_or("")
+}
+
+/// The frame to forward: the request itself when its `id` and `name` already match the
+/// session and it carries no `reqid`; otherwise the request with `id` and `name` replaced and
+/// `reqid` removed.
+fn stamped_frame(env: &Envelope, frame: &[u8], login: &Login) -> Result<Bytes, ServiceError> {
+    let id_ok = env
+        .id
+        .and_then(|r| serde_json::from_str::<i64>(r.get()).ok())
+        == Some(login.id);
+    let name_ok = env
+        .name
+        .and_then(|r| serde_json::from_str::<Cow<str>>(r.get()).ok())
+        .is_some_and(|n| *n == *login.name);
+    if id_ok && name_ok && env.reqid.is_none() {
+        return Ok(Bytes::copy_from_slice(frame));
+    }
+    let mut object: Map<String, Value> = serde_json::from_slice(frame)
+        .map_err(|e| ServiceError::new(errno::MALFORMED, format!("malformed JSON: {e}")))?;
+    object.insert("id".into(), login.id.into());
+    object.insert("name".into(), login.name.as_ref().into());
+    object.remove("reqid");
+    Ok(Bytes::from(
+        serde_json::to_vec(&object).expect("JSON serialises"),
+    ))
+}

@@ -1,0 +1,200 @@
+//! The chat service: one file per capability (user, friend, group, chat), all acting through
+//! the [`Store`](crate::store::Store) and [`Bus`](crate::bus::Bus) traits only.
+//!
+//! Handlers here run on worker threads (they may block on the database, Redis or password
+//! hashing), except [`ChatService::try_fast_chat`], which the IO thread calls for the hot path.
+
+mod chat;
+mod friend;
+mod group;
+pub mod online;
+pub mod password;
+pub mod session;
+mod user;
+
+use crate::bus::{BusError, SharedBus};
+use crate::net::Bytes;
+use crate::protocol::{self, errno, msgid, Envelope};
+use crate::store::{SharedStore, StoreError};
+use online::{OnlineUsers, UserLocks};
+use password::Hasher;
+use serde_json::value::RawValue;
+use serde_json::Value;
+pub use session::{Conn, Login, Session};
+
+/// A request that failed: the `errno` and message the client gets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{errmsg} (errno {errno})")]
+pub struct ServiceError {
+    /// One of [`protocol::errno`].
+    pub errno: i64,
+    /// A sentence for the user.
+    pub errmsg: String,
+}
+
+impl ServiceError {
+    /// An error with this errno and message.
+    pub fn new(errno: i64, errmsg: impl Into<String>) -> Self {
+        ServiceError {
+            errno,
+            errmsg: errmsg.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        log::warn!("{e}");
+        ServiceError::new(errno::UNAVAILABLE, e.to_string())
+    }
+}
+
+impl From<BusError> for ServiceError {
+    fn from(e: BusError) -> Self {
+        log::warn!("{e}");
+        ServiceError::new(errno::UNAVAILABLE, e.to_string())
+    }
+}
+
+/// What a successful handler wants sent back.
+enum Outcome {
+    /// An ACK if the request carried a `reqid`, else nothing (the original's silence).
+    Ack,
+    /// This reply, always.
+    Reply(Value),
+    /// The handler has sent its reply itself (login must, before it finishes joining).
+    Sent,
+}
+
+type Handled = Result<Outcome, ServiceError>;
+
+/// Everything the handlers share. One per server process.
+pub struct ChatService {
+    store: SharedStore,
+    bus: SharedBus,
+    online: OnlineUsers,
+    locks: UserLocks,
+    hasher: Hasher,
+    node: String,
+}
+
+impl ChatService {
+    /// A service over `store` and `bus`, for the server named `node`.
+    pub fn new(store: SharedStore, bus: SharedBus, node: String, hasher: Hasher) -> Self {
+        ChatService {
+            store,
+            bus,
+            online: OnlineUsers::default(),
+            locks: UserLocks::default(),
+            hasher,
+            node,
+        }
+    }
+
+    /// This server's node id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The users online on this server.
+    pub fn online(&self) -> &OnlineUsers {
+        &self.online
+    }
+
+    /// Handles one request frame on a worker thread, replying on `conn`.
+    pub fn handle(&self, conn: &Conn, frame: &[u8]) {
+        let env: Envelope = match serde_json::from_slice(frame) {
+            Ok(env) => env,
+            Err(e) => {
+                let err = ServiceError::new(errno::MALFORMED, format!("malformed JSON: {e}"));
+                return send_error(conn, &err, None, None);
+            }
+        };
+        let Some(id) = env.msgid() else {
+            let err = ServiceError::new(errno::UNKNOWN_MSGID, "missing or non-integer msgid");
+            return send_error(conn, &err, None, env.reqid);
+        };
+        let result = match id {
+            msgid::LOGIN => self.login(conn, frame, env.reqid),
+            msgid::REG => self.register(frame),
+            _ if !conn.context().is_logged_in() => Err(ServiceError::new(
+                errno::NOT_LOGGED_IN,
+                "log in first: this request needs a logged-in session",
+            )),
+            msgid::LOGOUT => self.logout(conn),
+            msgid::ONE_CHAT => self.one_chat(conn, &env, frame),
+            msgid::ADD_FRIEND => self.add_friend(conn, frame),
+            msgid::CREATE_GROUP => self.create_group(conn, frame),
+            msgid::ADD_GROUP => self.join_group(conn, frame),
+            msgid::GROUP_CHAT => self.group_chat(conn, &env, frame),
+            other => Err(ServiceError::new(
+                errno::UNKNOWN_MSGID,
+                format!("unknown msgid {other}"),
+            )),
+        };
+        match result {
+            Ok(Outcome::Ack) => {
+                if let Some(reqid) = env.reqid {
+                    send_value(conn, &protocol::ack(id, reqid));
+                }
+            }
+            Ok(Outcome::Sent) => {}
+            Ok(Outcome::Reply(mut v)) => {
+                if let Some(reqid) = env.reqid {
+                    v["reqid"] = serde_json::from_str(reqid.get()).unwrap_or(Value::Null);
+                }
+                send_value(conn, &v)
+            }
+            Err(e) => send_error(conn, &e, Some(id), env.reqid),
+        }
+    }
+
+    /// Called when a connection closed: its user (if any) goes offline at once.
+    pub fn disconnected(&self, conn: &Conn) {
+        if let Some(login) = conn.context().take_login() {
+            self.end_session(conn, &login);
+        }
+    }
+
+    /// Sets every user of this server offline (graceful shutdown).
+    pub fn release_all_sessions(&self) -> Result<u64, StoreError> {
+        self.store.release_node(&self.node)
+    }
+}
+
+/// Serialises and queues one reply.
+pub fn send_value(conn: &Conn, value: &Value) {
+    conn.send(Bytes::from(
+        serde_json::to_vec(value).expect("JSON serialises"),
+    ));
+}
+
+/// Queues an error reply. LOGIN and REG failures use their own ack msgids with `errno` and
+/// `errmsg`, as the original does; everything else gets an ERROR.
+pub fn send_error(conn: &Conn, e: &ServiceError, request: Option<i64>, reqid: Option<&RawValue>) {
+    let mut v = match request {
+        Some(msgid::LOGIN) => protocol::ack_error(msgid::LOGIN_ACK, e.errno, &e.errmsg),
+        Some(msgid::REG) => protocol::ack_error(msgid::REG_ACK, e.errno, &e.errmsg),
+        _ => protocol::error(e.errno, &e.errmsg, request, None),
+    };
+    if let Some(reqid) = reqid {
+        v["reqid"] = serde_json::from_str(reqid.get()).unwrap_or(Value::Null);
+    }
+    send_value(conn, &v);
+}
+
+/// Parses a request body, naming the bad field on failure.
+fn body<'a, T: serde::Deserialize<'a>>(frame: &'a [u8]) -> Result<T, ServiceError> {
+    serde_json::from_slice(frame).map_err(|e| {
+        let msg = e.to_string();
+        let msg = msg.split(" at line").next().unwrap_or(&msg);
+        ServiceError::new(errno::BAD_FIELD, format!("bad request: {msg}"))
+    })
+}
+
+/// The logged-in user of `conn` (handlers after the login check).
+fn current(conn: &Conn) -> Result<Login, ServiceError> {
+    conn.context()
+        .login()
+        .ok_or_else(|| ServiceError::new(errno::NOT_LOGGED_IN, "log in first"))
+}

@@ -1,0 +1,156 @@
+//! The online-user table (user id → connection) and the per-user locks that make "deliver or
+//! store offline" and "log in and read offline messages" exclusive.
+//!
+//! A login first *joins* the table: messages that arrive meanwhile are held in the entry's
+//! backlog, and are written right after the login reply, in order. So a message is either in
+//! the offline store before the login reads it, or delivered after the reply: never lost,
+//! never twice.
+
+use super::session::Conn;
+use crate::net::Bytes;
+use crate::protocol::UserId;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+const SHARDS: usize = 64;
+
+/// One user's place in the table.
+struct Entry {
+    conn: Conn,
+    /// `Some` while the login is still reading offline messages.
+    backlog: Option<Vec<Bytes>>,
+}
+
+/// The result of [`OnlineUsers::deliver`].
+#[derive(Debug)]
+pub enum Delivery {
+    /// Queued on the user's connection (or its login backlog).
+    Queued,
+    /// The user has no connection on this server; the frame is handed back.
+    NotHere(Bytes),
+}
+
+/// Users online on this server. Shards keep lock hold times short and contention low; no lock
+/// is ever held across IO or a database call.
+pub struct OnlineUsers {
+    shards: Vec<Mutex<HashMap<UserId, Entry>>>,
+}
+
+impl Default for OnlineUsers {
+    fn default() -> Self {
+        OnlineUsers {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+impl OnlineUsers {
+    fn shard(&self, user: UserId) -> MutexGuard<'_, HashMap<UserId, Entry>> {
+        self.shards[user.rem_euclid(SHARDS as i64) as usize]
+            .lock()
+            .expect("online table lock")
+    }
+
+    /// Queues `frame` for `user` if they are online here. Thread safe, never blocks on IO.
+    pub fn deliver(&self, user: UserId, frame: Bytes) -> Delivery {
+        let mut shard = self.shard(user);
+        match shard.get_mut(&user) {
+            Some(Entry {
+                backlog: Some(held),
+                ..
+            }) => {
+                held.push(frame);
+                Delivery::Queued
+            }
+            Some(Entry { conn, .. }) => {
+                conn.deliver(frame, user as u64);
+                Delivery::Queued
+            }
+            None => Delivery::NotHere(frame),
+        }
+    }
+
+    /// The open connection `user` has here, if any.
+    pub fn connection(&self, user: UserId) -> Option<Conn> {
+        self.shard(user)
+            .get(&user)
+            .filter(|e| !e.conn.is_closed())
+            .map(|e| e.conn.clone())
+    }
+
+    /// Starts a login: `conn` becomes `user`'s connection with an empty backlog, replacing a
+    /// stale (closed) one.
+    pub fn begin_login(&self, user: UserId, conn: &Conn) {
+        self.shard(user).insert(
+            user,
+            Entry {
+                conn: conn.clone(),
+                backlog: Some(Vec::new()),
+            },
+        );
+    }
+
+    /// Ends a login after its reply was queued: writes the held messages, in order, then lets
+    /// deliveries go straight to the connection.
+    pub fn finish_login(&self, user: UserId, conn: &Conn) {
+        let mut shard = self.shard(user);
+        if let Some(entry) = shard.get_mut(&user) {
+            if entry.conn.id() == conn.id() {
+                for frame in entry.backlog.take().unwrap_or_default() {
+                    conn.deliver(frame, user as u64);
+                }
+            }
+        }
+    }
+
+    /// Removes `user` if `conn` is still their connection; returns the held backlog, if the
+    /// login never finished (the caller stores it offline).
+    pub fn remove(&self, user: UserId, conn: &Conn) -> Vec<Bytes> {
+        let mut shard = self.shard(user);
+        match shard.get(&user) {
+            Some(e) if e.conn.id() == conn.id() => shard
+                .remove(&user)
+                .and_then(|e| e.backlog)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Number of users online here.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().expect("lock").len())
+            .sum()
+    }
+
+    /// Whether nobody is online here.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Striped mutexes, one stripe per user id modulo the count: held while deciding between
+/// "deliver" and "store offline" for a user, and while a login of that user joins the table
+/// and reads its offline messages. Only worker threads take them (they may be held across a
+/// database call); IO threads never do.
+pub struct UserLocks {
+    stripes: Vec<Mutex<()>>,
+}
+
+impl Default for UserLocks {
+    fn default() -> Self {
+        UserLocks {
+            stripes: (0..256).map(|_| Mutex::new(())).collect(),
+        }
+    }
+}
+
+impl UserLocks {
+    /// Locks `user`'s stripe.
+    pub fn lock(&self, user: UserId) -> MutexGuard<'_, ()> {
+        self.stripes[user.rem_euclid(self.stripes.len() as i64) as usize]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,154 @@
+//! Register, log in, log out, and the end of a session when a connection closes.
+
+use super::session::{Conn, Login};
+use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
+use crate::protocol::{self, errno, msgid, LoginReq, RegisterReq, UserId};
+use crate::store::{Claim, UserRecord};
+use serde_json::json;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+
+/// Longest accepted user name, in characters (the original's `VARCHAR(50)`).
+const MAX_NAME: usize = 50;
+
+impl ChatService {
+    /// REG: hashes the password and creates the account.
+    pub(super) fn register(&self, frame: &[u8]) -> Handled {
+        let req: RegisterReq = body(frame)?;
+        let name = req.name.trim();
+        if name.is_empty() || name.chars().count() > MAX_NAME {
+            return Err(ServiceError::new(
+                errno::BAD_CREDENTIALS,
+                format!("the name must have 1 to {MAX_NAME} characters"),
+            ));
+        }
+        if req.password.is_empty() {
+            return Err(ServiceError::new(
+                errno::BAD_CREDENTIALS,
+                "the password must not be empty",
+            ));
+        }
+        let hash = self.hasher.hash(&req.password);
+        let id = self.store.register(name, &hash)?;
+        log::debug!("registered user {id}");
+        Ok(Outcome::Reply(
+            json!({"msgid": msgid::REG_ACK, "errno": 0, "id": id, "name": name}),
+        ))
+    }
+
+    /// LOGIN: checks the password, claims the user's presence, joins the online table, reads
+    /// the offline messages and answers with friends, groups and those messages.
+    pub(super) fn login(&self, conn: &Conn, frame: &[u8], reqid: Option<&RawValue>) -> Handled {
+        if let Some(login) = conn.context().login() {
+            return Err(ServiceError::new(
+                errno::ALREADY_LOGGED_IN,
+                format!(
+                    "this connection is logged in as {} already; log out first",
+                    login.id
+                ),
+            ));
+        }
+        let req: LoginReq = body(frame)?;
+        let bad = || ServiceError::new(errno::BAD_CREDENTIALS, "id or password is invalid!");
+        let user = self.store.user(req.id)?.ok_or_else(bad)?;
+        if !self.hasher.verify(&req.password, &user.password_hash) {
+            return Err(bad());
+        }
+        let session: Arc<str> = format!("{}/{}", self.node, conn.id()).into();
+        self.claim_presence(user.id, &session)?;
+        self.bus.subscribe(user.id);
+        let login = Login {
+            id: user.id,
+            name: user.name.clone().into(),
+            session,
+        };
+        match self.read_profile(conn, &user) {
+            Ok(mut reply) => {
+                if let Some(reqid) = reqid {
+                    reply["reqid"] = serde_json::from_str(reqid.get()).unwrap_or_default();
+                }
+                send_value(conn, &reply);
+                self.online.finish_login(user.id, conn);
+                conn.context().set_login(login);
+                log::debug!("user {} logged in on connection {}", user.id, conn.id());
+                Ok(Outcome::Sent)
+            }
+            Err(e) => {
+                self.end_session(conn, &login);
+                Err(e)
+            }
+        }
+    }
+
+    /// Joins the online table and reads the offline messages, friends and groups.
+    fn read_profile(
+        &self,
+        conn: &Conn,
+        user: &UserRecord,
+    ) -> Result<serde_json::Value, ServiceError> {
+        let offline = {
+            let _guard = self.locks.lock(user.id);
+            self.online.begin_login(user.id, conn);
+            self.store.take_offline(user.id)?
+        };
+        let friends = self.store.friends(user.id)?;
+        let groups = self.store.groups_of(user.id)?;
+        let me = protocol::UserInfo {
+            id: user.id,
+            name: user.name.clone(),
+            state: "online".into(),
+        };
+        Ok(protocol::login_ok(&me, &friends, &groups, &offline))
+    }
+
+    /// Marks `user` online under `session`, taking over a claim that a closed connection of
+    /// this server or a dead server left behind; refuses while a live one holds it.
+    fn claim_presence(&self, user: UserId, session: &str) -> Result<(), ServiceError> {
+        let online = || {
+            ServiceError::new(
+                errno::ALREADY_ONLINE,
+                "this account is using, input another!",
+            )
+        };
+        let holder = match self.store.claim_session(user, session)? {
+            Claim::Claimed => return Ok(()),
+            Claim::HeldBy(holder) => holder,
+        };
+        let holder_node = holder.rsplit_once('/').map_or("", |(node, _)| node);
+        let stale = if holder_node == self.node {
+            self.online.connection(user).is_none()
+        } else {
+            !self.bus.node_alive(holder_node)?
+        };
+        if stale && self.store.take_over_session(user, &holder, session)? {
+            log::info!("user {user}: took over the stale session {holder}");
+            return Ok(());
+        }
+        Err(online())
+    }
+
+    /// LOGOUT: the user goes offline; the connection stays open and may log in again.
+    pub(super) fn logout(&self, conn: &Conn) -> Handled {
+        let login = current(conn)?;
+        conn.context().take_login();
+        self.end_session(conn, &login);
+        Ok(Outcome::Ack)
+    }
+
+    /// Takes `login` off this server: out of the online table and the bus, presence released.
+    /// Messages that were held for an unfinished login are stored offline.
+    pub(super) fn end_session(&self, conn: &Conn, login: &Login) {
+        let held = {
+            let _guard = self.locks.lock(login.id);
+            self.online.remove(login.id, conn)
+        };
+        self.bus.unsubscribe(login.id);
+        for frame in held {
+            self.store_for_later(login.id, &frame);
+        }
+        if let Err(e) = self.store.release_session(login.id, &login.session) {
+            log::warn!("user {}: could not mark offline: {e}", login.id);
+        }
+        log::debug!("user {} logged out of connection {}", login.id, conn.id());
+    }
+}
