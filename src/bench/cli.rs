@@ -1,1 +1,228 @@
-//! The command line (placeholder).
+//! The `chatbench` command line: one subcommand per scenario, common flags, and what to print.
+
+use crate::bench::compare::{run_compare, run_once, Kind};
+use crate::bench::{BenchError, Result, Settings};
+use clap::{Args, Parser, Subcommand};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// chatbench: load generator for clusterchat (and any server speaking the muduo chat protocol).
+#[derive(Debug, Parser)]
+#[command(name = "chatbench", version)]
+pub struct Cli {
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub scenario: Command,
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// N users in pairs, each sending to its partner with W messages in flight: msgs/s,
+    /// latency percentiles, loss, server CPU per message.
+    Pairs(Common),
+    /// One group of N members all online, K senders: fan-out deliveries/s and latency to the
+    /// last receiver.
+    Group(GroupArgs),
+    /// Log in N users and hold them idle: login time, server RSS per connection and threads.
+    Idle(IdleArgs),
+    /// Registrations/s and logins/s with C concurrent clients (--concurrency).
+    Logins(Common),
+}
+
+/// Flags of `group`.
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    /// Flags every scenario takes.
+    #[command(flatten)]
+    pub common: Common,
+    /// How many members send (K).
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+}
+
+/// Flags of `idle`.
+#[derive(Debug, Args)]
+pub struct IdleArgs {
+    /// Flags every scenario takes.
+    #[command(flatten)]
+    pub common: Common,
+    /// Loopback source addresses (127.0.0.1..=127.0.0.K) to spread connections over.
+    #[arg(long, default_value_t = 4)]
+    pub source_addrs: usize,
+}
+
+/// Flags every scenario takes.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// The server.
+    #[arg(long, default_value = "127.0.0.1:6000")]
+    pub target: String,
+    /// Several servers of one cluster (host:port,host:port): users are spread over them so
+    /// that pairs talk across servers. Overrides --target.
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Vec<String>,
+    /// Users (connections) taking part.
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Messages in flight per sender.
+    #[arg(long, default_value_t = 1)]
+    pub window: usize,
+    /// Seconds of measured load.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Seconds to wait after the duration for in-flight messages before counting them lost.
+    #[arg(long, default_value_t = 2.0)]
+    pub grace: f64,
+    /// Hard bound in seconds on each run, setup included (the process exits past it).
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout: f64,
+    /// Event-loop threads of the measured phase (pairs).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Concurrent blocking clients for setup, idle logins and the logins scenario.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Server process to sample for CPU per message, RSS and threads (repeatable: a cluster).
+    #[arg(long = "server-pid")]
+    pub server_pid: Vec<u32>,
+    /// Run the same scenario against this second server too, alternating A B A B.
+    #[arg(long)]
+    pub compare: Option<String>,
+    /// Process(es) of the --compare server to sample.
+    #[arg(long = "compare-pid")]
+    pub compare_pid: Vec<u32>,
+    /// Rounds per server with --compare.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+}
+
+/// Resolves `host:port` to one socket address.
+pub fn resolve(addr: &str) -> Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| BenchError::Settings(format!("cannot resolve {addr:?}")))
+}
+
+impl Common {
+    /// The settings for server A (the --target or --targets).
+    pub fn settings(&self) -> Result<Settings> {
+        let names = if self.targets.is_empty() {
+            vec![self.target.clone()]
+        } else {
+            self.targets.clone()
+        };
+        let secs = |name: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(BenchError::Settings(format!(
+                    "--{name} must be a number of seconds"
+                )))
+            }
+        };
+        Ok(Settings {
+            targets: names.iter().map(|n| resolve(n)).collect::<Result<_>>()?,
+            users: self.users,
+            window: self.window.max(1),
+            duration: secs("duration", self.duration)?,
+            grace: secs("grace", self.grace)?,
+            timeout: secs("timeout", self.timeout)?,
+            threads: self.threads.max(1),
+            concurrency: self.concurrency.max(1),
+            server_pids: self.server_pid.clone(),
+            ..Settings::default()
+        })
+    }
+}
+
+impl Cli {
+    /// The scenario, its common flags and its settings for server A.
+    pub fn resolve(&self) -> Result<(Kind, &Common, Settings)> {
+        let (kind, common) = match &self.scenario {
+            Command::Pairs(c) => (Kind::Pairs, c),
+            Command::Group(g) => (Kind::Group, &g.common),
+            Command::Idle(i) => (Kind::Idle, &i.common),
+            Command::Logins(c) => (Kind::Logins, c),
+        };
+        let mut settings = common.settings()?;
+        match &self.scenario {
+            Command::Group(g) => settings.senders = g.senders.max(1),
+            Command::Idle(i) => settings.source_addrs = i.source_addrs.max(1),
+            _ => {}
+        }
+        Ok((kind, common, settings))
+    }
+}
+
+/// Runs what the command line says: prints the table on stdout and writes the JSON file.
+pub fn run(cli: &Cli) -> Result<()> {
+    let (kind, common, a) = cli.resolve()?;
+    let json = if let Some(other) = &common.compare {
+        let b = Settings {
+            targets: vec![resolve(other)?],
+            server_pids: common.compare_pid.clone(),
+            ..a.clone()
+        };
+        let cmp = run_compare(kind, &a, &b, common.rounds)?;
+        for (i, (ra, rb)) in cmp.a.iter().zip(&cmp.b).enumerate() {
+            println!(
+                "round {} A:\n{}round {} B:\n{}",
+                i + 1,
+                ra.table(),
+                i + 1,
+                rb.table()
+            );
+        }
+        print!("{}", cmp.table());
+        serde_json::to_string_pretty(&cmp)
+    } else {
+        let report = run_once(kind, &a)?;
+        print!("{}", report.table());
+        serde_json::to_string_pretty(&report)
+    }
+    .expect("reports serialise");
+    if let Some(path) = &common.json {
+        std::fs::write(path, json + "\n")
+            .map_err(crate::bench::io_err(format!("writing {}", path.display())))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_become_settings() {
+        let cli = Cli::parse_from([
+            "chatbench",
+            "group",
+            "--targets",
+            "127.0.0.1:7001,127.0.0.1:7002",
+            "--users",
+            "8",
+            "--senders",
+            "3",
+            "--server-pid",
+            "10",
+            "--server-pid",
+            "11",
+            "--duration",
+            "1.5",
+        ]);
+        let (kind, _, s) = cli.resolve().unwrap();
+        assert_eq!(kind, Kind::Group);
+        assert_eq!(s.targets.len(), 2);
+        assert_eq!((s.users, s.senders), (8, 3));
+        assert_eq!(s.server_pids, [10, 11]);
+        assert_eq!(s.duration, Duration::from_millis(1500));
+        let bad = Cli::parse_from(["chatbench", "pairs", "--duration=-1"]);
+        assert!(bad.resolve().is_err());
+    }
+}
