@@ -21,7 +21,14 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let db = format!("sqlite:{}", dir.path().join("chat.db").display());
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatserver"))
-            .args(["--listen", "127.0.0.1:0", "--db", &db, "--argon2-m-kib", "64"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                &db,
+                "--argon2-m-kib",
+                "64",
+            ])
             .args(["--log-level", "info"])
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -111,7 +118,11 @@ fn idle_holds_every_connection() {
 fn logins_register_and_log_in() {
     let server = Server::start();
     let r = run_once(Kind::Logins, &server.settings()).unwrap();
-    assert!(r.extra["registrations"] > 0.0 && r.extra["logins"] > 0.0, "{}", r.table());
+    assert!(
+        r.extra["registrations"] > 0.0 && r.extra["logins"] > 0.0,
+        "{}",
+        r.table()
+    );
     assert_eq!(r.lost, 0, "{}", r.table());
 }
 
@@ -130,6 +141,10 @@ fn compare_alternates_two_servers() {
     };
     let cmp = run_compare(Kind::Pairs, &sa, &sb, 2).unwrap();
     assert_eq!((cmp.a.len(), cmp.b.len()), (2, 2));
-    assert!(cmp.a.iter().chain(&cmp.b).all(|r| r.lost == 0 && r.delivered > 0));
+    assert!(cmp
+        .a
+        .iter()
+        .chain(&cmp.b)
+        .all(|r| r.lost == 0 && r.delivered > 0));
     assert!(cmp.ratios["msgs_per_sec"].ratio.is_some());
 }

@@ -162,6 +162,10 @@ pub fn run(settings: &Settings) -> Result<Report> {
     }
     if !settings.server_pids.is_empty() {
         r.set_server(&server_before, &server_after);
+        r.extra.insert(
+            "server_rss_before_logins_bytes".into(),
+            server_before.rss_bytes as f64,
+        );
         let grown = server_after.rss_bytes as f64 - server_before.rss_bytes as f64;
         r.extra.insert(
             "server_rss_per_conn_bytes".into(),
