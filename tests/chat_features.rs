@@ -30,7 +30,10 @@ fn register_login_and_chat_online() {
     assert_eq!(got["id"], a);
     assert_eq!(got["name"], "alice");
     assert_eq!(got["toid"], b);
-    assert!(got.get("reqid").is_none(), "the sender's reqid is not forwarded");
+    assert!(
+        got.get("reqid").is_none(),
+        "the sender's reqid is not forwarded"
+    );
 }
 
 #[test]
@@ -68,12 +71,18 @@ fn offline_messages_arrive_in_order_exactly_once_at_login() {
     }
     let ack = bob.login(b, "pw").unwrap();
     let offline = strings(&ack["offlinemsg"]);
-    let texts: Vec<_> = offline.iter().map(|m| m["msg"].as_str().unwrap().to_string()).collect();
+    let texts: Vec<_> = offline
+        .iter()
+        .map(|m| m["msg"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(texts, (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
     assert!(offline.iter().all(|m| m["id"] == a && m["name"] == "alice"));
     bob.logout(b).unwrap();
     let again = bob.login(b, "pw").unwrap();
-    assert!(strings(&again["offlinemsg"]).is_empty(), "delivered exactly once");
+    assert!(
+        strings(&again["offlinemsg"]).is_empty(),
+        "delivered exactly once"
+    );
 }
 
 #[test]
@@ -98,20 +107,28 @@ fn friends_and_groups_appear_in_the_login_reply() {
     let (mut bob, b) = srv.user("bob");
     alice.add_friend(a, b).unwrap();
     alice.add_friend(a, b).unwrap(); // idempotent
-    let g = alice.create_group(a, "rustaceans", "we like crabs").unwrap();
+    let g = alice
+        .create_group(a, "rustaceans", "we like crabs")
+        .unwrap();
     bob.join_group(b, g).unwrap();
     alice.logout(a).unwrap();
     let ack = alice.login(a, "pw-alice").unwrap();
     assert_eq!(ack["name"], "alice");
     let friends = strings(&ack["friends"]);
-    assert_eq!(friends, vec![json!({"id": b, "name": "bob", "state": "online"})]);
+    assert_eq!(
+        friends,
+        vec![json!({"id": b, "name": "bob", "state": "online"})]
+    );
     let groups = strings(&ack["groups"]);
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0]["id"], g);
     assert_eq!(groups[0]["groupname"], "rustaceans");
     assert_eq!(groups[0]["groupdesc"], "we like crabs");
     let users = strings(&groups[0]["users"]);
-    let roles: Vec<_> = users.iter().map(|u| (u["id"].as_i64().unwrap(), u["role"].clone())).collect();
+    let roles: Vec<_> = users
+        .iter()
+        .map(|u| (u["id"].as_i64().unwrap(), u["role"].clone()))
+        .collect();
     assert!(roles.contains(&(a, json!("creator"))));
     assert!(roles.contains(&(b, json!("normal"))));
 }
@@ -128,12 +145,22 @@ fn group_chat_reaches_online_and_offline_members() {
     carol.logout(c).unwrap();
     alice.group_chat(a, g, "standup!").unwrap();
     let got = bob.recv_msgid(msgid::GROUP_CHAT).unwrap();
-    assert_eq!((got["msg"].clone(), got["id"].clone(), got["groupid"].clone()), (json!("standup!"), json!(a), json!(g)));
+    assert_eq!(
+        (
+            got["msg"].clone(),
+            got["id"].clone(),
+            got["groupid"].clone()
+        ),
+        (json!("standup!"), json!(a), json!(g))
+    );
     let ack = carol.login(c, "pw-carol").unwrap();
     assert_eq!(strings(&ack["offlinemsg"])[0]["msg"], "standup!");
     // The sender does not get its own message.
     alice.chat(a, a, "note to self").unwrap();
-    assert_eq!(alice.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"], "note to self");
+    assert_eq!(
+        alice.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"],
+        "note to self"
+    );
 }
 
 #[test]
@@ -143,7 +170,10 @@ fn create_group_answers_with_the_id_and_refuses_a_taken_name() {
     let g1 = alice.create_group(a, "g", "").unwrap();
     let g2 = alice.create_group(a, "h", "").unwrap();
     assert_ne!(g1, g2);
-    assert!(matches!(alice.create_group(a, "g", ""), Err(ClientError::Refused { .. })));
+    assert!(matches!(
+        alice.create_group(a, "g", ""),
+        Err(ClientError::Refused { .. })
+    ));
     // Without reqid (the old client) the reply still comes, as CREATE_GROUP_ACK.
     alice
         .send(&json!({"msgid": msgid::CREATE_GROUP, "id": a, "groupname": "k", "groupdesc": "d"}))
