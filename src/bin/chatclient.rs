@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 /// Interactive chat client: line editing, history, `help` for the commands.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Server host name or address.
     #[arg(default_value = "127.0.0.1")]

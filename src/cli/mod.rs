@@ -36,8 +36,10 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Runs the client against `host:port` until `quit`, Ctrl+D or the server closing the
 /// connection. An `Err` is the one line to show when the session could not start.
 pub fn run(host: &str, port: u16) -> Result<(), String> {
-    let mut client = Client::connect((host, port))
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    let mut client = Client::connect((host, port)).map_err(|e| match e {
+        ClientError::Io(e) => format!("cannot connect to {host}:{port}: {e}"),
+        e => format!("cannot connect to {host}:{port}: {e}"),
+    })?;
     client.set_timeout(None).map_err(|e| e.to_string())?;
     let socket = client.stream().try_clone().map_err(|e| e.to_string())?;
     let mut editor = DefaultEditor::new().map_err(|e| format!("terminal: {e}"))?;
@@ -155,7 +157,8 @@ fn read_frames(
             // Let lines already handed to the printer be drawn, then leave raw mode ourselves.
             std::thread::sleep(Duration::from_millis(150));
             mode.restore();
-            eprintln!("\r\n{line}");
+            // Also end bracketed-paste mode, as rustyline does when readline returns.
+            eprintln!("\x1b[?2004l\r\n{line}");
         }
         None => print(line),
     }
