@@ -44,7 +44,9 @@ pub fn run(host: &str, port: u16) -> Result<(), String> {
     let socket = client.stream().try_clone().map_err(|e| e.to_string())?;
     let mut editor = DefaultEditor::new().map_err(|e| format!("terminal: {e}"))?;
     let printer: Printer = match editor.create_external_printer() {
-        Ok(mut p) => Box::new(move |s| drop(p.print(s))),
+        // Between two readline calls rustyline writes the text as is, and the next prompt
+        // starts with "clear line": so every message must end its own line.
+        Ok(mut p) => Box::new(move |s| drop(p.print(format!("{s}\n")))),
         Err(_) => Box::new(|s| println!("{s}")),
     };
     let session = Arc::new(Mutex::new(Session::new()));

@@ -124,10 +124,15 @@ impl Session {
     /// Updates the session from one server frame and returns the lines to show for it.
     pub fn handle(&mut self, frame: &Value) -> Vec<String> {
         let errno = frame["errno"].as_i64().unwrap_or(0);
-        let pending = frame["reqid"]
-            .as_u64()
-            .and_then(|r| self.pending.remove(&r));
-        match frame["msgid"].as_i64() {
+        let id = frame["msgid"].as_i64();
+        // Only replies settle a request: a forwarded chat may carry its sender's own reqid.
+        let pending = match id {
+            Some(msgid::ACK) | Some(msgid::ERROR) | Some(msgid::CREATE_GROUP_ACK) => frame["reqid"]
+                .as_u64()
+                .and_then(|r| self.pending.remove(&r)),
+            _ => None,
+        };
+        match id {
             Some(msgid::ONE_CHAT) | Some(msgid::GROUP_CHAT) => {
                 render::chat_line(frame).into_iter().collect()
             }
@@ -298,8 +303,14 @@ mod tests {
     #[test]
     fn incoming_chat_and_unknown_frames() {
         let mut s = Session::new();
-        let chat = json!({"msgid":10,"id":2,"name":"bob","groupid":3,"msg":"yo","time":"t"});
+        let req = s.request(&Command::AddGroup { id: 3 }).unwrap();
+        let chat = json!({"msgid":10,"id":2,"name":"bob","groupid":3,"msg":"yo","time":"t",
+                          "reqid":req["reqid"]});
         assert_eq!(s.handle(&chat), ["[t] group 3: bob(2) says: yo"]);
+        assert!(
+            s.awaiting(),
+            "the sender's reqid must not settle our request"
+        );
         assert_eq!(s.handle(&json!({"msgid":99})), [r#"server: {"msgid":99}"#]);
     }
 }
