@@ -32,6 +32,8 @@ type Printer = Box<dyn FnMut(String) + Send>;
 
 /// How long `quit` (or end of piped input) waits for replies still owed to the user.
 const LINGER: Duration = Duration::from_secs(2);
+/// How long the prompt waits for a login or register reply before carrying on regardless.
+const ACCOUNT_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs the client against `host:port` until `quit`, Ctrl+D or the server closing the
 /// connection. An `Err` is the one line to show when the session could not start.
@@ -62,10 +64,7 @@ pub fn run(host: &str, port: u16) -> Result<(), String> {
     println!("connected to {host}:{port}; type `help` for the commands");
     interact(&mut editor, &mut client, &session);
 
-    let deadline = Instant::now() + LINGER;
-    while lock(&session).awaiting() && Instant::now() < deadline && !reader.is_finished() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_while(&session, LINGER, Session::awaiting);
     quitting.store(true, Ordering::SeqCst);
     let _ = client.stream().shutdown(Shutdown::Both);
     let _ = reader.join();
@@ -117,6 +116,7 @@ fn interact(editor: &mut DefaultEditor, client: &mut Client, session: &Mutex<Ses
                     eprintln!("cannot send: {e}");
                     return;
                 }
+                wait_while(session, ACCOUNT_WAIT, Session::awaiting_account);
             }
         }
     }
@@ -165,6 +165,15 @@ fn read_frames(
         None => print(line),
     }
     std::process::exit(1);
+}
+
+/// Sleeps in short steps while `busy` holds, at most `limit` (the reader thread, which
+/// settles requests, exits the process itself if the connection drops meanwhile).
+fn wait_while(session: &Mutex<Session>, limit: Duration, busy: fn(&Session) -> bool) {
+    let deadline = Instant::now() + limit;
+    while busy(&lock(session)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Locks the session; a panic elsewhere must not stop the client from printing.

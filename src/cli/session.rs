@@ -61,6 +61,12 @@ impl Session {
         !self.pending.is_empty() || self.logins > 0 || !self.registrations.is_empty()
     }
 
+    /// Whether a login or register reply is still due. The typing thread waits for it before
+    /// showing the next prompt, so the prompt names the new user and scripts stay in order.
+    pub fn awaiting_account(&self) -> bool {
+        self.logins > 0 || !self.registrations.is_empty()
+    }
+
     /// The wire request for `cmd`, or `None` for commands answered locally (help, friends…).
     /// Every request but register and login carries a fresh `reqid`, so the server answers it
     /// with an ACK or ERROR that [`Session::handle`] matches back to the command.
@@ -217,10 +223,10 @@ mod tests {
             id: 1,
             password: "pw".into(),
         });
-        assert!(s.awaiting());
+        assert!(s.awaiting() && s.awaiting_account());
         let lines = s.handle(&json!({"msgid":2,"errno":0,"id":1,"name":"alice"}));
         assert_eq!(lines[0], "logged in as alice(1)");
-        assert!(!s.awaiting());
+        assert!(!s.awaiting() && !s.awaiting_account());
         s
     }
 
