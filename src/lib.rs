@@ -2,6 +2,9 @@
 #![warn(missing_docs)]
 
 pub mod bus;
+/// The interactive terminal client behind `chatclient`: command parsing, rendering of
+/// server frames, and the line-editing loop with a background reader thread.
+pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
