@@ -113,10 +113,7 @@ impl OldClient {
         );
         let got = &buffer[..n];
         let nul = got.iter().position(|&b| b == 0).unwrap_or_else(|| {
-            panic!(
-                "no NUL after the reply: {:?}",
-                String::from_utf8_lossy(got)
-            )
+            panic!("no NUL after the reply: {:?}", String::from_utf8_lossy(got))
         });
         assert_eq!(
             nul,
@@ -421,7 +418,10 @@ fn login_errors_carry_errno_and_errmsg() {
     let mut other = OldClient::connect(&srv);
     let busy = other.login(id, "pw-carol").expect_err("already online");
     assert_eq!(int(&busy, "errno"), 2, "{busy}");
-    assert_eq!(text(&busy, "errmsg"), "this account is using, input another!");
+    assert_eq!(
+        text(&busy, "errmsg"),
+        "this account is using, input another!"
+    );
 }
 
 #[test]
@@ -462,7 +462,10 @@ fn a_whole_session_as_the_old_client_does_it() {
     let got = alice.recv();
     assert_eq!(msgid(&got), ONE_CHAT_MSG);
     assert_eq!((int(&got, "id"), text(&got, "name")), (b, "bob".into()));
-    assert_eq!((int(&got, "toid"), text(&got, "msg")), (a, "hi alice: 你好".into()));
+    assert_eq!(
+        (int(&got, "toid"), text(&got, "msg")),
+        (a, "hi alice: 你好".into())
+    );
     bob.expect_silence("chat");
 
     // creategroup:rust:all about rust — the reply (a msgid the old client does not know) is
@@ -488,7 +491,10 @@ fn a_whole_session_as_the_old_client_does_it() {
     assert_eq!(again.friends, vec![bob_view]);
     assert_eq!(again.groups.len(), 1, "{:?}", again.groups);
     let group = again.groups[0].clone();
-    assert_eq!((group.name.as_str(), group.desc.as_str()), ("rust", "all about rust"));
+    assert_eq!(
+        (group.name.as_str(), group.desc.as_str()),
+        ("rust", "all about rust")
+    );
     let creator = UserView {
         id: a,
         name: "alice".into(),
@@ -505,7 +511,11 @@ fn a_whole_session_as_the_old_client_does_it() {
     let line = read_chat(&serde_json::from_str(&from_bob).unwrap());
     assert_eq!(
         line,
-        format!("群消息[{}]:{} [{b}]bob said: hello group", group.id, now_text())
+        format!(
+            "群消息[{}]:{} [{b}]bob said: hello group",
+            group.id,
+            now_text()
+        )
     );
     let from_alice = alice.group_chat(group.id, "welcome bob");
     assert_eq!(bob.recv_text(), from_alice);
@@ -530,9 +540,16 @@ fn a_whole_session_as_the_old_client_does_it() {
     );
     assert_eq!(
         read_chat(&back.offline[1]),
-        format!("群消息[{}]:{} [{a}]alice said: bob is away", group.id, now_text())
+        format!(
+            "群消息[{}]:{} [{a}]alice said: bob is away",
+            group.id,
+            now_text()
+        )
     );
-    assert!(back.friends.is_empty(), "friendship is one-way, as in the original");
+    assert!(
+        back.friends.is_empty(),
+        "friendship is one-way, as in the original"
+    );
     let member = UserView {
         id: b,
         name: "bob".into(),
