@@ -15,7 +15,6 @@ fn refused(r: Result<serde_json::Value, ClientError>) -> i64 {
     }
 }
 
-#[test]
 fn requests_without_login_are_refused() {
     let srv = TestServer::start();
     let (mut bob, b) = srv.user("bob");
@@ -39,7 +38,6 @@ fn requests_without_login_are_refused() {
     assert_eq!(bob.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"], "still me");
 }
 
-#[test]
 fn a_client_cannot_act_as_another_user() {
     let srv = TestServer::start();
     let (mut mallory, m) = srv.user("mallory");
@@ -74,7 +72,6 @@ fn a_client_cannot_act_as_another_user() {
     );
 }
 
-#[test]
 fn group_rules_hold() {
     let srv = TestServer::start();
     let (mut alice, a) = srv.user("alice");
@@ -93,3 +90,9 @@ fn group_rules_hold() {
     other.login(o, "pw").unwrap();
     assert_eq!(refused(other.login(o, "pw")), errno::ALREADY_LOGGED_IN);
 }
+
+on_both_backends!(
+    requests_without_login_are_refused,
+    a_client_cannot_act_as_another_user,
+    group_rules_hold,
+);

@@ -11,7 +11,6 @@ use std::io::Read;
 use std::time::Duration;
 use util::server::TestServer;
 
-#[test]
 fn pipelined_requests_in_one_write_are_all_handled_in_order() {
     let srv = TestServer::start();
     let (_alice, a) = srv.user("alice");
@@ -41,7 +40,6 @@ fn pipelined_requests_in_one_write_are_all_handled_in_order() {
     }
 }
 
-#[test]
 fn a_frame_split_across_writes_is_handled_once_whole() {
     let srv = TestServer::start();
     let (_bob, b) = srv.user("bob");
@@ -58,7 +56,6 @@ fn a_frame_split_across_writes_is_handled_once_whole() {
     assert!(reply["id"].as_i64().unwrap() > b);
 }
 
-#[test]
 fn malformed_json_and_unknown_msgids_get_error_replies() {
     let srv = TestServer::start();
     let (mut bob, b) = srv.user("bob");
@@ -102,7 +99,6 @@ fn malformed_json_and_unknown_msgids_get_error_replies() {
     );
 }
 
-#[test]
 fn wrong_field_types_in_chat_requests_are_refused() {
     let srv = TestServer::start();
     let (mut alice, a) = srv.user("alice");
@@ -132,7 +128,6 @@ fn wrong_field_types_in_chat_requests_are_refused() {
     alice.chat(a, a, "fine").unwrap();
 }
 
-#[test]
 fn an_oversized_frame_gets_an_error_and_a_clean_close() {
     let srv = TestServer::start();
     let (mut bob, b) = srv.user("bob");
@@ -157,7 +152,6 @@ fn an_oversized_frame_gets_an_error_and_a_clean_close() {
     );
 }
 
-#[test]
 fn a_large_but_legal_message_is_delivered_whole() {
     let srv = TestServer::start();
     let (mut alice, a) = srv.user("alice");
@@ -166,3 +160,12 @@ fn a_large_but_legal_message_is_delivered_whole() {
     alice.chat(a, b, &text).unwrap();
     assert_eq!(bob.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"], text);
 }
+
+on_both_backends!(
+    pipelined_requests_in_one_write_are_all_handled_in_order,
+    a_frame_split_across_writes_is_handled_once_whole,
+    malformed_json_and_unknown_msgids_get_error_replies,
+    wrong_field_types_in_chat_requests_are_refused,
+    an_oversized_frame_gets_an_error_and_a_clean_close,
+    a_large_but_legal_message_is_delivered_whole,
+);

@@ -18,7 +18,6 @@ fn strings(v: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-#[test]
 fn register_login_and_chat_online() {
     let srv = TestServer::start();
     let (mut alice, a) = srv.user("alice");
@@ -36,7 +35,6 @@ fn register_login_and_chat_online() {
     );
 }
 
-#[test]
 fn login_errors_match_the_original() {
     let srv = TestServer::start();
     let mut c = srv.client();
@@ -60,7 +58,6 @@ fn login_errors_match_the_original() {
     }
 }
 
-#[test]
 fn offline_messages_arrive_in_order_exactly_once_at_login() {
     let srv = TestServer::start();
     let (mut alice, a) = srv.user("alice");
@@ -85,7 +82,6 @@ fn offline_messages_arrive_in_order_exactly_once_at_login() {
     );
 }
 
-#[test]
 fn logout_keeps_the_socket_and_allows_a_new_login() {
     let srv = TestServer::start();
     let (mut alice, a) = srv.user("alice");
@@ -100,7 +96,6 @@ fn logout_keeps_the_socket_and_allows_a_new_login() {
     assert_eq!(strings(&ack["offlinemsg"])[0]["msg"], "while away");
 }
 
-#[test]
 fn friends_and_groups_appear_in_the_login_reply() {
     let srv = TestServer::start();
     let (mut alice, a) = srv.user("alice");
@@ -133,7 +128,6 @@ fn friends_and_groups_appear_in_the_login_reply() {
     assert!(roles.contains(&(b, json!("normal"))));
 }
 
-#[test]
 fn group_chat_reaches_online_and_offline_members() {
     let srv = TestServer::start();
     let (mut alice, a) = srv.user("alice");
@@ -163,7 +157,6 @@ fn group_chat_reaches_online_and_offline_members() {
     );
 }
 
-#[test]
 fn create_group_answers_with_the_id_and_refuses_a_taken_name() {
     let srv = TestServer::start();
     let (mut alice, a) = srv.user("alice");
@@ -182,7 +175,6 @@ fn create_group_answers_with_the_id_and_refuses_a_taken_name() {
     assert!(reply["groupid"].as_i64().unwrap() > g2);
 }
 
-#[test]
 fn unicode_quotes_and_backslashes_arrive_byte_for_byte() {
     let srv = TestServer::start();
     let (mut alice, a) = srv.user("爱丽丝");
@@ -197,3 +189,14 @@ fn unicode_quotes_and_backslashes_arrive_byte_for_byte() {
     let ack = bob.login(b, "pw-bob").unwrap();
     assert_eq!(strings(&ack["offlinemsg"])[0]["msg"], text);
 }
+
+on_both_backends!(
+    register_login_and_chat_online,
+    login_errors_match_the_original,
+    offline_messages_arrive_in_order_exactly_once_at_login,
+    logout_keeps_the_socket_and_allows_a_new_login,
+    friends_and_groups_appear_in_the_login_reply,
+    group_chat_reaches_online_and_offline_members,
+    create_group_answers_with_the_id_and_refuses_a_taken_name,
+    unicode_quotes_and_backslashes_arrive_byte_for_byte,
+);

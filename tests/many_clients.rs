@@ -24,7 +24,10 @@ fn storm(n: usize) {
     }
     for (c, id) in clients.iter_mut().zip(&ids) {
         let ack = c.recv_msgid(msgid::LOGIN_ACK).unwrap();
-        assert_eq!((ack["errno"].as_i64(), ack["id"].as_i64()), (Some(0), Some(*id)));
+        assert_eq!(
+            (ack["errno"].as_i64(), ack["id"].as_i64()),
+            (Some(0), Some(*id))
+        );
     }
     // Everyone vanishes at once.
     for c in &clients {
@@ -43,15 +46,21 @@ fn storm(n: usize) {
     }
     let (first, last) = (ids[0], ids[n - 1]);
     again[0].chat(first, last, "still alive").unwrap();
-    assert_eq!(again[n - 1].recv_msgid(msgid::ONE_CHAT).unwrap()["msg"], "still alive");
+    assert_eq!(
+        again[n - 1].recv_msgid(msgid::ONE_CHAT).unwrap()["msg"],
+        "still alive"
+    );
 }
 
-#[test]
 fn sixty_four_clients_log_in_and_vanish_together() {
     storm(64);
 }
 
-#[test]
 fn a_thousand_clients_log_in_and_vanish_together() {
     storm(1000);
 }
+
+on_both_backends!(
+    sixty_four_clients_log_in_and_vanish_together,
+    a_thousand_clients_log_in_and_vanish_together,
+);

@@ -19,7 +19,7 @@ pub fn raise_to_hard_limit() -> std::io::Result<u64> {
             }
         }
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 const MAX_NAME: usize = 50;
 /// How long (in 5 ms steps) a login waits for a vanished connection of the same user to be
 /// noticed before answering "already online".
-const LOCAL_CLOSE_GRACE_STEPS: u32 = 40;
+const LOCAL_CLOSE_GRACE_STEPS: u32 = 200;
 
 impl ChatService {
     /// REG: hashes the password and creates the account.
@@ -116,19 +116,26 @@ impl ChatService {
                 "this account is using, input another!",
             )
         };
-        let holder = match self.store.claim_session(user, session)? {
-            Claim::Claimed => return Ok(()),
-            Claim::HeldBy(holder) => holder,
-        };
-        let holder_node = holder.rsplit_once('/').map_or("", |(node, _)| node);
-        let stale = if holder_node == self.node {
-            self.local_holder_gone(user)
-        } else {
-            !self.bus.node_alive(holder_node)?
-        };
-        if stale && self.store.take_over_session(user, &holder, session)? {
-            log::info!("user {user}: took over the stale session {holder}");
-            return Ok(());
+        // Two tries: the stale holder may release the claim itself between our claim and our
+        // take-over, and then the claim succeeds on the second try.
+        for _ in 0..2 {
+            let holder = match self.store.claim_session(user, session)? {
+                Claim::Claimed => return Ok(()),
+                Claim::HeldBy(holder) => holder,
+            };
+            let holder_node = holder.rsplit_once('/').map_or("", |(node, _)| node);
+            let stale = if holder_node == self.node {
+                self.local_holder_gone(user)
+            } else {
+                !self.bus.node_alive(holder_node)?
+            };
+            if !stale {
+                break;
+            }
+            if self.store.take_over_session(user, &holder, session)? {
+                log::info!("user {user}: took over the stale session {holder}");
+                return Ok(());
+            }
         }
         Err(online())
     }
@@ -164,7 +171,7 @@ impl ChatService {
         };
         self.bus.unsubscribe(login.id);
         for frame in held {
-            self.store_for_later(login.id, &frame);
+            self.redeliver(login.id, frame);
         }
         if let Err(e) = self.store.release_session(login.id, &login.session) {
             log::warn!("user {}: could not mark offline: {e}", login.id);

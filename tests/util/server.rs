@@ -10,6 +10,53 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+thread_local! {
+    /// The database every server of the current test uses when none is named (set by
+    /// [`use_mysql`]); `None`: a fresh SQLite file per server.
+    static SHARED_DB: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes the servers this test thread starts use a fresh MySQL database, dropped with the
+/// returned guard. `None` when MySQL is unreachable (the test is then skipped, unless
+/// `CHAT_REQUIRE_SERVICES=1`, which makes it fail).
+pub fn use_mysql(tag: &str) -> Option<MysqlGuard> {
+    let db = super::mysql_db::TestDb::create(tag)?;
+    SHARED_DB.with(|d| *d.borrow_mut() = Some(db.url.clone()));
+    Some(MysqlGuard { _db: db })
+}
+
+/// Keeps the test's MySQL database alive; dropping it drops the database.
+pub struct MysqlGuard {
+    _db: super::mysql_db::TestDb,
+}
+
+impl Drop for MysqlGuard {
+    fn drop(&mut self) {
+        SHARED_DB.with(|d| *d.borrow_mut() = None);
+    }
+}
+
+/// Runs each named test function twice: on SQLite, and on a MySQL-backed server.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name() } )*
+        }
+        mod mysql {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(_db) = $crate::util::server::use_mysql(stringify!($name)) else {
+                        return;
+                    };
+                    super::$name()
+                }
+            )*
+        }
+    };
+}
+
 /// A server process for one test.
 pub struct TestServer {
     child: Child,
@@ -44,7 +91,8 @@ impl ServerBuilder {
 
     /// Starts the process and waits for its `listening on` line.
     pub fn start(self) -> TestServer {
-        let (db, dir) = match self.db {
+        let db = self.db.or_else(|| SHARED_DB.with(|d| d.borrow().clone()));
+        let (db, dir) = match db {
             Some(db) => (db, self.dir),
             None => {
                 let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
