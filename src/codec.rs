@@ -163,8 +163,8 @@ mod tests {
             next_frame(&joined, 64),
             Next::Frame {
                 start: 0,
-                end: 14,
-                consumed: 15
+                end: 15,
+                consumed: 16
             }
         );
     }

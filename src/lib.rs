@@ -4,6 +4,9 @@
 /// The load generator behind `chatbench`: scenarios, measuring loops and reports.
 pub mod bench;
 pub mod bus;
+/// The interactive terminal client behind `chatclient`: command parsing, rendering of
+/// server frames, and the line-editing loop with a background reader thread.
+pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;

@@ -138,10 +138,8 @@ impl Handler<Session> for ChatHandler {
 
     fn on_undelivered(&self, _conn: &Conn, frame: Bytes, tag: u64) {
         let service = Arc::clone(&self.service);
-        self.workers.execute(
-            tag,
-            Box::new(move || service.store_for_later(tag as i64, &frame)),
-        );
+        self.workers
+            .execute(tag, Box::new(move || service.redeliver(tag as i64, frame)));
     }
 }
 
@@ -195,7 +193,10 @@ impl RunningServer {
             bus.set_inbound(Arc::new(move |user, frame: &[u8]| {
                 let service = Arc::clone(&service);
                 let frame = Bytes::copy_from_slice(frame);
-                workers.execute(user as u64, Box::new(move || service.inbound(user, frame)));
+                workers.execute(
+                    user as u64,
+                    Box::new(move || service.redeliver(user, frame)),
+                );
             }));
         }
         let listener =

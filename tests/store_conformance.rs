@@ -2,11 +2,20 @@
 //! `&dyn Store`, and the `conformance!` macro runs it against SQLite always and against MySQL
 //! when a server is reachable, so the two backends cannot drift apart.
 
+mod util;
+
 use clusterchat::protocol::UserId;
 use clusterchat::store::{Claim, JoinOutcome, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Barrier;
+
+/// A MySQL store on a fresh database (dropped with the returned guard), or `None` to skip.
+fn mysql_store(tag: &str) -> Option<(util::mysql_db::TestDb, Box<dyn Store>)> {
+    let db = util::mysql_db::TestDb::create(tag)?;
+    let store = clusterchat::store::mysql::MysqlStore::open(&db.url, 10).expect("open mysql");
+    Some((db, Box::new(store)))
+}
 
 /// A fresh SQLite store in its own temporary directory (kept alive by the returned guard).
 fn sqlite_store() -> (tempfile::TempDir, Box<dyn Store>) {
@@ -28,6 +37,17 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod mysql {
+            $(
+                #[test]
+                fn $name() {
+                    // Drop order: the store (and its pool) before the database guard.
+                    if let Some((_db, store)) = super::mysql_store(stringify!($name)) {
+                        super::$name(&*store);
+                    }
+                }
+            )*
+        }
     };
 }
 
@@ -46,6 +66,15 @@ conformance!(
     concurrent_store_and_take_offline,
     concurrent_claim_has_one_winner,
 );
+
+/// Runs a closure when dropped (also during a panic).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
 
 fn new_user(s: &dyn Store, name: &str) -> UserId {
     s.register(name, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
@@ -261,10 +290,13 @@ fn concurrent_store_and_take_offline(s: &dyn Store) {
     std::thread::scope(|scope| {
         for t in 0..SENDERS {
             scope.spawn(move || {
+                // Counted even if the sender panics, so the taker below cannot spin forever.
+                let _count = OnDrop(|| {
+                    done.fetch_add(1, SeqCst);
+                });
                 for k in 0..PER_SENDER {
                     s.store_offline(u, &format!("{t}:{k}")).unwrap();
                 }
-                done.fetch_add(1, SeqCst);
             });
         }
         loop {

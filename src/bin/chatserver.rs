@@ -18,6 +18,10 @@ fn main() -> ExitCode {
         .build();
     let _ = TermLogger::init(level, log_config, TerminalMode::Stderr, ColorChoice::Auto);
 
+    match clusterchat::net::fd_limit::raise_to_hard_limit() {
+        Ok(n) => log::debug!("open-file limit: {n}"),
+        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
+    }
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     if let Err(e) = ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());

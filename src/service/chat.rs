@@ -112,18 +112,11 @@ impl ChatService {
         }
     }
 
-    /// A frame for `user` that could not be written here (their connection closed, or they
-    /// left this server): store it offline. Worker threads only.
-    pub fn store_for_later(&self, user: UserId, frame: &[u8]) {
-        let _guard = self.locks.lock(user);
-        if let Err(e) = self.store.store_offline(user, as_text(frame)) {
-            log::error!("lost a message for user {user}: {e}");
-        }
-    }
-
-    /// A frame that arrived from the bus for `user`: write it if they are still here, else
-    /// store it offline. Worker threads only.
-    pub fn inbound(&self, user: UserId, frame: Bytes) {
+    /// A frame for `user` that could not be written here (the connection closed between the
+    /// decision and the write), or that arrived from the bus: write it to the user's current
+    /// connection if they have one (they may have logged in again meanwhile), else store it
+    /// offline. Worker threads only.
+    pub fn redeliver(&self, user: UserId, frame: Bytes) {
         let _guard = self.locks.lock(user);
         if let Delivery::NotHere(frame) = self.online.deliver(user, frame) {
             if let Err(e) = self.store.store_offline(user, as_text(&frame)) {

@@ -117,10 +117,12 @@ impl ChatService {
         let result = match id {
             msgid::LOGIN => self.login(conn, frame, env.reqid),
             msgid::REG => self.register(frame),
-            _ if !conn.context().is_logged_in() => Err(ServiceError::new(
-                errno::NOT_LOGGED_IN,
-                "log in first: this request needs a logged-in session",
-            )),
+            msgid::LOGOUT..=msgid::GROUP_CHAT if !conn.context().is_logged_in() => {
+                Err(ServiceError::new(
+                    errno::NOT_LOGGED_IN,
+                    "log in first: this request needs a logged-in session",
+                ))
+            }
             msgid::LOGOUT => self.logout(conn),
             msgid::ONE_CHAT => self.one_chat(conn, &env, frame),
             msgid::ADD_FRIEND => self.add_friend(conn, frame),

@@ -51,7 +51,9 @@ impl OnlineUsers {
             .expect("online table lock")
     }
 
-    /// Queues `frame` for `user` if they are online here. Thread safe, never blocks on IO.
+    /// Queues `frame` for `user` if they are online here on an open connection. Thread safe,
+    /// never blocks on IO. A connection that closed but is not yet removed counts as gone, so
+    /// the caller stores the frame offline in order with the user's other messages.
     pub fn deliver(&self, user: UserId, frame: Bytes) -> Delivery {
         let mut shard = self.shard(user);
         match shard.get_mut(&user) {
@@ -62,11 +64,11 @@ impl OnlineUsers {
                 held.push(frame);
                 Delivery::Queued
             }
-            Some(Entry { conn, .. }) => {
+            Some(Entry { conn, .. }) if !conn.is_closed() => {
                 conn.deliver(frame, user as u64);
                 Delivery::Queued
             }
-            None => Delivery::NotHere(frame),
+            _ => Delivery::NotHere(frame),
         }
     }
 

@@ -3,13 +3,17 @@
 use super::session::{Conn, Login};
 use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
 use crate::protocol::{self, errno, msgid, LoginReq, RegisterReq, UserId};
-use crate::store::{Claim, UserRecord};
+use crate::store::{Claim, StoreError, UserRecord};
 use serde_json::json;
 use serde_json::value::RawValue;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Longest accepted user name, in characters (the original's `VARCHAR(50)`).
 const MAX_NAME: usize = 50;
+/// How long (in 5 ms steps) a login waits for a vanished connection of the same user to be
+/// noticed before answering "already online".
+const LOCAL_CLOSE_GRACE_STEPS: u32 = 200;
 
 impl ChatService {
     /// REG: hashes the password and creates the account.
@@ -55,14 +59,21 @@ impl ChatService {
             return Err(bad());
         }
         let session: Arc<str> = format!("{}/{}", self.node, conn.id()).into();
-        self.claim_presence(user.id, &session)?;
-        self.bus.subscribe(user.id);
         let login = Login {
             id: user.id,
             name: user.name.clone().into(),
             session,
         };
-        match self.read_profile(conn, &user) {
+        // Under the user's lock: claim presence, join the table, read the offline queue. A
+        // message for this user is then either in that queue or held for after the reply.
+        let offline = {
+            let _guard = self.locks.lock(user.id);
+            self.claim_presence(user.id, &login.session)?;
+            self.bus.subscribe(user.id);
+            self.online.begin_login(user.id, conn);
+            self.store.take_offline(user.id)
+        };
+        match offline.and_then(|offline| self.login_reply(&user, &offline)) {
             Ok(mut reply) => {
                 if let Some(reqid) = reqid {
                     reply["reqid"] = serde_json::from_str(reqid.get()).unwrap_or_default();
@@ -75,22 +86,17 @@ impl ChatService {
             }
             Err(e) => {
                 self.end_session(conn, &login);
-                Err(e)
+                Err(e.into())
             }
         }
     }
 
-    /// Joins the online table and reads the offline messages, friends and groups.
-    fn read_profile(
+    /// The successful LOGIN_ACK: the user, their friends and groups, and `offline`.
+    fn login_reply(
         &self,
-        conn: &Conn,
         user: &UserRecord,
-    ) -> Result<serde_json::Value, ServiceError> {
-        let offline = {
-            let _guard = self.locks.lock(user.id);
-            self.online.begin_login(user.id, conn);
-            self.store.take_offline(user.id)?
-        };
+        offline: &[String],
+    ) -> Result<serde_json::Value, StoreError> {
         let friends = self.store.friends(user.id)?;
         let groups = self.store.groups_of(user.id)?;
         let me = protocol::UserInfo {
@@ -98,7 +104,7 @@ impl ChatService {
             name: user.name.clone(),
             state: "online".into(),
         };
-        Ok(protocol::login_ok(&me, &friends, &groups, &offline))
+        Ok(protocol::login_ok(&me, &friends, &groups, offline))
     }
 
     /// Marks `user` online under `session`, taking over a claim that a closed connection of
@@ -110,21 +116,42 @@ impl ChatService {
                 "this account is using, input another!",
             )
         };
-        let holder = match self.store.claim_session(user, session)? {
-            Claim::Claimed => return Ok(()),
-            Claim::HeldBy(holder) => holder,
-        };
-        let holder_node = holder.rsplit_once('/').map_or("", |(node, _)| node);
-        let stale = if holder_node == self.node {
-            self.online.connection(user).is_none()
-        } else {
-            !self.bus.node_alive(holder_node)?
-        };
-        if stale && self.store.take_over_session(user, &holder, session)? {
-            log::info!("user {user}: took over the stale session {holder}");
-            return Ok(());
+        // Two tries: the stale holder may release the claim itself between our claim and our
+        // take-over, and then the claim succeeds on the second try.
+        for _ in 0..2 {
+            let holder = match self.store.claim_session(user, session)? {
+                Claim::Claimed => return Ok(()),
+                Claim::HeldBy(holder) => holder,
+            };
+            let holder_node = holder.rsplit_once('/').map_or("", |(node, _)| node);
+            let stale = if holder_node == self.node {
+                self.local_holder_gone(user)
+            } else {
+                !self.bus.node_alive(holder_node)?
+            };
+            if !stale {
+                break;
+            }
+            if self.store.take_over_session(user, &holder, session)? {
+                log::info!("user {user}: took over the stale session {holder}");
+                return Ok(());
+            }
         }
         Err(online())
+    }
+
+    /// Whether `user`'s connection on this server is gone. A client that closed its socket
+    /// and logged in again at once may be faster than the IO loop noticing the close, so an
+    /// open holder gets a short grace period (the caller holds the user's lock, so no other
+    /// login of this user can slip in meanwhile).
+    fn local_holder_gone(&self, user: UserId) -> bool {
+        for _ in 0..LOCAL_CLOSE_GRACE_STEPS {
+            if self.online.connection(user).is_none() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
     }
 
     /// LOGOUT: the user goes offline; the connection stays open and may log in again.
@@ -144,7 +171,7 @@ impl ChatService {
         };
         self.bus.unsubscribe(login.id);
         for frame in held {
-            self.store_for_later(login.id, &frame);
+            self.redeliver(login.id, frame);
         }
         if let Err(e) = self.store.release_session(login.id, &login.session) {
             log::warn!("user {}: could not mark offline: {e}", login.id);

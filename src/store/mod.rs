@@ -5,6 +5,7 @@
 //! and the MySQL backend (a cluster sharing one database) are interchangeable. Every method is
 //! synchronous and may block: call them from worker threads, never from an IO loop.
 
+pub mod mysql;
 mod sql;
 pub mod sqlite;
 
@@ -137,10 +138,7 @@ pub fn open(url: &str, pool_size: u32) -> StoreResult<SharedStore> {
         return Ok(Arc::new(sqlite::SqliteStore::open(path, pool_size)?));
     }
     if url.starts_with("mysql://") {
-        return Err(StoreError::BadUrl {
-            url: mask_password(url),
-            reason: "MySQL support is not built yet".into(),
-        });
+        return Ok(Arc::new(mysql::MysqlStore::open(url, pool_size)?));
     }
     Ok(Arc::new(sqlite::SqliteStore::open(url, pool_size)?))
 }

@@ -52,7 +52,8 @@ pub const GROUPS_OF: &str = "SELECT g.id, g.groupname, g.groupdesc, u.id, u.name
 pub const MEMBERS: &str = "SELECT userid FROM groupuser WHERE groupid = ? ORDER BY userid";
 /// Queues an offline message; parameters: user, message.
 pub const STORE_OFFLINE: &str = "INSERT INTO offlinemessage(userid, message) VALUES (?, ?)";
-/// Deletes the messages just read (and only those: newer ones stay queued).
+/// Deletes the messages just read (and only those: newer ones stay queued). SQLite only: its
+/// IMMEDIATE transaction excludes every other writer, so no lower seq can commit late.
 /// Parameters: user, highest seq read.
 pub const DELETE_OFFLINE: &str = "DELETE FROM offlinemessage WHERE userid = ? AND seq <= ?";
 

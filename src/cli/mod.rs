@@ -1,0 +1,182 @@
+//! The interactive terminal client behind the `chatclient` binary.
+//!
+//! Two threads share one connection:
+//! - the **main thread** reads lines with rustyline (editing, history), parses them into a
+//!   [`Command`] and sends the request; it never waits for a reply;
+//! - the **reader thread** reads every frame the server sends, lets the shared [`Session`]
+//!   match it (by `reqid`) and prints it through rustyline's external printer, which redraws
+//!   the line being typed instead of garbling it.
+//!
+//! Parsing ([`command`]), wording ([`render`]) and session state ([`session`]) are pure and
+//! unit-tested; only this file touches the terminal and the socket.
+
+pub mod command;
+pub mod render;
+pub mod session;
+mod terminal;
+
+pub use command::{parse, Command, ParseError};
+pub use session::Session;
+
+use crate::client::{Client, ClientError, FrameReader};
+use rustyline::error::ReadlineError;
+use rustyline::{DefaultEditor, ExternalPrinter};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use terminal::SavedMode;
+
+/// Prints one block of lines without disturbing the line being edited.
+type Printer = Box<dyn FnMut(String) + Send>;
+
+/// How long `quit` (or end of piped input) waits for replies still owed to the user.
+const LINGER: Duration = Duration::from_secs(2);
+/// How long the prompt waits for a login or register reply before carrying on regardless.
+const ACCOUNT_WAIT: Duration = Duration::from_secs(3);
+
+/// Runs the client against `host:port` until `quit`, Ctrl+D or the server closing the
+/// connection. An `Err` is the one line to show when the session could not start.
+pub fn run(host: &str, port: u16) -> Result<(), String> {
+    let mut client = Client::connect((host, port)).map_err(|e| match e {
+        ClientError::Io(e) => format!("cannot connect to {host}:{port}: {e}"),
+        e => format!("cannot connect to {host}:{port}: {e}"),
+    })?;
+    client.set_timeout(None).map_err(|e| e.to_string())?;
+    let socket = client.stream().try_clone().map_err(|e| e.to_string())?;
+    let mut editor = DefaultEditor::new().map_err(|e| format!("terminal: {e}"))?;
+    let printer: Printer = match editor.create_external_printer() {
+        // Between two readline calls rustyline writes the text as is, and the next prompt
+        // starts with "clear line": so every message must end its own line.
+        Ok(mut p) => Box::new(move |s| drop(p.print(format!("{s}\n")))),
+        Err(_) => Box::new(|s| println!("{s}")),
+    };
+    let session = Arc::new(Mutex::new(Session::new()));
+    let quitting = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (session, quitting) = (session.clone(), quitting.clone());
+        let saved = SavedMode::save();
+        std::thread::Builder::new()
+            .name("chat-reader".into())
+            .spawn(move || read_frames(socket, session, quitting, printer, saved))
+            .map_err(|e| e.to_string())?
+    };
+    println!("connected to {host}:{port}; type `help` for the commands");
+    interact(&mut editor, &mut client, &session);
+
+    wait_while(&session, LINGER, Session::awaiting);
+    quitting.store(true, Ordering::SeqCst);
+    let _ = client.stream().shutdown(Shutdown::Both);
+    let _ = reader.join();
+    Ok(())
+}
+
+/// The main thread's loop: read a line, act on it, until the user leaves.
+fn interact(editor: &mut DefaultEditor, client: &mut Client, session: &Mutex<Session>) {
+    loop {
+        let prompt = lock(session).prompt();
+        let line = match editor.readline(&prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => return,
+            Err(e) => {
+                eprintln!("terminal error: {e}");
+                return;
+            }
+        };
+        let cmd = match parse(&line) {
+            Ok(Some(cmd)) => cmd,
+            Ok(None) => continue,
+            Err(e) => {
+                println!("{e}");
+                continue;
+            }
+        };
+        // Keep passwords out of the history.
+        if !matches!(cmd, Command::Login { .. } | Command::Register { .. }) {
+            let _ = editor.add_history_entry(line.as_str());
+        }
+        match cmd {
+            Command::Quit => return,
+            Command::Help => println!("{}", command::HELP),
+            Command::Friends | Command::Groups => {
+                let s = lock(session);
+                let lines = match (s.me(), &cmd) {
+                    (None, _) => vec!["not logged in".to_string()],
+                    (Some(me), Command::Friends) => render::friends_lines(&me.friends),
+                    (Some(me), _) => render::groups_lines(&me.groups),
+                };
+                println!("{}", lines.join("\n"));
+            }
+            _ => {
+                let Some(request) = lock(session).request(&cmd) else {
+                    continue;
+                };
+                if let Err(e) = client.send(&request) {
+                    eprintln!("cannot send: {e}");
+                    return;
+                }
+                wait_while(session, ACCOUNT_WAIT, Session::awaiting_account);
+            }
+        }
+    }
+}
+
+/// The reader thread: print every frame until the connection ends. When the server (not the
+/// user) ended it, say so and exit the process, since the main thread is blocked in readline.
+fn read_frames(
+    socket: TcpStream,
+    session: Arc<Mutex<Session>>,
+    quitting: Arc<AtomicBool>,
+    mut print: Printer,
+    saved: Option<SavedMode>,
+) {
+    let mut frames = FrameReader::new(socket);
+    let why = loop {
+        match frames.next_value() {
+            Ok(frame) => {
+                let lines = lock(&session).handle(&frame);
+                if !lines.is_empty() {
+                    print(lines.join("\n"));
+                }
+            }
+            Err(ClientError::BadFrame(bad)) => {
+                print(format!("unreadable frame from server: {bad}"))
+            }
+            Err(ClientError::Timeout) => {}
+            Err(e) => break e,
+        }
+    };
+    if quitting.load(Ordering::SeqCst) {
+        return;
+    }
+    let line = match why {
+        ClientError::Closed => "connection closed by the server".to_string(),
+        e => format!("connection lost: {e}"),
+    };
+    match saved {
+        Some(mode) => {
+            // Let lines already handed to the printer be drawn, then leave raw mode ourselves.
+            std::thread::sleep(Duration::from_millis(150));
+            mode.restore();
+            // Also end bracketed-paste mode, as rustyline does when readline returns.
+            eprintln!("\x1b[?2004l\r\n{line}");
+        }
+        None => print(line),
+    }
+    std::process::exit(1);
+}
+
+/// Sleeps in short steps while `busy` holds, at most `limit` (the reader thread, which
+/// settles requests, exits the process itself if the connection drops meanwhile).
+fn wait_while(session: &Mutex<Session>, limit: Duration, busy: fn(&Session) -> bool) {
+    let deadline = Instant::now() + limit;
+    while busy(&lock(session)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Locks the session; a panic elsewhere must not stop the client from printing.
+fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
+    session.lock().unwrap_or_else(|e| e.into_inner())
+}

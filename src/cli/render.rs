@@ -1,0 +1,265 @@
+//! Turning server frames into human lines.
+//!
+//! Everything here is pure (JSON in, strings out) so the wording can be tested without a
+//! server. The login reply's lists are the original's: arrays of JSON-encoded *strings*; they
+//! are decoded leniently (a plain object is accepted too) because a client should show what it
+//! can rather than fail on a slightly different server.
+
+use crate::protocol::{GroupInfo, MemberInfo, UserId, UserInfo};
+use serde_json::Value;
+
+/// What a successful login reply says, decoded once and kept by the session so `friends` and
+/// `groups` can be shown again later.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoginInfo {
+    /// The logged-in user's id.
+    pub id: UserId,
+    /// The logged-in user's name.
+    pub name: String,
+    /// Friends with their state at login time.
+    pub friends: Vec<UserInfo>,
+    /// Groups with their members and roles.
+    pub groups: Vec<GroupInfo>,
+    /// Messages received while offline, as chat frames.
+    pub offline: Vec<Value>,
+}
+
+/// Decodes a successful LOGIN_ACK. Entries that cannot be read are skipped (offline messages
+/// that are not JSON are kept as strings so they are still shown).
+pub fn parse_login(v: &Value) -> LoginInfo {
+    let list = |key: &str| -> Vec<Value> {
+        v[key]
+            .as_array()
+            .map(|a| a.iter().map(decode).collect())
+            .unwrap_or_default()
+    };
+    LoginInfo {
+        id: v["id"].as_i64().unwrap_or(0),
+        name: text(&v["name"]),
+        friends: list("friends").iter().filter_map(user).collect(),
+        groups: list("groups").iter().filter_map(group).collect(),
+        offline: list("offlinemsg"),
+    }
+}
+
+/// A list entry: a JSON-encoded string is decoded, anything else is taken as is.
+fn decode(v: &Value) -> Value {
+    match v {
+        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| v.clone()),
+        _ => v.clone(),
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn user(v: &Value) -> Option<UserInfo> {
+    Some(UserInfo {
+        id: v["id"].as_i64()?,
+        name: text(&v["name"]),
+        state: text(&v["state"]),
+    })
+}
+
+fn group(v: &Value) -> Option<GroupInfo> {
+    let users = v["users"].as_array().map(Vec::as_slice).unwrap_or_default();
+    Some(GroupInfo {
+        id: v["id"].as_i64()?,
+        name: text(&v["groupname"]),
+        desc: text(&v["groupdesc"]),
+        users: users
+            .iter()
+            .map(decode)
+            .filter_map(|m| {
+                Some(MemberInfo {
+                    user: user(&m)?,
+                    role: text(&m["role"]),
+                })
+            })
+            .collect(),
+    })
+}
+
+/// A chat (msgid 6) or group chat (msgid 10) frame as one line, `None` for other frames.
+/// The sender's name and the time are the ones the frame carries.
+pub fn chat_line(v: &Value) -> Option<String> {
+    let time = match v["time"].as_str() {
+        Some(t) if !t.is_empty() => format!("[{t}] "),
+        _ => String::new(),
+    };
+    let from = format!("{}({})", text(&v["name"]), text(&v["id"]));
+    let msg = text(&v["msg"]);
+    match v["msgid"].as_i64()? {
+        6 => Some(format!("{time}{from} says: {msg}")),
+        10 => Some(format!(
+            "{time}group {}: {from} says: {msg}",
+            text(&v["groupid"])
+        )),
+        _ => None,
+    }
+}
+
+/// The friends list, one indented line each, or a note that there are none.
+pub fn friends_lines(friends: &[UserInfo]) -> Vec<String> {
+    if friends.is_empty() {
+        return vec!["friends: none".into()];
+    }
+    let mut out = vec!["friends:".to_string()];
+    out.extend(
+        friends
+            .iter()
+            .map(|f| format!("  {} {} [{}]", f.id, f.name, f.state)),
+    );
+    out
+}
+
+/// The groups with their members (state and role), or a note that there are none.
+pub fn groups_lines(groups: &[GroupInfo]) -> Vec<String> {
+    if groups.is_empty() {
+        return vec!["groups: none".into()];
+    }
+    let mut out = vec!["groups:".to_string()];
+    for g in groups {
+        if g.desc.is_empty() {
+            out.push(format!("  {} {}", g.id, g.name));
+        } else {
+            out.push(format!("  {} {}: {}", g.id, g.name, g.desc));
+        }
+        out.extend(g.users.iter().map(|m| {
+            format!(
+                "    {} {} [{}] {}",
+                m.user.id, m.user.name, m.user.state, m.role
+            )
+        }));
+    }
+    out
+}
+
+/// Everything a successful login shows: who you are, friends, groups, offline messages.
+pub fn login_lines(info: &LoginInfo) -> Vec<String> {
+    let mut out = vec![format!("logged in as {}({})", info.name, info.id)];
+    out.extend(friends_lines(&info.friends));
+    out.extend(groups_lines(&info.groups));
+    if !info.offline.is_empty() {
+        out.push(format!("offline messages ({}):", info.offline.len()));
+        out.extend(info.offline.iter().map(|m| {
+            let line = chat_line(m).unwrap_or_else(|| text(m));
+            format!("  {line}")
+        }));
+    }
+    out
+}
+
+/// The reason an error reply gives: `errmsg (errno N)`.
+pub fn error_text(v: &Value) -> String {
+    let msg = match v["errmsg"].as_str() {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => "request failed".to_string(),
+    };
+    format!("{msg} (errno {})", text(&v["errno"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::login_ok;
+    use serde_json::json;
+
+    fn alice() -> UserInfo {
+        UserInfo {
+            id: 1,
+            name: "alice".into(),
+            state: "online".into(),
+        }
+    }
+
+    #[test]
+    fn chat_frames_become_one_line() {
+        let one =
+            json!({"msgid":6,"id":2,"name":"bob","toid":1,"msg":"hi","time":"2026-01-01 10:00:00"});
+        assert_eq!(
+            chat_line(&one).unwrap(),
+            "[2026-01-01 10:00:00] bob(2) says: hi"
+        );
+        let group = json!({"msgid":10,"id":2,"name":"bob","groupid":3,"msg":"hey","time":"t"});
+        assert_eq!(chat_line(&group).unwrap(), "[t] group 3: bob(2) says: hey");
+        let no_time = json!({"msgid":6,"id":2,"name":"bob","msg":"x"});
+        assert_eq!(chat_line(&no_time).unwrap(), "bob(2) says: x");
+        assert_eq!(chat_line(&json!({"msgid":12})), None);
+    }
+
+    #[test]
+    fn login_reply_round_trips_through_the_original_encoding() {
+        let bob = UserInfo {
+            id: 2,
+            name: "bob".into(),
+            state: "offline".into(),
+        };
+        let g = GroupInfo {
+            id: 3,
+            name: "rust".into(),
+            desc: "all about rust".into(),
+            users: vec![
+                MemberInfo {
+                    user: alice(),
+                    role: "creator".into(),
+                },
+                MemberInfo {
+                    user: bob.clone(),
+                    role: "normal".into(),
+                },
+            ],
+        };
+        let offline =
+            json!({"msgid":6,"id":2,"name":"bob","toid":1,"msg":"while you were out","time":"t"})
+                .to_string();
+        let reply = login_ok(
+            &alice(),
+            std::slice::from_ref(&bob),
+            std::slice::from_ref(&g),
+            &[offline],
+        );
+        let info = parse_login(&reply);
+        assert_eq!((info.id, info.name.as_str()), (1, "alice"));
+        assert_eq!(info.friends, [bob]);
+        assert_eq!(info.groups, [g]);
+        assert_eq!(
+            login_lines(&info),
+            [
+                "logged in as alice(1)",
+                "friends:",
+                "  2 bob [offline]",
+                "groups:",
+                "  3 rust: all about rust",
+                "    1 alice [online] creator",
+                "    2 bob [offline] normal",
+                "offline messages (1):",
+                "  [t] bob(2) says: while you were out",
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_and_odd_lists_are_shown_not_fatal() {
+        let reply = json!({"msgid":2,"errno":0,"id":1,"name":"alice",
+            "friends":[{"id":5,"name":"eve","state":"online"}, "not json"],
+            "offlinemsg":["plain text"]});
+        let info = parse_login(&reply);
+        assert_eq!(info.friends.len(), 1);
+        assert_eq!(groups_lines(&info.groups), ["groups: none"]);
+        assert_eq!(friends_lines(&[]), ["friends: none"]);
+        assert_eq!(login_lines(&info).last().unwrap(), "  plain text");
+    }
+
+    #[test]
+    fn errors_show_message_and_number() {
+        let e = json!({"msgid":13,"errno":104,"errmsg":"not logged in"});
+        assert_eq!(error_text(&e), "not logged in (errno 104)");
+        assert_eq!(error_text(&json!({"errno":1})), "request failed (errno 1)");
+    }
+}

@@ -1,0 +1,32 @@
+//! Raising the open-file limit: every connection is a file descriptor, and the usual soft
+//! limit (1024) would cap the server far below what the machine can hold.
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit and returns the new soft limit.
+pub fn raise_to_hard_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_soft_limit_reaches_the_hard_limit() {
+        let soft = super::raise_to_hard_limit().unwrap();
+        assert!(soft >= 256);
+    }
+}

@@ -1,0 +1,6 @@
+//! Shared helpers for the integration tests: servers on free ports, clients with timeouts,
+//! private MySQL databases.
+#![allow(dead_code)]
+
+pub mod mysql_db;
+pub mod server;
