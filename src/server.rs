@@ -4,7 +4,7 @@
 //! either takes the chat fast path (receiver online here, nothing queued for this
 //! connection) or queues the frame to the connection's worker, where the service handles it.
 
-use crate::bus::{local::LocalBus, SharedBus};
+use crate::bus::{local::LocalBus, redis::RedisBus, BusEvent, SharedBus};
 use crate::codec::{self, Next};
 use crate::config::Config;
 use crate::net::{Bytes, Handler, ServerHandle, ServerOptions, TcpServer};
@@ -33,6 +33,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The node id cannot be used (it names sessions as `<node>/<connection>`).
+    #[error("bad node id {0:?}: it must be non-empty and must not contain '/'")]
+    BadNodeId(String),
     /// Threads could not be started.
     #[error("cannot start threads: {0}")]
     Threads(#[from] std::io::Error),
@@ -164,6 +167,7 @@ pub struct RunningServer {
     net: ServerHandle,
     service: Arc<ChatService>,
     bus: SharedBus,
+    reaper: Option<Reaper>,
 }
 
 impl RunningServer {
@@ -171,7 +175,13 @@ impl RunningServer {
     pub fn start(config: &Config) -> Result<RunningServer, StartError> {
         let node = config.node_id();
         let store: SharedStore = store::open(&config.db, config.db_pool)?;
-        let bus: SharedBus = Arc::new(LocalBus::new(node.clone()));
+        if node.is_empty() || node.contains('/') {
+            return Err(StartError::BadNodeId(node));
+        }
+        let bus: SharedBus = match &config.redis {
+            Some(url) => Arc::new(RedisBus::connect(url, &config.channel_prefix, &node)?),
+            None => Arc::new(LocalBus::new(node.clone())),
+        };
         let cleared = if bus.is_standalone() {
             store.release_all()?
         } else {
@@ -190,13 +200,21 @@ impl RunningServer {
         {
             let service = Arc::clone(&service);
             let workers = Arc::clone(&workers);
-            bus.set_inbound(Arc::new(move |user, frame: &[u8]| {
-                let service = Arc::clone(&service);
-                let frame = Bytes::copy_from_slice(frame);
-                workers.execute(
-                    user as u64,
-                    Box::new(move || service.redeliver(user, frame)),
-                );
+            bus.set_inbound(Arc::new(move |event: BusEvent<'_>| match event {
+                BusEvent::Message { user, frame } => {
+                    let service = Arc::clone(&service);
+                    let frame = Bytes::copy_from_slice(frame);
+                    workers.execute(
+                        user as u64,
+                        Box::new(move || service.redeliver(user, frame)),
+                    );
+                }
+                BusEvent::Reconnected => {
+                    for user in service.online().users() {
+                        let service = Arc::clone(&service);
+                        workers.execute(user as u64, Box::new(move || service.drain_offline(user)));
+                    }
+                }
             }));
         }
         let listener =
@@ -224,7 +242,17 @@ impl RunningServer {
             config.io_threads(),
             config.workers()
         );
-        Ok(RunningServer { net, service, bus })
+        let reaper = if bus.is_standalone() {
+            None
+        } else {
+            Some(Reaper::start(Arc::clone(&service))?)
+        };
+        Ok(RunningServer {
+            net,
+            service,
+            bus,
+            reaper,
+        })
     }
 
     /// The address the server listens on.
@@ -234,11 +262,44 @@ impl RunningServer {
 
     /// Stops accepting and serving, then sets this server's users offline.
     pub fn stop(self) {
+        if let Some(reaper) = self.reaper {
+            reaper.stop();
+        }
         self.net.stop();
         match self.service.release_all_sessions() {
             Ok(n) => log::info!("stopped; {n} users set offline"),
             Err(e) => log::error!("stopped, but could not set users offline: {e}"),
         }
         self.bus.shutdown();
+    }
+}
+
+/// In a cluster: every few seconds, sets offline the users of servers that died without
+/// saying so (their liveness key expired), so friends lists stop showing them online.
+struct Reaper {
+    stop: crossbeam_channel::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Reaper {
+    const PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn start(service: Arc<ChatService>) -> std::io::Result<Reaper> {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("session-reaper".into())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Self::PERIOD)
+                {
+                    service.reap_dead_nodes();
+                }
+            })?;
+        Ok(Reaper { stop, thread })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
     }
 }

@@ -57,6 +57,7 @@ conformance!(
     claim_of_missing_user,
     release_node_only_releases_that_node,
     release_all_releases_everyone,
+    session_nodes_lists_each_node_once,
     friends_are_one_way_and_idempotent,
     groups_create_join_and_list,
     group_members_of_missing_group,
@@ -142,6 +143,19 @@ fn release_node_only_releases_that_node(s: &dyn Store) {
     assert_eq!(s.release_node("n%1").unwrap(), 1);
     assert_eq!(held(users[3]), Claim::Claimed);
     assert_eq!(s.release_node("nobody").unwrap(), 0);
+}
+
+fn session_nodes_lists_each_node_once(s: &dyn Store) {
+    let a = new_user(s, "a");
+    let b = new_user(s, "b");
+    let c = new_user(s, "c");
+    assert!(s.session_nodes().unwrap().is_empty());
+    s.claim_session(a, "node-x/1").unwrap();
+    s.claim_session(b, "node-x/2").unwrap();
+    s.claim_session(c, "node_y/3").unwrap();
+    let mut nodes = s.session_nodes().unwrap();
+    nodes.sort();
+    assert_eq!(nodes, ["node-x", "node_y"]);
 }
 
 fn release_all_releases_everyone(s: &dyn Store) {

@@ -4,6 +4,7 @@ use clap::Parser;
 use clusterchat::config::Config;
 use clusterchat::server::RunningServer;
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -16,7 +17,12 @@ fn main() -> ExitCode {
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
         .build();
-    let _ = TermLogger::init(level, log_config, TerminalMode::Stderr, ColorChoice::Auto);
+    let color = if std::io::stderr().is_terminal() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
+    let _ = TermLogger::init(level, log_config, TerminalMode::Stderr, color);
 
     match clusterchat::net::fd_limit::raise_to_hard_limit() {
         Ok(n) => log::debug!("open-file limit: {n}"),

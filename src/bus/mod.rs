@@ -6,6 +6,8 @@
 //! many servers received the message (0 means: store it offline).
 
 pub mod local;
+pub mod redis;
+mod redis_subscriber;
 
 use crate::protocol::UserId;
 use std::sync::Arc;
@@ -21,9 +23,23 @@ pub enum BusError {
     BadUrl(String),
 }
 
-/// Called by a bus backend, on its own thread, for every message that arrives for a user this
-/// server subscribed to: `(user, frame)`.
-pub type Inbound = Arc<dyn Fn(UserId, &[u8]) + Send + Sync>;
+/// What a bus backend reports to the server, from its own thread.
+#[derive(Debug)]
+pub enum BusEvent<'a> {
+    /// A message arrived for a user this server subscribed to.
+    Message {
+        /// The receiver.
+        user: UserId,
+        /// The chat frame, as published.
+        frame: &'a [u8],
+    },
+    /// The bus came back after an outage and every local user is subscribed again. Messages
+    /// sent meanwhile were stored offline: the server delivers them now.
+    Reconnected,
+}
+
+/// The callback that receives [`BusEvent`]s.
+pub type Inbound = Arc<dyn Fn(BusEvent<'_>) + Send + Sync>;
 
 /// Cross-server delivery and node liveness.
 pub trait Bus: Send + Sync {

@@ -126,6 +126,45 @@ impl ChatService {
     }
 }
 
+impl ChatService {
+    /// Delivers `user`'s offline queue to their connection here, if they have one: after a
+    /// bus outage, messages from other servers were stored instead of published. Worker
+    /// threads only.
+    pub fn drain_offline(&self, user: UserId) {
+        let _guard = self.locks.lock(user);
+        if self.online.connection(user).is_none() {
+            return;
+        }
+        let messages = match self.store.take_offline(user) {
+            Ok(m) => m,
+            Err(e) => return log::warn!("cannot read the offline queue of user {user}: {e}"),
+        };
+        for message in messages {
+            if let Delivery::NotHere(frame) = self.online.deliver(user, Bytes::from(message)) {
+                if let Err(e) = self.store.store_offline(user, as_text(&frame)) {
+                    log::error!("lost a message for user {user}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Sets offline the sessions of every server whose liveness lapsed (cluster only).
+    pub fn reap_dead_nodes(&self) {
+        let nodes = match self.store.session_nodes() {
+            Ok(nodes) => nodes,
+            Err(e) => return log::debug!("session reaper: {e}"),
+        };
+        for node in nodes.iter().filter(|n| **n != self.node) {
+            if let Ok(false) = self.bus.node_alive(node) {
+                match self.store.release_node(node) {
+                    Ok(n) => log::info!("server {node} is gone: set its {n} users offline"),
+                    Err(e) => log::warn!("cannot release the sessions of {node}: {e}"),
+                }
+            }
+        }
+    }
+}
+
 fn bad_field(msg: String) -> ServiceError {
     ServiceError::new(errno::BAD_FIELD, msg)
 }

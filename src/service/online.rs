@@ -118,6 +118,20 @@ impl OnlineUsers {
         }
     }
 
+    /// The users online here (a snapshot).
+    pub fn users(&self) -> Vec<UserId> {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .expect("online table lock")
+                    .keys()
+                    .copied()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Number of users online here.
     pub fn len(&self) -> usize {
         self.shards

@@ -92,6 +92,9 @@ pub trait Store: Send + Sync {
     /// server of a cluster). Returns how many were released.
     fn release_node(&self, node: &str) -> StoreResult<u64>;
 
+    /// The nodes that hold at least one session, so a cluster can release those of dead nodes.
+    fn session_nodes(&self) -> StoreResult<Vec<String>>;
+
     /// Marks every user offline (start-up of a server that runs alone). Returns how many.
     fn release_all(&self) -> StoreResult<u64>;
 

@@ -201,6 +201,10 @@ impl Store for MysqlStore {
         self.update(sql::RELEASE_NODE, (len, prefix))
     }
 
+    fn session_nodes(&self) -> StoreResult<Vec<String>> {
+        self.conn()?.query(sql::SESSION_NODES).map_err(err)
+    }
+
     fn release_all(&self) -> StoreResult<u64> {
         let mut c = self.conn()?;
         c.query_drop(sql::RELEASE_ALL).map_err(err)?;

@@ -26,6 +26,9 @@ pub const RELEASE: &str =
 /// node ids may contain `_` or `%`. Parameters: prefix length, prefix (`"<node>/"`).
 pub const RELEASE_NODE: &str = "UPDATE user SET state = 'offline', session = NULL \
      WHERE session IS NOT NULL AND substr(session, 1, ?) = ?";
+/// The nodes that hold at least one session (node ids never contain `/`).
+pub const SESSION_NODES: &str = "SELECT DISTINCT substr(session, 1, instr(session, '/') - 1) \
+     FROM user WHERE session IS NOT NULL";
 /// Logs out everyone (a lone server starting up).
 pub const RELEASE_ALL: &str = "UPDATE user SET state = 'offline', session = NULL \
      WHERE state = 'online' OR session IS NOT NULL";

@@ -190,6 +190,13 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
+    fn session_nodes(&self) -> StoreResult<Vec<String>> {
+        let c = self.conn()?;
+        let mut s = c.prepare_cached(sql::SESSION_NODES).map_err(query)?;
+        let rows = s.query_map([], |r| r.get(0)).map_err(query)?;
+        rows.collect::<Result<_, _>>().map_err(query)
+    }
+
     fn release_all(&self) -> StoreResult<u64> {
         let c = self.conn()?;
         let n = c.execute(sql::RELEASE_ALL, []).map_err(query)?;

@@ -1,0 +1,220 @@
+//! The cluster's bus: Redis publish/subscribe.
+//!
+//! * Each server subscribes to one channel per user it has online (`<prefix>user:<id>`), on a
+//!   dedicated connection read by its own thread ([`super::redis_subscriber`]).
+//! * Messages are published through a pool of connections; PUBLISH answers how many servers
+//!   received the message, and 0 means nobody has the user online: the caller stores it.
+//! * Each server keeps a key `<prefix>node:<id>` alive with a 3 s expiry, refreshed every
+//!   second: a server killed with SIGKILL stops refreshing it, so within seconds the others
+//!   may take over the sessions it left behind.
+//! * While Redis is unreachable, every call fails fast (no per-message timeouts) and the
+//!   outage and the recovery are each logged once.
+
+use super::redis_subscriber::Subscriber;
+use super::{Bus, BusError, Inbound};
+use crate::protocol::UserId;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a node's liveness key lives without a refresh.
+const NODE_TTL_SECS: u64 = 3;
+/// After a failed call, how long calls fail fast before Redis is tried again.
+const BACKOFF: Duration = Duration::from_millis(500);
+
+/// Redis-backed bus for one node of a cluster.
+pub struct RedisBus {
+    shared: Arc<Shared>,
+    subscriber: Subscriber,
+    heartbeat: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// What the publisher side and the heartbeat thread share.
+struct Shared {
+    pool: r2d2::Pool<redis::Client>,
+    prefix: String,
+    node: String,
+    health: Health,
+    stopping: AtomicBool,
+}
+
+/// Fail-fast state and once-per-outage logging.
+struct Health {
+    /// Milliseconds since the epoch until which calls fail without trying.
+    down_until_ms: AtomicU64,
+    /// Whether the current outage has been logged.
+    reported: AtomicBool,
+}
+
+impl Health {
+    fn check(&self) -> Result<(), BusError> {
+        if now_ms() < self.down_until_ms.load(Ordering::Acquire) {
+            return Err(BusError::Unavailable("Redis is unreachable".into()));
+        }
+        Ok(())
+    }
+
+    fn failed(&self, what: &str, e: impl std::fmt::Display) -> BusError {
+        self.down_until_ms
+            .store(now_ms() + BACKOFF.as_millis() as u64, Ordering::Release);
+        if !self.reported.swap(true, Ordering::AcqRel) {
+            log::warn!("Redis unavailable ({what}: {e}); cross-server messages are stored offline until it is back");
+        }
+        BusError::Unavailable(format!("{what}: {e}"))
+    }
+
+    fn succeeded(&self) {
+        if self.reported.swap(false, Ordering::AcqRel) {
+            log::info!("Redis is reachable again");
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl RedisBus {
+    /// Connects to `url` as node `node`, with every channel and key under `prefix`. Fails if
+    /// Redis cannot be reached now (a cluster node should not start blind).
+    pub fn connect(url: &str, prefix: &str, node: &str) -> Result<RedisBus, BusError> {
+        let client =
+            redis::Client::open(url).map_err(|e| BusError::BadUrl(format!("{url}: {e}")))?;
+        let addr = match client.get_connection_info().addr() {
+            redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+            other => {
+                return Err(BusError::BadUrl(format!(
+                    "{url}: unsupported address {other}"
+                )))
+            }
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(16)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(1))
+            .build(client)
+            .map_err(|e| BusError::Unavailable(format!("{url}: {e}")))?;
+        let shared = Arc::new(Shared {
+            pool,
+            prefix: prefix.to_string(),
+            node: node.to_string(),
+            health: Health {
+                down_until_ms: AtomicU64::new(0),
+                reported: AtomicBool::new(false),
+            },
+            stopping: AtomicBool::new(false),
+        });
+        shared.beat()?;
+        let subscriber = Subscriber::start(addr, format!("{prefix}user:"))
+            .map_err(|e| BusError::Unavailable(format!("{url}: {e}")))?;
+        let heartbeat = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("redis-heartbeat".into())
+                .spawn(move || shared.heartbeat_loop())
+                .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?
+        };
+        Ok(RedisBus {
+            shared,
+            subscriber,
+            heartbeat: Mutex::new(Some(heartbeat)),
+        })
+    }
+}
+
+impl Shared {
+    fn node_key(&self, node: &str) -> String {
+        format!("{}node:{node}", self.prefix)
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<redis::Client>, BusError> {
+        self.health.check()?;
+        self.pool
+            .get()
+            .map_err(|e| self.health.failed("no connection", e))
+    }
+
+    /// Refreshes this node's liveness key.
+    fn beat(&self) -> Result<(), BusError> {
+        let mut c = self.conn()?;
+        redis::cmd("SET")
+            .arg(self.node_key(&self.node))
+            .arg(1)
+            .arg("EX")
+            .arg(NODE_TTL_SECS)
+            .query::<()>(&mut *c)
+            .map_err(|e| self.health.failed("SET", e))?;
+        self.health.succeeded();
+        Ok(())
+    }
+
+    fn heartbeat_loop(&self) {
+        let mut next = Instant::now();
+        while !self.stopping.load(Ordering::Acquire) {
+            if Instant::now() >= next {
+                let _ = self.beat();
+                next = Instant::now() + Duration::from_secs(1);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Ok(mut c) = self.pool.get() {
+            let _ = redis::cmd("DEL")
+                .arg(self.node_key(&self.node))
+                .query::<()>(&mut *c);
+        }
+    }
+}
+
+impl Bus for RedisBus {
+    fn subscribe(&self, user: UserId) {
+        self.subscriber.subscribe(user);
+    }
+
+    fn unsubscribe(&self, user: UserId) {
+        self.subscriber.unsubscribe(user);
+    }
+
+    fn publish(&self, user: UserId, frame: &[u8]) -> Result<bool, BusError> {
+        let s = &self.shared;
+        let mut c = s.conn()?;
+        let receivers: i64 = redis::cmd("PUBLISH")
+            .arg(format!("{}user:{user}", s.prefix))
+            .arg(frame)
+            .query(&mut *c)
+            .map_err(|e| s.health.failed("PUBLISH", e))?;
+        s.health.succeeded();
+        Ok(receivers > 0)
+    }
+
+    fn node_alive(&self, node: &str) -> Result<bool, BusError> {
+        if node == self.shared.node {
+            return Ok(true);
+        }
+        let s = &self.shared;
+        let mut c = s.conn()?;
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(s.node_key(node))
+            .query(&mut *c)
+            .map_err(|e| s.health.failed("EXISTS", e))?;
+        Ok(exists)
+    }
+
+    fn set_inbound(&self, inbound: Inbound) {
+        self.subscriber.set_inbound(inbound);
+    }
+
+    fn is_standalone(&self) -> bool {
+        false
+    }
+
+    fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        if let Some(h) = self.heartbeat.lock().expect("heartbeat lock").take() {
+            let _ = h.join();
+        }
+        self.subscriber.stop();
+    }
+}
