@@ -2,5 +2,6 @@
 //! private MySQL databases.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod mysql_db;
 pub mod server;
