@@ -139,8 +139,9 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                 match event.token() {
                     WAKER => {}
                     Token(key) => {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(key);
+                        let ended = event.is_read_closed() || event.is_error();
+                        if event.is_readable() || ended {
+                            self.read(key, ended);
                         }
                         if event.is_writable() {
                             self.mark_dirty(key);
@@ -218,8 +219,8 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             closing: false,
         });
         self.handler.on_connection(&handle);
-        // Bytes may have arrived before registration; edge-triggered polling would not say so.
-        self.read(key);
+        // Bytes may have arrived before registration.
+        self.read(key, false);
     }
 
     /// The slab key of `conn` if it is still open on this loop.
@@ -265,8 +266,13 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         }
     }
 
-    /// Reads until the socket would block, feeding the handler. Loop thread only.
-    fn read(&mut self, key: usize) {
+    /// Reads until the socket is drained, feeding the handler. Loop thread only.
+    ///
+    /// A read that returns less than the scratch space means the socket's queue was empty at
+    /// that moment, and (edge-triggered) any later data raises a new event, so the usual extra
+    /// read that only returns WouldBlock is skipped: one system call less per message on the
+    /// hot path. With `to_eof` (the peer closed or the socket failed) it reads until the end.
+    fn read(&mut self, key: usize, to_eof: bool) {
         loop {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
@@ -290,7 +296,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                             c.input.consume(used);
                         }
                     }
-                    if handle.is_closed() {
+                    if handle.is_closed() || (n < self.scratch.len() && !to_eof) {
                         return;
                     }
                 }

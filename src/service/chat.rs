@@ -31,9 +31,6 @@ impl ChatService {
         ) else {
             return false;
         };
-        if self.online.connection(to).is_none() {
-            return false;
-        }
         match self.online.deliver(to, out) {
             Delivery::Queued => {
                 if let Some(reqid) = env.reqid {
