@@ -78,6 +78,9 @@ impl ChatService {
         }
         if !later.is_empty() {
             self.store.store_offline_many(&later, as_text(&out))?;
+            for member in later {
+                self.nudge(member);
+            }
         }
         Ok(Outcome::Ack)
     }
@@ -85,12 +88,33 @@ impl ChatService {
     /// Delivers to `user` now (here or through the bus) or stores the frame offline. Worker
     /// threads only: it may block on the bus or the database.
     pub(super) fn deliver_or_store(&self, user: UserId, frame: Bytes) -> Result<(), ServiceError> {
-        let _guard = self.locks.lock(user);
-        let text_copy = frame.clone();
-        if !self.deliver_now(user, frame)? {
-            self.store.store_offline(user, as_text(&text_copy))?;
+        let stored = {
+            let _guard = self.locks.lock(user);
+            let text_copy = frame.clone();
+            if self.deliver_now(user, frame)? {
+                false
+            } else {
+                self.store.store_offline(user, as_text(&text_copy))?;
+                true
+            }
+        };
+        if stored {
+            self.nudge(user);
         }
         Ok(())
+    }
+
+    /// Called after storing offline for `user` because nobody had them online: if a login of
+    /// theirs raced the decision (it read its offline queue before our insert committed), the
+    /// message must not wait for their next login. Here: drain the queue to their connection.
+    /// Elsewhere in a cluster: an empty message on their channel asks the server that has
+    /// them to drain it. When they are still offline both are no-ops.
+    fn nudge(&self, user: UserId) {
+        if self.online.connection(user).is_some() {
+            self.drain_offline(user);
+        } else if let Err(e) = self.bus.publish(user, b"") {
+            log::debug!("cannot nudge user {user}: {e}");
+        }
     }
 
     /// Tries this server, then the bus. Ok(false): nobody has the user online. A bus failure
@@ -114,6 +138,9 @@ impl ChatService {
     /// connection if they have one (they may have logged in again meanwhile), else store it
     /// offline. Worker threads only.
     pub fn redeliver(&self, user: UserId, frame: Bytes) {
+        if frame.is_empty() {
+            return self.drain_offline(user); // a nudge: see `nudge`
+        }
         let _guard = self.locks.lock(user);
         if let Delivery::NotHere(frame) = self.online.deliver(user, frame) {
             if let Err(e) = self.store.store_offline(user, as_text(&frame)) {
