@@ -501,7 +501,10 @@ fn redis_restart_under_two_servers() {
             .all(|(m, to)| ib.get(to).is_some_and(|i| i.live.contains(m)))
     });
     let live_before_relogin = inboxes_now(&inboxes);
-    // Whatever was not drained must be waiting offline.
+    // Whatever was not drained must be waiting offline. (Not all is always drained: when
+    // both servers drain at once, `take_offline` may hit a MariaDB deadlock, ERROR 1213, and
+    // `ChatService::drain_offline` gives up with a warning; those messages then come with the
+    // next login. Reported as "drained live" in the summary; exactly-once is asserted.)
     for (p, pw) in [
         (&mut alice, "pw-alice"),
         (&mut bob, "pw-bob"),
@@ -559,6 +562,10 @@ fn redis_restart_under_two_servers() {
     assert!(
         bad.is_empty(),
         "not delivered exactly once (msg, to, times): {bad:?}"
+    );
+    assert!(
+        through && back_to_alice,
+        "cross-server delivery did not resume"
     );
     assert!(
         carol_live,
