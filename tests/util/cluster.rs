@@ -50,6 +50,12 @@ impl TestCluster {
     pub fn start(tag: &str, n: usize) -> Option<TestCluster> {
         let redis = redis_url()?;
         let db = TestDb::create(tag)?;
+        Some(TestCluster::start_on(tag, n, redis, db))
+    }
+
+    /// Starts `n` servers on the given Redis and database (private instances of a fault
+    /// injection test, say), with a fresh channel prefix.
+    pub fn start_on(tag: &str, n: usize, redis: String, db: TestDb) -> TestCluster {
         let prefix = format!("{}:", unique(&format!("cc-test-{tag}")));
         let mut cluster = TestCluster {
             servers: Vec::new(),
@@ -60,7 +66,7 @@ impl TestCluster {
         for _ in 0..n {
             cluster.add_server();
         }
-        Some(cluster)
+        cluster
     }
 
     /// Starts one more server in the cluster and returns its index.

@@ -1,7 +1,11 @@
 //! Shared helpers for the integration tests: servers on free ports, clients with timeouts,
-//! private MySQL databases.
+//! private MySQL databases, private Redis and MariaDB instances for fault injection.
 #![allow(dead_code)]
 
 pub mod cluster;
 pub mod mysql_db;
+pub mod peer;
+pub mod private_mysql;
+pub mod private_redis;
+pub mod private_service;
 pub mod server;

@@ -28,6 +28,13 @@ impl TestDb {
     /// server is unreachable, unless `CHAT_REQUIRE_SERVICES=1`, which makes that a panic.
     pub fn create(tag: &str) -> Option<TestDb> {
         let base = std::env::var("CHAT_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_URL.into());
+        TestDb::create_on(&base, tag)
+    }
+
+    /// Creates a fresh database on the server `base` names (a private instance, say); `None`
+    /// or a panic when it is unreachable, as for [`TestDb::create`].
+    pub fn create_on(base: &str, tag: &str) -> Option<TestDb> {
+        let base = base.to_string();
         let opts = Opts::from_url(&base).unwrap_or_else(|e| panic!("bad CHAT_TEST_MYSQL_URL: {e}"));
         let server = OptsBuilder::from_opts(opts)
             .prefer_socket(false)
