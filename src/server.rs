@@ -167,7 +167,7 @@ pub struct RunningServer {
     net: ServerHandle,
     service: Arc<ChatService>,
     bus: SharedBus,
-    reaper: Option<Reaper>,
+    housekeeper: Housekeeper,
 }
 
 impl RunningServer {
@@ -242,16 +242,12 @@ impl RunningServer {
             config.io_threads(),
             config.workers()
         );
-        let reaper = if bus.is_standalone() {
-            None
-        } else {
-            Some(Reaper::start(Arc::clone(&service))?)
-        };
+        let housekeeper = Housekeeper::start(Arc::clone(&service), !bus.is_standalone())?;
         Ok(RunningServer {
             net,
             service,
             bus,
-            reaper,
+            housekeeper,
         })
     }
 
@@ -262,9 +258,7 @@ impl RunningServer {
 
     /// Stops accepting and serving, then sets this server's users offline.
     pub fn stop(self) {
-        if let Some(reaper) = self.reaper {
-            reaper.stop();
-        }
+        self.housekeeper.stop();
         self.net.stop();
         match self.service.release_all_sessions() {
             Ok(n) => log::info!("stopped; {n} users set offline"),
@@ -274,28 +268,35 @@ impl RunningServer {
     }
 }
 
-/// In a cluster: every few seconds, sets offline the users of servers that died without
-/// saying so (their liveness key expired), so friends lists stop showing them online.
-struct Reaper {
+/// The housekeeping thread: every second, retries what failed during an outage; in a
+/// cluster, every few seconds also sets offline the users of servers that died without saying
+/// so (their liveness key expired), so friends lists stop showing them online.
+struct Housekeeper {
     stop: crossbeam_channel::Sender<()>,
     thread: std::thread::JoinHandle<()>,
 }
 
-impl Reaper {
-    const PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+impl Housekeeper {
+    const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+    const REAP_EVERY: u32 = 5;
 
-    fn start(service: Arc<ChatService>) -> std::io::Result<Reaper> {
+    fn start(service: Arc<ChatService>, cluster: bool) -> std::io::Result<Housekeeper> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
         let thread = std::thread::Builder::new()
-            .name("session-reaper".into())
+            .name("housekeeper".into())
             .spawn(move || {
+                let mut tick = 0u32;
                 while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(Self::PERIOD)
+                    stopped.recv_timeout(Self::TICK)
                 {
-                    service.reap_dead_nodes();
+                    service.retry_pending();
+                    tick = tick.wrapping_add(1);
+                    if cluster && tick % Self::REAP_EVERY == 0 {
+                        service.reap_dead_nodes();
+                    }
                 }
             })?;
-        Ok(Reaper { stop, thread })
+        Ok(Housekeeper { stop, thread })
     }
 
     fn stop(self) {

@@ -729,13 +729,7 @@ fn mysql_stop_and_start_under_two_servers() {
 /// A user whose connection closes while MariaDB is down cannot mark themselves offline then.
 /// Once MariaDB is back they must be able to log in again — through the same server and
 /// through another one — within a bounded wait.
-///
-/// KNOWN BUG (fails): `ChatService::end_session` (src/service/user.rs) gives up when
-/// `release_session` fails, so the user's row keeps `state = 'online'` with the session of a
-/// server that is alive: a login through another server is refused with errno 2 for as long
-/// as that server runs (the same server takes the stale session over).
 #[test]
-#[ignore = "KNOWN BUG: a session released while MariaDB is down stays claimed (see doc comment)"]
 fn a_user_who_leaves_during_a_mysql_outage_can_log_in_afterwards() {
     let _serial = serial();
     let Some((mut mysql, _redis, mut cluster)) = mysql_cluster("faults_mysql_leave") else {
@@ -795,15 +789,7 @@ fn a_user_who_leaves_during_a_mysql_outage_can_log_in_afterwards() {
 /// Alice (server 0) sends to bob (server 1) every 20 ms while Redis is stopped, started
 /// again, and both servers notice; every acknowledged message must then reach bob live
 /// (bob stays logged in), within a bounded wait.
-///
-/// KNOWN BUG (fails in most runs: it takes a message sent in a window of a few hundred ms):
-/// server 1's subscriber reconnects and drains bob's offline queue (`BusEvent::Reconnected`
-/// → `ChatService::drain_offline`, src/server.rs) while server 0's publisher still fails
-/// fast (`Health::check` in src/bus/redis.rs, 500 ms backoff after each failure); the
-/// messages server 0 stores offline after that drain stay there, although bob is online,
-/// until his next login. The same happens whenever only the sending server loses Redis.
 #[test]
-#[ignore = "KNOWN BUG: messages stored offline after the receiver's drain wait for the next login"]
 fn messages_sent_while_redis_recovers_reach_online_users() {
     let _serial = serial();
     let Some(mut redis) = PrivateRedis::start() else {
@@ -891,15 +877,7 @@ fn messages_sent_while_redis_recovers_reach_online_users() {
 
 /// While Redis is down (3 s here), each server logs the outage a bounded number of times,
 /// whatever its duration and however many messages are sent.
-///
-/// KNOWN BUG (fails): the r2d2 pool of the Redis bus (`RedisBus::connect`, src/bus/redis.rs)
-/// keeps r2d2's default `LoggingErrorHandler`, which logs every failed background connection
-/// attempt at ERROR ("Connection refused (os error 111)", "unexpected end of file"): about
-/// five lines a second per server for as long as the outage lasts. Suggested fix:
-/// `.error_handler(Box::new(r2d2::NopErrorHandler))` on that pool (the bus already logs the
-/// outage once through `Health`); the MySQL pool (src/store/mysql.rs) has the same default.
 #[test]
-#[ignore = "KNOWN BUG: r2d2 logs every failed Redis reconnection attempt at ERROR"]
 fn a_redis_outage_is_logged_a_bounded_number_of_times() {
     let _serial = serial();
     let Some(mut redis) = PrivateRedis::start() else {

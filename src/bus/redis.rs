@@ -95,6 +95,8 @@ impl RedisBus {
             .max_size(16)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(1))
+            // Failures are logged once per outage by `Health`, not per reconnection attempt.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(client)
             .map_err(|e| BusError::Unavailable(format!("{url}: {e}")))?;
         let shared = Arc::new(Shared {

@@ -113,7 +113,8 @@ impl ChatService {
         if self.online.connection(user).is_some() {
             self.drain_offline(user);
         } else if let Err(e) = self.bus.publish(user, b"") {
-            log::debug!("cannot nudge user {user}: {e}");
+            log::debug!("cannot nudge user {user} now ({e}); will retry");
+            self.retries.nudge_later(user);
         }
     }
 
@@ -168,6 +169,26 @@ impl ChatService {
                 if let Err(e) = self.store.store_offline(user, as_text(&frame)) {
                     log::error!("lost a message for user {user}: {e}");
                 }
+            }
+        }
+    }
+
+    /// Retries what failed while the database or the bus was down: presence releases (else a
+    /// user who left during a database outage would look online for good) and nudges (else
+    /// messages stored while the bus was down would wait for the receiver's next login).
+    /// Called periodically by the server's housekeeping thread.
+    pub fn retry_pending(&self) {
+        for (user, session) in self.retries.take_releases() {
+            if let Err(e) = self.store.release_session(user, &session) {
+                log::debug!("user {user}: still cannot mark offline: {e}");
+                self.retries.release_later(user, session);
+            }
+        }
+        for user in self.retries.take_nudges() {
+            if self.online.connection(user).is_some() {
+                self.drain_offline(user);
+            } else if self.bus.publish(user, b"").is_err() {
+                self.retries.nudge_later(user);
             }
         }
     }

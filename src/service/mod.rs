@@ -9,6 +9,7 @@ mod friend;
 mod group;
 pub mod online;
 pub mod password;
+mod retries;
 pub mod session;
 mod user;
 
@@ -76,6 +77,7 @@ pub struct ChatService {
     locks: UserLocks,
     hasher: Hasher,
     node: String,
+    retries: retries::Retries,
 }
 
 impl ChatService {
@@ -88,6 +90,7 @@ impl ChatService {
             locks: UserLocks::default(),
             hasher,
             node,
+            retries: retries::Retries::default(),
         }
     }
 

@@ -174,7 +174,12 @@ impl ChatService {
             self.redeliver(login.id, frame);
         }
         if let Err(e) = self.store.release_session(login.id, &login.session) {
-            log::warn!("user {}: could not mark offline: {e}", login.id);
+            log::warn!(
+                "user {}: could not mark offline ({e}); will retry",
+                login.id
+            );
+            self.retries
+                .release_later(login.id, Arc::clone(&login.session));
         }
         log::debug!("user {} logged out of connection {}", login.id, conn.id());
     }

@@ -129,6 +129,7 @@ impl MysqlStore {
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
             .connection_timeout(TIMEOUT)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(Manager(MySqlConnectionManager::new(builder)))
             .map_err(|e| StoreError::Unavailable(format!("{masked}: {e}")))?;
         Ok(Self { pool })
@@ -314,39 +315,51 @@ impl Store for MysqlStore {
     }
 
     fn take_offline(&self, user: UserId) -> StoreResult<Vec<String>> {
-        let mut c = self.conn()?;
-        // Most logins find no message: a plain read answers that in one round trip. Anything
-        // found is read again under lock, so this shortcut cannot lose or repeat a message.
-        let any: Option<i64> = c
-            .exec_first(
-                "SELECT 1 FROM offlinemessage WHERE userid = ? LIMIT 1",
-                (user,),
-            )
-            .map_err(err)?;
-        if any.is_none() {
-            return Ok(Vec::new());
+        // Two takes of one queue at once (a login and a drain on two servers) may deadlock in
+        // InnoDB; the loser is rolled back whole, so trying again is safe.
+        let mut attempt = 0;
+        loop {
+            let mut c = self.conn()?;
+            match take_offline_once(&mut c, user) {
+                Err(e) if attempt < 3 && matches!(server_code(&e), Some(1213) | Some(1205)) => {
+                    attempt += 1;
+                    log::debug!("offline queue of user {user}: {e}; retrying");
+                }
+                other => return other.map_err(err),
+            }
         }
-        let mut tx = c.start_transaction(TxOpts::default()).map_err(err)?;
-        // FOR UPDATE locks exactly the rows read, and exactly those are deleted (by seq, not
-        // by range: under READ COMMITTED a late commit with a lower seq could fall in a range
-        // unread). Anything stored meanwhile stays queued for the next take.
-        let rows: Vec<(i64, String)> = tx
-            .exec(
-                "SELECT seq, message FROM offlinemessage WHERE userid = ? ORDER BY seq FOR UPDATE",
-                (user,),
-            )
-            .map_err(err)?;
-        for chunk in rows.chunks(FANOUT_CHUNK) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let stmt = format!("DELETE FROM offlinemessage WHERE userid = ? AND seq IN ({marks})");
-            let params: Vec<mysql::Value> = std::iter::once(mysql::Value::from(user))
-                .chain(chunk.iter().map(|(seq, _)| mysql::Value::from(*seq)))
-                .collect();
-            tx.exec_drop(stmt, params).map_err(err)?;
-        }
-        tx.commit().map_err(err)?;
-        Ok(rows.into_iter().map(|(_, m)| m).collect())
     }
+}
+
+/// Reads and deletes one user's offline queue in one transaction.
+fn take_offline_once(c: &mut mysql::Conn, user: UserId) -> Result<Vec<String>, mysql::Error> {
+    // Most logins find no message: a plain read answers that in one round trip. Anything
+    // found is read again under lock, so this shortcut cannot lose or repeat a message.
+    let any: Option<i64> = c.exec_first(
+        "SELECT 1 FROM offlinemessage WHERE userid = ? LIMIT 1",
+        (user,),
+    )?;
+    if any.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut tx = c.start_transaction(TxOpts::default())?;
+    // FOR UPDATE locks exactly the rows read, and exactly those are deleted (by seq, not by
+    // range: under READ COMMITTED a late commit with a lower seq could fall in a range
+    // unread). Anything stored meanwhile stays queued for the next take.
+    let rows: Vec<(i64, String)> = tx.exec(
+        "SELECT seq, message FROM offlinemessage WHERE userid = ? ORDER BY seq FOR UPDATE",
+        (user,),
+    )?;
+    for chunk in rows.chunks(FANOUT_CHUNK) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let stmt = format!("DELETE FROM offlinemessage WHERE userid = ? AND seq IN ({marks})");
+        let params: Vec<mysql::Value> = std::iter::once(mysql::Value::from(user))
+            .chain(chunk.iter().map(|(seq, _)| mysql::Value::from(*seq)))
+            .collect();
+        tx.exec_drop(stmt, params)?;
+    }
+    tx.commit()?;
+    Ok(rows.into_iter().map(|(_, m)| m).collect())
 }
 
 #[cfg(test)]
