@@ -74,7 +74,7 @@ impl TestCluster {
         let node = format!("{}n{i}", self.prefix.trim_end_matches(':'));
         let redis = self.redis.clone();
         let mut args = vec!["--node-id", &node, "--channel-prefix", &self.prefix];
-        if !extra.iter().any(|a| *a == "--redis") {
+        if !extra.contains(&"--redis") {
             args.extend(["--redis", &redis]);
         }
         args.extend(extra);
