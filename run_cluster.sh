@@ -40,7 +40,7 @@ say() { printf 'run_cluster: %s\n' "$*"; }
 die() { printf 'run_cluster: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$ROOT/$(basename "$0")"
 }
 
 # ---------------------------------------------------------------------------------------------
