@@ -1,9 +1,11 @@
 //! Shared helpers for the integration tests: servers on free ports, clients with timeouts,
-//! private MySQL databases, private Redis and MariaDB instances for fault injection.
+//! private MySQL databases, nginx in front of a cluster, private Redis and MariaDB instances
+//! for fault injection.
 #![allow(dead_code)]
 
 pub mod cluster;
 pub mod mysql_db;
+pub mod nginx;
 pub mod peer;
 pub mod private_mysql;
 pub mod private_redis;

@@ -1,0 +1,220 @@
+//! A real nginx (stream module) in front of test servers, run from a temporary folder with a
+//! config generated from the repository's `nginx.conf`, so the tests also check that file.
+
+use super::mysql_db::services_required;
+use clusterchat::client::Client;
+use clusterchat::protocol::UserId;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The stream module Debian installs (`libnginx-mod-stream`); the template loads it by this
+/// absolute path.
+pub const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+/// The committed template.
+pub fn template_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx.conf")
+}
+
+/// The runtime config: `template` with the `server` lines between `# BEGIN servers` and
+/// `# END servers` replaced by one line per upstream (each keeping the parameters of the
+/// template's first `server` line) and the `listen` line's address replaced by `listen`.
+/// The same rewrite as `run_cluster.sh` does with awk.
+pub fn render(template: &str, upstreams: &[SocketAddr], listen: SocketAddr) -> String {
+    let mut out = String::new();
+    let mut in_servers = false;
+    let mut emitted = false;
+    let (mut saw_begin, mut saw_end, mut saw_listen) = (false, false, false);
+    for line in template.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if trimmed.starts_with("# BEGIN servers") {
+            saw_begin = true;
+            in_servers = true;
+        } else if trimmed.starts_with("# END servers") {
+            saw_end = true;
+            in_servers = false;
+        } else if in_servers && trimmed.starts_with("server ") {
+            if !emitted {
+                // "server ADDR PARAMS;" becomes one line per upstream with the same PARAMS.
+                let params = after_address(trimmed, "server ");
+                for addr in upstreams {
+                    out.push_str(&format!("{indent}server {addr}{params}\n"));
+                }
+                emitted = true;
+            }
+            continue;
+        } else if trimmed.starts_with("listen ") {
+            saw_listen = true;
+            let params = after_address(trimmed, "listen ");
+            out.push_str(&format!("{indent}listen {listen}{params}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    assert!(
+        saw_begin && saw_end && emitted && saw_listen,
+        "nginx.conf: expected a `listen` line and `server` lines between \
+         `# BEGIN servers` and `# END servers`"
+    );
+    out
+}
+
+/// What follows the address in `<directive> ADDR PARAMS;`: ` PARAMS;` (with any comment).
+fn after_address<'a>(line: &'a str, directive: &str) -> &'a str {
+    let rest = line[directive.len()..].trim_start();
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == ';')
+        .unwrap_or(rest.len());
+    &rest[end..]
+}
+
+/// An nginx process balancing over some servers, stopped when dropped.
+pub struct TestNginx {
+    child: Child,
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl TestNginx {
+    /// Starts nginx on a free port in front of `upstreams`. `None` (skip, after a note) when
+    /// nginx or its stream module is not installed, unless `CHAT_REQUIRE_SERVICES=1`, which
+    /// makes that a panic.
+    pub fn start(upstreams: &[SocketAddr]) -> Option<TestNginx> {
+        let Some(nginx) = find_nginx() else {
+            return missing("nginx is not installed");
+        };
+        if !Path::new(STREAM_MODULE).exists() {
+            return missing(&format!("{STREAM_MODULE} is missing (libnginx-mod-stream)"));
+        }
+        let template = std::fs::read_to_string(template_path()).expect("read nginx.conf");
+        // A free port can be taken by someone else before nginx binds it: try a few.
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let listen = free_port();
+            let conf = dir.path().join("nginx.conf");
+            std::fs::write(&conf, render(&template, upstreams, listen)).expect("write config");
+            let mut prefix = dir.path().as_os_str().to_owned();
+            prefix.push("/");
+            let child = Command::new(&nginx)
+                .arg("-p")
+                .arg(&prefix)
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start nginx");
+            let mut running = TestNginx {
+                child,
+                addr: listen,
+                dir,
+            };
+            match running.wait_listening() {
+                Ok(()) => return Some(running),
+                Err(log) => last_error = log,
+            }
+        }
+        panic!("nginx did not start: {last_error}");
+    }
+
+    /// Waits until nginx accepts connections, or returns its error log if it exited.
+    fn wait_listening(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Err(format!("exited with {status}: {}", self.error_log()));
+            }
+            // A probe connection is proxied to a server and closed at once: harmless.
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen in time: {}",
+                self.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A new client connected through nginx.
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr).expect("connect through nginx")
+    }
+
+    /// A new client, connected through nginx, that registers `name` (password `pw-<name>`)
+    /// and logs in.
+    pub fn user(&self, name: &str) -> (Client, UserId) {
+        let mut c = self.client();
+        let id = c.register(name, &format!("pw-{name}")).expect("register");
+        c.login(id, &format!("pw-{name}")).expect("login");
+        (c, id)
+    }
+
+    /// The config nginx runs with.
+    pub fn config(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nginx.conf")).unwrap_or_default()
+    }
+
+    /// nginx's error log so far.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestNginx {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master must take its worker down with it.
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child's pid; it is not reaped yet, so the pid is
+            // still ours.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `nginx` from `CHAT_TEST_NGINX`, `/usr/sbin/nginx` or the `PATH`.
+pub fn find_nginx() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CHAT_TEST_NGINX") {
+        return Some(path.into());
+    }
+    let sbin = PathBuf::from("/usr/sbin/nginx");
+    if sbin.exists() {
+        return Some(sbin);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nginx"))
+            .find(|p| p.exists())
+    })
+}
+
+fn missing(what: &str) -> Option<TestNginx> {
+    if services_required() {
+        panic!("{what}");
+    }
+    eprintln!("note: skipping nginx test: {what}");
+    None
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
