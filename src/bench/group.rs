@@ -8,7 +8,7 @@ use crate::bench::conn::{drive, Conns, Scenario};
 use crate::bench::procstat::{self_cpu_us, ProcSample};
 use crate::bench::report::{new_histogram, record_ns, Latency, Report};
 use crate::bench::setup::{connect, parallel, register_users, unique_prefix, BenchUser, PASSWORD};
-use crate::bench::stamp::{self, clock_ns, push_i64, Stamp};
+use crate::bench::stamp::{self, clock_ns, Stamp};
 use crate::bench::{client_err, io_err, Result, Settings};
 use crate::protocol::{msgid, GroupId};
 use hdrhistogram::Histogram;
@@ -68,17 +68,7 @@ pub fn run(settings: &Settings) -> Result<Report> {
 
 /// Appends one group chat frame as the old client sends it (`{"msgid":10,...}` and a NUL).
 pub fn group_frame(out: &mut Vec<u8>, from: &BenchUser, group: GroupId, stamp: &Stamp, time: &str) {
-    out.extend_from_slice(b"{\"msgid\":10,\"id\":");
-    push_i64(out, from.id);
-    out.extend_from_slice(b",\"name\":\"");
-    out.extend_from_slice(from.name.as_bytes());
-    out.extend_from_slice(b"\",\"groupid\":");
-    push_i64(out, group);
-    out.extend_from_slice(b",\"msg\":\"");
-    stamp.encode(out);
-    out.extend_from_slice(b"\",\"time\":\"");
-    out.extend_from_slice(time.as_bytes());
-    out.extend_from_slice(b"\"}\0");
+    super::pairs::push_frame(out, 10, from, "groupid", group, stamp, time);
 }
 
 struct GroupLoop<'a> {

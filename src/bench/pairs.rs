@@ -61,12 +61,30 @@ pub fn run(settings: &Settings) -> Result<Report> {
 
 /// Appends one chat frame exactly as the old client sends it: `{"msgid":6,...}` and a NUL.
 pub fn chat_frame(out: &mut Vec<u8>, from: &BenchUser, to: UserId, stamp: &Stamp, time: &str) {
-    out.extend_from_slice(b"{\"msgid\":6,\"id\":");
+    push_frame(out, 6, from, "toid", to, stamp, time);
+}
+
+/// Appends a chat frame (msgid 6 with `toid`, or 10 with `groupid`) as the old client writes
+/// it, NUL included, without going through a JSON serialiser.
+pub(super) fn push_frame(
+    out: &mut Vec<u8>,
+    msgid: i64,
+    from: &BenchUser,
+    target_field: &str,
+    target: i64,
+    stamp: &Stamp,
+    time: &str,
+) {
+    out.extend_from_slice(b"{\"msgid\":");
+    push_i64(out, msgid);
+    out.extend_from_slice(b",\"id\":");
     push_i64(out, from.id);
     out.extend_from_slice(b",\"name\":\"");
     out.extend_from_slice(from.name.as_bytes());
-    out.extend_from_slice(b"\",\"toid\":");
-    push_i64(out, to);
+    out.extend_from_slice(b"\",\"");
+    out.extend_from_slice(target_field.as_bytes());
+    out.extend_from_slice(b"\":");
+    push_i64(out, target);
     out.extend_from_slice(b",\"msg\":\"");
     stamp.encode(out);
     out.extend_from_slice(b"\",\"time\":\"");
