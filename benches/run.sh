@@ -178,24 +178,39 @@ start_nginx() {
 
 # utime+stime of a process in clock ticks (0 if gone).
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-nginx_worker() { pgrep -P "$NGINX_PID" | head -n 1; }
 
-# bench NAME SCENARIO ARGS...: one chatbench run into $OUT/NAME.json (+ .txt). A failed run is
-# recorded and the script goes on. The nginx worker's CPU during the run goes to NAME.nginx.
+# ext_pids: nginx's worker and the shared MariaDB and Redis servers. Their CPU is only read
+# (from /proc) around each run, so that the cluster's cost outside the chat servers shows.
+ext_pids() {
+    local w=
+    if [ -n "$NGINX_PID" ]; then w=$(pgrep -P "$NGINX_PID" | head -n 1 || true); fi
+    printf '%s %s %s\n' "${w:-0}" "$(pgrep -xo mariadbd || pgrep -xo mysqld || echo 0)" \
+        "$(pgrep -xo redis-server || echo 0)"
+}
+ext_ticks() {
+    local p
+    for p in "$@"; do
+        if [ "$p" != 0 ]; then printf '%s ' "$(cpu_ticks "$p")"; else printf '0 '; fi
+    done
+}
+
+# bench NAME SCENARIO ARGS...: one chatbench run into $OUT/NAME.json (+ .txt, .cmd). A failed
+# run is recorded and the script goes on. The CPU that nginx's worker, MariaDB and Redis used
+# during the run goes to NAME.ext as "nginx_us mariadb_us redis_us".
 bench() {
-    local name=$1 w t0 t1 rc=0
+    local name=$1 pids t0 t1 rc=0
     shift
-    w=
-    if [ -n "$NGINX_PID" ]; then w=$(nginx_worker || true); fi
-    t0=0
-    if [ -n "$w" ]; then t0=$(cpu_ticks "$w"); fi
+    read -r -a pids <<<"$(ext_pids)"
+    read -r -a t0 <<<"$(ext_ticks "${pids[@]}")"
     say "$name: chatbench $*"
+    printf '%s\n' "chatbench $*" >"$OUT/$name.cmd"
     timeout -k 10 "$KILL_AFTER" "$BIN/chatbench" "$@" --timeout "$BENCH_TIMEOUT" \
         --json "$OUT/$name.json" >"$OUT/$name.txt" 2>&1 || rc=$?
-    t1=0
-    if [ -n "$w" ]; then t1=$(cpu_ticks "$w"); fi
-    echo "$(((t1 - t0) * 1000000 / $(getconf CLK_TCK)))" >"$OUT/$name.nginx_cpu_us"
-    printf '%s\n' "chatbench $*" >"$OUT/$name.cmd"
+    read -r -a t1 <<<"$(ext_ticks "${pids[@]}")"
+    awk -v hz="$(getconf CLK_TCK)" -v a="${t0[*]}" -v b="${t1[*]}" 'BEGIN {
+        n = split(a, x, " "); split(b, y, " ")
+        for (i = 1; i <= n; i++) printf "%d%s", (y[i] - x[i]) * 1000000 / hz, (i < n ? " " : "\n")
+    }' >"$OUT/$name.ext"
     if [ "$rc" != 0 ] || [ ! -s "$OUT/$name.json" ]; then
         say "$name FAILED (exit $rc): $(tail -n 3 "$OUT/$name.txt" | tr '\n' ' ')"
         FAILED+=("$name")
@@ -337,54 +352,50 @@ check() {
     fi
 }
 
+# row LABEL SEL EXT_FILES -- JSON_FILES: one line of the table from the reports SEL selects in
+# the files ("." for a plain report, ".a[]" / ".b[]" for the sides of a --compare). The last
+# column is the CPU of nginx's worker, MariaDB and Redis (from the .ext files) per delivered
+# message; for a --compare the whole invocation's is divided by side B's deliveries (side A is
+# the single server, which uses none of them).
+row() {
+    local label=$1 sel=$2 ext=() del
+    shift 2
+    while [ "$1" != -- ]; do ext+=("$1"); shift; done
+    shift
+    del=$(vals "[$sel.delivered] | add" "$@" | awk '{ s += $1 } END { print s + 0 }')
+    printf '%-24s %-22s %-8s %-18s %-18s %-16s %-6s %-16s %s\n' "$label" \
+        "$(vals "$sel.msgs_per_sec" "$@" | spread)" \
+        "$(vals "$sel.latency_us.p50" "$@" | spread)" \
+        "$(vals "$sel.latency_us.p99" "$@" | spread)" \
+        "$(vals "$sel.latency_us.max" "$@" | spread)" \
+        "$(vals "$sel.server_cpu_us_per_msg" "$@" | spread %.2f)" \
+        "$(vals "$sel.lost" "$@" | awk '{ s += $1 } END { print s + 0 }')" \
+        "$(vals "$sel.bench_cores" "$@" | spread %.2f)" \
+        "$(cat "${ext[@]}" 2>/dev/null | awk -v n="$del" '
+            { g += $1; m += $2; r += $3 }
+            END { if (n > 0) printf "%.1f/%.1f/%.1f", g / n, m / n, r / n; else print "-" }')"
+}
+
 summary() {
-    local cfg users window name f n
+    local cfg users window name f
     echo "clusterchat benchmarks: $(sed -n 's/^commit: //p' "$OUT/machine.txt"), $(nproc) cores,"
     echo "$(free -g | awk '/^Mem/ { print $2 }') GiB, kernel $(uname -r); $DUR s per run, $ROUNDS rounds"
-    echo "figures: mean (min..max over rounds); latency in µs; CPU is server µs per delivered message"
+    echo "figures: mean (min..max over rounds); latency in µs; cpu/msg: server µs per delivered"
+    echo "message (both nodes for a cluster); lost: sum over rounds; ext: µs of nginx/MariaDB/Redis"
     echo
-    printf '%-28s %-22s %-10s %-18s %-10s %-14s %-6s %s\n' run msgs/s p50 p99 max \
-        server_cpu/msg lost bench_cores
+    printf '%-24s %-22s %-8s %-18s %-18s %-16s %-6s %-16s %s\n' run msgs/s p50 p99 max \
+        cpu/msg lost bench_cores ext
     for cfg in "100 1" "100 16" "1000 1"; do
         read -r users window <<<"$cfg"
         for mode in single cluster; do
             name=pairs-u$users-w$window-$mode
-            set -- "$OUT/$name"-r*.json
-            printf '%-28s %-22s %-10s %-18s %-10s %-14s %-6s %s\n' "$name" \
-                "$(vals .msgs_per_sec "$@" | spread)" \
-                "$(vals .latency_us.p50 "$@" | spread)" \
-                "$(vals .latency_us.p99 "$@" | spread)" \
-                "$(vals .latency_us.max "$@" | spread)" \
-                "$(vals .server_cpu_us_per_msg "$@" | spread %.2f)" \
-                "$(vals .lost "$@" | spread)" \
-                "$(vals .bench_cores "$@" | spread %.2f)"
+            row "$name" . "$OUT/$name"-r*.ext -- "$OUT/$name"-r*.json
         done
-        f=$OUT/pairs-u$users-w$window-nginx.json
-        printf '%-28s %-22s %-10s %-18s %-10s %-14s %-6s %s\n' "pairs-u$users-w$window-nginx" \
-            "$(vals '.b[].msgs_per_sec' "$f" | spread)" \
-            "$(vals '.b[].latency_us.p50' "$f" | spread)" \
-            "$(vals '.b[].latency_us.p99' "$f" | spread)" \
-            "$(vals '.b[].latency_us.max' "$f" | spread)" \
-            "$(vals '.b[].server_cpu_us_per_msg' "$f" | spread %.2f)" \
-            "$(vals '.b[].lost' "$f" | spread)" \
-            "$(vals '.b[].bench_cores' "$f" | spread %.2f)"
-        if [ -s "$f" ]; then
-            n=$(jq '[.b[].delivered] | add' "$f")
-            echo "  (nginx worker: $(awk -v c="$(cat "$OUT/pairs-u$users-w$window-nginx.nginx_cpu_us")" -v n="$n" \
-                'BEGIN { if (n > 0) printf "%.2f", c / n; else print "-" }') µs CPU per delivered message, all rounds)"
-        fi
+        name=pairs-u$users-w$window-nginx
+        row "$name" '.b[]' "$OUT/$name.ext" -- "$OUT/$name.json"
     done
-    f=$OUT/group-u1000-nginx.json
-    for side in a:single b:nginx; do
-        printf '%-28s %-22s %-10s %-18s %-10s %-14s %-6s %s\n' "group-u1000-${side#*:}" \
-            "$(vals ".${side%%:*}[].msgs_per_sec" "$f" | spread)" \
-            "$(vals ".${side%%:*}[].latency_us.p50" "$f" | spread)" \
-            "$(vals ".${side%%:*}[].latency_us.p99" "$f" | spread)" \
-            "$(vals ".${side%%:*}[].latency_us.max" "$f" | spread)" \
-            "$(vals ".${side%%:*}[].server_cpu_us_per_msg" "$f" | spread %.2f)" \
-            "$(vals ".${side%%:*}[].lost" "$f" | spread)" \
-            "$(vals ".${side%%:*}[].bench_cores" "$f" | spread %.2f)"
-    done
+    row group-u1000-single '.a[]' -- "$OUT/group-u1000-nginx.json"
+    row group-u1000-nginx '.b[]' "$OUT/group-u1000-nginx.ext" -- "$OUT/group-u1000-nginx.json"
     echo "  (group: msgs/s are deliveries/s; latency is to the last of the 999 receivers)"
     echo
     f=$OUT/idle-single.json

@@ -1,0 +1,41 @@
+//! The housekeeping thread of a server.
+
+use crate::service::ChatService;
+use std::sync::Arc;
+
+/// The housekeeping thread: every second, retries what failed during an outage; in a
+/// cluster, every few seconds also sets offline the users of servers that died without saying
+/// so (their liveness key expired), so friends lists stop showing them online.
+pub(super) struct Housekeeper {
+    stop: crossbeam_channel::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Housekeeper {
+    const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+    const REAP_EVERY: u32 = 5;
+
+    pub(super) fn start(service: Arc<ChatService>, cluster: bool) -> std::io::Result<Housekeeper> {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("housekeeper".into())
+            .spawn(move || {
+                let mut tick = 0u32;
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Self::TICK)
+                {
+                    service.retry_pending();
+                    tick = tick.wrapping_add(1);
+                    if cluster && tick % Self::REAP_EVERY == 0 {
+                        service.reap_dead_nodes();
+                    }
+                }
+            })?;
+        Ok(Housekeeper { stop, thread })
+    }
+
+    pub(super) fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}

@@ -1,0 +1,153 @@
+//! The chat server: wires the reactor, the codec, the worker pool and the service together.
+//!
+//! * [`handler`]: on an IO thread, cuts the input into frames and, for each, either takes the
+//!   chat fast path (receiver online here, nothing queued for this connection) or queues the
+//!   frame to the connection's worker, where the service handles it.
+//! * this file: start-up (store, bus, stale sessions, threads) and shutdown.
+//! * [`housekeeper`]: the periodic retries and the dead-node reaper.
+
+mod handler;
+mod housekeeper;
+
+use crate::bus::{local::LocalBus, redis::RedisBus, BusEvent, SharedBus};
+use crate::config::Config;
+use crate::net::{Bytes, ServerHandle, ServerOptions, TcpServer};
+use crate::service::password::Hasher;
+use crate::service::ChatService;
+use crate::store::{self, SharedStore, StoreError};
+use crate::worker_pool::WorkerPool;
+use handler::ChatHandler;
+use housekeeper::Housekeeper;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The message bus could not be set up.
+    #[error(transparent)]
+    Bus(#[from] crate::bus::BusError),
+    /// The listening address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The node id cannot be used (it names sessions as `<node>/<connection>`).
+    #[error("bad node id {0:?}: it must be non-empty and must not contain '/'")]
+    BadNodeId(String),
+    /// Threads could not be started.
+    #[error("cannot start threads: {0}")]
+    Threads(#[from] std::io::Error),
+}
+
+/// A running chat server.
+pub struct RunningServer {
+    net: ServerHandle,
+    service: Arc<ChatService>,
+    bus: SharedBus,
+    housekeeper: Housekeeper,
+}
+
+impl RunningServer {
+    /// Opens the store and bus that `config` names, clears stale sessions, binds and starts.
+    pub fn start(config: &Config) -> Result<RunningServer, StartError> {
+        let node = config.node_id();
+        let store: SharedStore = store::open(&config.db, config.db_pool)?;
+        if node.is_empty() || node.contains('/') {
+            return Err(StartError::BadNodeId(node));
+        }
+        let bus: SharedBus = match &config.redis {
+            Some(url) => Arc::new(RedisBus::connect(url, &config.channel_prefix, &node)?),
+            None => Arc::new(LocalBus::new(node.clone())),
+        };
+        let cleared = if bus.is_standalone() {
+            store.release_all()?
+        } else {
+            store.release_node(&node)?
+        };
+        if cleared > 0 {
+            log::info!("cleared {cleared} sessions left by a previous run");
+        }
+        let workers = Arc::new(WorkerPool::new(config.workers())?);
+        let service = Arc::new(ChatService::new(
+            store,
+            Arc::clone(&bus),
+            node.clone(),
+            Hasher::new(config.argon2_m_kib),
+        ));
+        {
+            let service = Arc::clone(&service);
+            let workers = Arc::clone(&workers);
+            bus.set_inbound(Arc::new(move |event: BusEvent<'_>| match event {
+                BusEvent::Message { user, frame } => {
+                    let service = Arc::clone(&service);
+                    let frame = Bytes::copy_from_slice(frame);
+                    workers.execute(
+                        user as u64,
+                        Box::new(move || service.redeliver(user, frame)),
+                    );
+                }
+                BusEvent::Reconnected => {
+                    for user in service.online().users() {
+                        let service = Arc::clone(&service);
+                        workers.execute(user as u64, Box::new(move || service.drain_offline(user)));
+                    }
+                }
+            }));
+        }
+        let listener =
+            std::net::TcpListener::bind(&config.listen).map_err(|source| StartError::Listen {
+                addr: config.listen.clone(),
+                source,
+            })?;
+        let handler = Arc::new(ChatHandler {
+            service: Arc::clone(&service),
+            workers,
+            max_frame: config.max_frame,
+        });
+        let net = TcpServer::start(
+            listener,
+            handler,
+            ServerOptions {
+                io_threads: config.io_threads(),
+                max_output: config.max_output,
+            },
+        )?;
+        log::info!(
+            "node {node} listening on {} (db {}, {} IO threads, {} workers)",
+            net.local_addr(),
+            store::mask_password(&config.db),
+            config.io_threads(),
+            config.workers()
+        );
+        let housekeeper = Housekeeper::start(Arc::clone(&service), !bus.is_standalone())?;
+        Ok(RunningServer {
+            net,
+            service,
+            bus,
+            housekeeper,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.net.local_addr()
+    }
+
+    /// Stops accepting and serving, then sets this server's users offline.
+    pub fn stop(self) {
+        self.housekeeper.stop();
+        self.net.stop();
+        match self.service.release_all_sessions() {
+            Ok(n) => log::info!("stopped; {n} users set offline"),
+            Err(e) => log::error!("stopped, but could not set users offline: {e}"),
+        }
+        self.bus.shutdown();
+    }
+}
