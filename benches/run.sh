@@ -3,6 +3,7 @@
 #
 #   benches/run.sh              build (cargo build --release), start everything, run every
 #                               scenario, print the summary, stop everything it started
+#   benches/run.sh --summary DIR   print the summary of the results in DIR again
 #
 # What it starts (and stops on exit, whatever happens: trap EXIT):
 #   single   chatserver on SQLite (a fresh file), 127.0.0.1:$PORT        pairs, group
@@ -31,6 +32,12 @@
 #   NGINX            the nginx binary (default: nginx on the PATH or /usr/sbin/nginx)
 set -euo pipefail
 
+SUMMARY_ONLY=
+if [ "${1:-}" = --summary ]; then # benches/run.sh --summary DIR: the summary of a past run
+    [ -d "${2:-}" ] || { echo "usage: $0 [--summary RESULTS_DIR]" >&2; exit 2; }
+    SUMMARY_ONLY=1
+    BENCH_OUT=$(cd "$2" && pwd)
+fi
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PORT=${BENCH_PORT:-17000}
@@ -56,8 +63,8 @@ LOGINS=127.0.0.1:$((PORT + 5))
 say() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-mkdir -p "$OUT/run"
 RUN=$OUT/run
+[ -n "$SUMMARY_ONLY" ] || mkdir -p "$RUN"
 FAILED=()
 
 # ---------------------------------------------------------------------------------------------
@@ -219,92 +226,98 @@ bench() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Build and start
+# Build, start, run every scenario
 
-if [ -z "${BENCH_NO_BUILD:-}" ]; then
-    say "building (cargo build --release)"
-    cargo build --release >&2
-fi
-# Copies: the binaries stay the same even if target/ is rebuilt during the run.
-mkdir -p "$OUT/bin"
-cp "$ROOT/target/release/chatserver" "$ROOT/target/release/chatbench" "$OUT/bin/"
-BIN=$OUT/bin
+run_all() {
+    # -----------------------------------------------------------------------------------------
+    # Build and start
 
-ulimit -n "$(ulimit -Hn)" # the servers and the bench need a descriptor per connection
+    if [ -z "${BENCH_NO_BUILD:-}" ]; then
+        say "building (cargo build --release)"
+        cargo build --release >&2
+    fi
+    # Copies: the binaries stay the same even if target/ is rebuilt during the run.
+    mkdir -p "$OUT/bin"
+    cp "$ROOT/target/release/chatserver" "$ROOT/target/release/chatbench" "$OUT/bin/"
+    BIN=$OUT/bin
 
-{
-    echo "date: $(date -Is)"
-    echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
-    echo "nproc: $(nproc)"
-    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-    echo "kernel: $(uname -r)"
-    echo "open files (ulimit -n / -Hn): $(ulimit -n) / $(ulimit -Hn)"
-    free -g
-} >"$OUT/machine.txt"
-say "results in $OUT"
+    ulimit -n "$(ulimit -Hn)" # the servers and the bench need a descriptor per connection
 
-mysql_host >/dev/null
-sql 'SELECT 1' >/dev/null || die "MySQL at $MYSQL_URL does not answer"
-redis-cli -u "$REDIS_URL" ping >/dev/null || die "Redis at $REDIS_URL does not answer"
-sql "CREATE DATABASE \`$DBNAME\` DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_unicode_ci"
-DB_CREATED=1
-CLUSTER_DB="$MYSQL_URL/$DBNAME?prefer_socket=false"
-LOW=(--argon2-m-kib 64)
+    {
+        echo "date: $(date -Is)"
+        echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+        echo "nproc: $(nproc)"
+        echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+        echo "kernel: $(uname -r)"
+    echo "settings: $DUR s per run, $ROUNDS rounds"
+        echo "open files (ulimit -n / -Hn): $(ulimit -n) / $(ulimit -Hn)"
+        free -g
+    } >"$OUT/machine.txt"
+    say "results in $OUT"
 
-start_server single "$SINGLE" "sqlite:/tmp/ccbench-$$-single.db" "${LOW[@]}"
-start_server node1 "$NODE1" "$CLUSTER_DB" --redis "$REDIS_URL" --channel-prefix "$PREFIX" \
-    --node-id bench1 "${LOW[@]}"
-start_server node2 "$NODE2" "$CLUSTER_DB" --redis "$REDIS_URL" --channel-prefix "$PREFIX" \
-    --node-id bench2 "${LOW[@]}"
-start_nginx
-S=(--server-pid "${PID[single]}")
-C=(--server-pid "${PID[node1]}" --server-pid "${PID[node2]}")
-D=(--duration "$DUR")
+    mysql_host >/dev/null
+    sql 'SELECT 1' >/dev/null || die "MySQL at $MYSQL_URL does not answer"
+    redis-cli -u "$REDIS_URL" ping >/dev/null || die "Redis at $REDIS_URL does not answer"
+    sql "CREATE DATABASE \`$DBNAME\` DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    DB_CREATED=1
+    CLUSTER_DB="$MYSQL_URL/$DBNAME?prefer_socket=false"
+    LOW=(--argon2-m-kib 64)
 
-# ---------------------------------------------------------------------------------------------
-# Scenarios
+    start_server single "$SINGLE" "sqlite:/tmp/ccbench-$$-single.db" "${LOW[@]}"
+    start_server node1 "$NODE1" "$CLUSTER_DB" --redis "$REDIS_URL" --channel-prefix "$PREFIX" \
+        --node-id bench1 "${LOW[@]}"
+    start_server node2 "$NODE2" "$CLUSTER_DB" --redis "$REDIS_URL" --channel-prefix "$PREFIX" \
+        --node-id bench2 "${LOW[@]}"
+    start_nginx
+    S=(--server-pid "${PID[single]}")
+    C=(--server-pid "${PID[node1]}" --server-pid "${PID[node2]}")
+    D=(--duration "$DUR")
 
-# Pairs: single server vs the two-node cluster addressed directly (every pair split across the
-# servers), alternating single, cluster, single, cluster… so drift hits both alike.
-for ((r = 1; r <= ROUNDS; r++)); do
+    # -----------------------------------------------------------------------------------------
+    # Scenarios
+
+    # Pairs: single server vs the two-node cluster addressed directly (every pair split across the
+    # servers), alternating single, cluster, single, cluster… so drift hits both alike.
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for cfg in "100 1" "100 16" "1000 1"; do
+            read -r users window <<<"$cfg"
+            bench "pairs-u$users-w$window-single-r$r" pairs --target "$SINGLE" --users "$users" \
+                --window "$window" "${D[@]}" "${S[@]}"
+            bench "pairs-u$users-w$window-cluster-r$r" pairs --targets "$NODE1,$NODE2" \
+                --users "$users" --window "$window" "${D[@]}" "${C[@]}"
+        done
+    done
+
+    # Single server (A) vs the cluster behind nginx (B), with chatbench's own A/B alternation.
     for cfg in "100 1" "100 16" "1000 1"; do
         read -r users window <<<"$cfg"
-        bench "pairs-u$users-w$window-single-r$r" pairs --target "$SINGLE" --users "$users" \
-            --window "$window" "${D[@]}" "${S[@]}"
-        bench "pairs-u$users-w$window-cluster-r$r" pairs --targets "$NODE1,$NODE2" \
-            --users "$users" --window "$window" "${D[@]}" "${C[@]}"
+        bench "pairs-u$users-w$window-nginx" pairs --target "$SINGLE" --compare "$LB" \
+            --rounds "$ROUNDS" --users "$users" --window "$window" "${D[@]}" "${S[@]}" \
+            --compare-pid "${PID[node1]}" --compare-pid "${PID[node2]}"
     done
-done
 
-# Single server (A) vs the cluster behind nginx (B), with chatbench's own A/B alternation.
-for cfg in "100 1" "100 16" "1000 1"; do
-    read -r users window <<<"$cfg"
-    bench "pairs-u$users-w$window-nginx" pairs --target "$SINGLE" --compare "$LB" \
-        --rounds "$ROUNDS" --users "$users" --window "$window" "${D[@]}" "${S[@]}" \
+    # Group: 1,000 members all online, one sender, window 1: single (A) vs cluster via nginx (B).
+    bench group-u1000-nginx group --target "$SINGLE" --compare "$LB" --rounds "$ROUNDS" \
+        --users 1000 --senders 1 --window 1 "${D[@]}" "${S[@]}" \
         --compare-pid "${PID[node1]}" --compare-pid "${PID[node2]}"
-done
 
-# Group: 1,000 members all online, one sender, window 1: single (A) vs cluster via nginx (B).
-bench group-u1000-nginx group --target "$SINGLE" --compare "$LB" --rounds "$ROUNDS" \
-    --users 1000 --senders 1 --window 1 "${D[@]}" "${S[@]}" \
-    --compare-pid "${PID[node1]}" --compare-pid "${PID[node2]}"
+    # Idle: a fresh server, as many logged-in connections as the open-file limit allows.
+    start_server idle "$IDLE" "sqlite:/tmp/ccbench-$$-idle.db" "${LOW[@]}"
+    bench idle-single idle --target "$IDLE" --users "$IDLE_USERS" --concurrency 8 "${D[@]}" \
+        --server-pid "${PID[idle]}"
+    stop_server idle
 
-# Idle: a fresh server, as many logged-in connections as the open-file limit allows.
-start_server idle "$IDLE" "sqlite:/tmp/ccbench-$$-idle.db" "${LOW[@]}"
-bench idle-single idle --target "$IDLE" --users "$IDLE_USERS" --concurrency 8 "${D[@]}" \
-    --server-pid "${PID[idle]}"
-stop_server idle
-
-# Logins with the default argon2 parameters on a fresh server. Sequential (concurrency 1)
-# gives the time of one login, i.e. one hash plus the rest; the same on the m=64 server gives
-# the rest alone; concurrency 8 gives the throughput to compare with cores / hash time.
-start_server logins "$LOGINS" "sqlite:/tmp/ccbench-$$-logins.db"
-bench logins-c1-m64 logins --target "$SINGLE" --concurrency 1 "${D[@]}" "${S[@]}"
-bench logins-c1 logins --target "$LOGINS" --concurrency 1 "${D[@]}" --server-pid "${PID[logins]}"
-for ((r = 1; r <= ROUNDS; r++)); do
-    bench "logins-c8-r$r" logins --target "$LOGINS" --concurrency 8 "${D[@]}" \
-        --server-pid "${PID[logins]}"
-done
+    # Logins with the default argon2 parameters on a fresh server. Sequential (concurrency 1)
+    # gives the time of one login, i.e. one hash plus the rest; the same on the m=64 server gives
+    # the rest alone; concurrency 8 gives the throughput to compare with cores / hash time.
+    start_server logins "$LOGINS" "sqlite:/tmp/ccbench-$$-logins.db"
+    bench logins-c1-m64 logins --target "$SINGLE" --concurrency 1 "${D[@]}" "${S[@]}"
+    bench logins-c1 logins --target "$LOGINS" --concurrency 1 "${D[@]}" --server-pid "${PID[logins]}"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        bench "logins-c8-r$r" logins --target "$LOGINS" --concurrency 8 "${D[@]}" \
+            --server-pid "${PID[logins]}"
+    done
+}
 
 # ---------------------------------------------------------------------------------------------
 # Summary
@@ -353,7 +366,7 @@ check() {
 }
 
 # row LABEL SEL EXT_FILES -- JSON_FILES: one line of the table from the reports SEL selects in
-# the files ("." for a plain report, ".a[]" / ".b[]" for the sides of a --compare). The last
+# the files ("" for a plain report, ".a[]" / ".b[]" for the sides of a --compare). The last
 # column is the CPU of nginx's worker, MariaDB and Redis (from the .ext files) per delivered
 # message; for a --compare the whole invocation's is divided by side B's deliveries (side A is
 # the single server, which uses none of them).
@@ -379,7 +392,7 @@ row() {
 summary() {
     local cfg users window name f
     echo "clusterchat benchmarks: $(sed -n 's/^commit: //p' "$OUT/machine.txt"), $(nproc) cores,"
-    echo "$(free -g | awk '/^Mem/ { print $2 }') GiB, kernel $(uname -r); $DUR s per run, $ROUNDS rounds"
+    echo "$(free -g | awk '/^Mem/ { print $2 }') GiB, kernel $(uname -r); $(sed -n 's/^settings: //p' "$OUT/machine.txt")"
     echo "figures: mean (min..max over rounds); latency in µs; cpu/msg: server µs per delivered"
     echo "message (both nodes for a cluster); lost: sum over rounds; ext: µs of nginx/MariaDB/Redis"
     echo
@@ -389,7 +402,7 @@ summary() {
         read -r users window <<<"$cfg"
         for mode in single cluster; do
             name=pairs-u$users-w$window-$mode
-            row "$name" . "$OUT/$name"-r*.ext -- "$OUT/$name"-r*.json
+            row "$name" "" "$OUT/$name"-r*.ext -- "$OUT/$name"-r*.json
         done
         name=pairs-u$users-w$window-nginx
         row "$name" '.b[]' "$OUT/$name.ext" -- "$OUT/$name.json"
@@ -465,6 +478,11 @@ summary() {
     fi
 }
 
+if [ -n "$SUMMARY_ONLY" ]; then
+    summary
+    exit
+fi
+run_all
 summary | tee "$OUT/summary.txt"
 say "results in $OUT (summary.txt, one .json/.txt/.cmd per run, run/ holds the server logs)"
 [ ${#FAILED[@]} -eq 0 ]

@@ -5,7 +5,10 @@
 //! queued: keyed by connection, "login, then chat" can never be reordered.
 
 use crossbeam_channel::{unbounded, Sender};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// A unit of blocking work.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -14,6 +17,8 @@ pub type Job = Box<dyn FnOnce() + Send + 'static>;
 pub struct WorkerPool {
     queues: Vec<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
+    /// Jobs queued or running.
+    busy: Arc<AtomicUsize>,
 }
 
 impl WorkerPool {
@@ -21,29 +26,51 @@ impl WorkerPool {
     pub fn new(n: usize) -> std::io::Result<Self> {
         let mut queues = Vec::new();
         let mut threads = Vec::new();
+        let busy = Arc::new(AtomicUsize::new(0));
         for i in 0..n.max(1) {
             let (tx, rx) = unbounded::<Job>();
             queues.push(tx);
+            let busy = Arc::clone(&busy);
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
                     .spawn(move || {
                         for job in rx {
                             job();
+                            busy.fetch_sub(1, Ordering::AcqRel);
                         }
                     })?,
             );
         }
-        Ok(WorkerPool { queues, threads })
+        Ok(WorkerPool {
+            queues,
+            threads,
+            busy,
+        })
     }
 
     /// Runs `job` on the worker that owns `key`, after every job queued before with that key.
     /// Thread safe.
     pub fn execute(&self, key: u64, job: Job) {
         let queue = &self.queues[(key % self.queues.len() as u64) as usize];
+        self.busy.fetch_add(1, Ordering::AcqRel);
         if queue.send(job).is_err() {
+            self.busy.fetch_sub(1, Ordering::AcqRel);
             log::error!("worker pool is stopped; job dropped");
         }
+    }
+
+    /// Waits until no job is queued or running, or `timeout` passes; true if idle. Used at
+    /// shutdown, once no new requests are read, so that accepted work completes.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.busy.load(Ordering::Acquire) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// Lets the queued jobs finish and joins the threads.
@@ -68,7 +95,8 @@ mod tests {
             let seen = Arc::clone(&seen);
             pool.execute(7, Box::new(move || seen.lock().unwrap().push(i)));
         }
-        pool.stop();
+        assert!(pool.wait_idle(std::time::Duration::from_secs(10)));
         assert_eq!(*seen.lock().unwrap(), (0..100).collect::<Vec<_>>());
+        pool.stop();
     }
 }

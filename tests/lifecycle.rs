@@ -132,6 +132,62 @@ fn everything_survives_a_restart() {
     );
 }
 
+/// SIGTERM while a sender streams: every message whose ack reached the sender was also
+/// delivered to the receiver before the server went away.
+fn a_stopping_server_delivers_what_it_acknowledged() {
+    let mut srv = TestServer::start();
+    let (alice, a) = srv.user("alice");
+    let (bob, b) = srv.user("bob");
+    let mut writer = alice.stream().try_clone().unwrap();
+    let streamer = std::thread::spawn(move || {
+        use std::io::Write;
+        for i in 0..20_000 {
+            let frame =
+                format!("{{\"msgid\":6,\"id\":{a},\"toid\":{b},\"msg\":\"{i}\",\"reqid\":{i}}}\n");
+            if writer.write_all(frame.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let acks = {
+        let acked = std::sync::Arc::clone(&acked);
+        std::thread::spawn(move || {
+            let mut alice = alice;
+            while let Ok(m) = alice.recv() {
+                if m["msgid"] == msgid::ACK {
+                    acked.lock().unwrap().push(m["reqid"].as_u64().unwrap());
+                }
+            }
+        })
+    };
+    let receiver = std::thread::spawn(move || {
+        let mut bob = bob;
+        let mut got = Vec::new();
+        while let Ok(m) = bob.recv() {
+            got.push(m["msg"].as_str().unwrap().parse::<u64>().unwrap());
+        }
+        got
+    });
+    // Let some traffic flow, then stop the server in the middle of it.
+    while acked.lock().unwrap().len() < 100 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    srv.signal("TERM");
+    let got = receiver.join().unwrap();
+    acks.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    streamer.join().unwrap();
+    srv.wait_exit(Duration::from_secs(10));
+    let got: std::collections::HashSet<u64> = got.into_iter().collect();
+    let missing: Vec<_> = acked.iter().filter(|i| !got.contains(i)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never delivered: {missing:?}"
+    );
+    assert!(!acked.is_empty());
+}
+
 #[test]
 fn passwords_are_stored_as_argon2_hashes() {
     let mut srv = TestServer::start();
@@ -151,6 +207,7 @@ fn passwords_are_stored_as_argon2_hashes() {
 }
 
 on_both_backends!(
+    a_stopping_server_delivers_what_it_acknowledged,
     a_vanished_client_can_log_in_again_at_once,
     messages_to_a_vanished_client_are_stored_offline,
     sigterm_sets_every_user_offline,

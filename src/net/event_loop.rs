@@ -41,7 +41,11 @@ pub(super) enum Task<C> {
     Shutdown(ConnRef<C>),
     /// Close now.
     Close(ConnRef<C>),
-    /// Leave the loop.
+    /// Stop taking requests from every connection (shutdown, phase 1): what arrives is read
+    /// and discarded (so that closing later does not reset the connection and destroy replies
+    /// the peer has not read yet); requests already taken are still answered.
+    StopReading,
+    /// Write what can be written without waiting, then leave the loop (shutdown, phase 2).
     Quit,
 }
 
@@ -97,6 +101,7 @@ pub(super) struct EventLoop<C, H> {
     scratch: Vec<u8>,
     handler: Arc<H>,
     limits: LoopLimits,
+    reading: bool,
 }
 
 impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
@@ -116,6 +121,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             scratch: vec![0; SCRATCH],
             handler,
             limits,
+            reading: true,
         })
     }
 
@@ -150,6 +156,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                 }
             }
             if !self.run_tasks() {
+                self.flush_dirty();
                 break;
             }
             self.flush_dirty();
@@ -183,6 +190,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                             self.close(key);
                         }
                     }
+                    Task::StopReading => self.reading = false,
                     Task::Quit => return false,
                 }
             }
@@ -280,7 +288,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             match c.stream.read(&mut self.scratch) {
                 Ok(0) => return self.close(key),
                 Ok(n) => {
-                    if c.closing {
+                    if c.closing || !self.reading {
                         continue; // shutting down: discard what the peer still sends
                     }
                     let handle = Arc::clone(&c.handle);

@@ -26,9 +26,10 @@ pub struct ServerOptions {
 pub struct TcpServer;
 
 /// A running server: its address, and the way to stop it.
-pub struct ServerHandle {
+pub struct ServerHandle<C> {
     local_addr: SocketAddr,
     stop_waker: Arc<Waker>,
+    loops: Vec<Arc<LoopShared<C>>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -39,7 +40,7 @@ impl TcpServer {
         listener: std::net::TcpListener,
         handler: Arc<H>,
         options: ServerOptions,
-    ) -> io::Result<ServerHandle>
+    ) -> io::Result<ServerHandle<C>>
     where
         C: Default + Send + Sync + 'static,
         H: Handler<C>,
@@ -65,21 +66,23 @@ impl TcpServer {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let acceptor_loops = loops.clone();
         threads.push(
             std::thread::Builder::new()
                 .name("acceptor".into())
-                .spawn(move || accept_loop(poll, listener, loops))?,
+                .spawn(move || accept_loop(poll, listener, acceptor_loops))?,
         );
         Ok(ServerHandle {
             local_addr,
             stop_waker,
+            loops,
             threads,
         })
     }
 }
 
-/// Accepts until told to stop, then stops every loop. On running out of file descriptors it
-/// backs off briefly instead of spinning (the listener stays readable).
+/// Accepts until told to stop. On running out of file descriptors it backs off briefly
+/// instead of spinning (the listener stays readable).
 fn accept_loop<C>(mut poll: Poll, listener: TcpListener, loops: Vec<Arc<LoopShared<C>>>) {
     let mut events = Events::with_capacity(64);
     let mut next = 0usize;
@@ -117,22 +120,32 @@ fn accept_loop<C>(mut poll: Poll, listener: TcpListener, loops: Vec<Arc<LoopShar
             }
         }
     }
-    for l in &loops {
-        l.queue(Task::Quit);
-    }
 }
 
-impl ServerHandle {
+impl<C: Send + Sync + 'static> ServerHandle<C> {
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// Stops accepting, stops every loop (connections are dropped without callbacks) and waits
-    /// for the threads. Thread safe.
-    pub fn stop(self) {
+    /// Shutdown, phase 1: stops accepting and stops reading requests. What was read is still
+    /// handled and its replies and deliveries are still written, so the caller can let the
+    /// workers finish before [`stop`](Self::stop). Thread safe.
+    pub fn stop_input(&self) {
         if let Err(e) = self.stop_waker.wake() {
             log::error!("cannot stop the acceptor: {e}");
+        }
+        for l in &self.loops {
+            l.queue(Task::StopReading);
+        }
+    }
+
+    /// Shutdown, phase 2: every loop writes what it can and exits (connections are dropped
+    /// without callbacks); waits for the threads.
+    pub fn stop(self) {
+        self.stop_input();
+        for l in &self.loops {
+            l.queue(Task::Quit);
         }
         for t in self.threads {
             let _ = t.join();

@@ -13,13 +13,17 @@ use crate::bus::{local::LocalBus, redis::RedisBus, BusEvent, SharedBus};
 use crate::config::Config;
 use crate::net::{Bytes, ServerHandle, ServerOptions, TcpServer};
 use crate::service::password::Hasher;
-use crate::service::ChatService;
+use crate::service::{ChatService, Session};
 use crate::store::{self, SharedStore, StoreError};
 use crate::worker_pool::WorkerPool;
 use handler::ChatHandler;
 use housekeeper::Housekeeper;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a stopping server waits for requests already read to be handled.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +52,8 @@ pub enum StartError {
 
 /// A running chat server.
 pub struct RunningServer {
-    net: ServerHandle,
+    net: ServerHandle<Session>,
+    workers: Arc<WorkerPool>,
     service: Arc<ChatService>,
     bus: SharedBus,
     housekeeper: Housekeeper,
@@ -108,7 +113,7 @@ impl RunningServer {
             })?;
         let handler = Arc::new(ChatHandler {
             service: Arc::clone(&service),
-            workers,
+            workers: Arc::clone(&workers),
             max_frame: config.max_frame,
         });
         let net = TcpServer::start(
@@ -129,6 +134,7 @@ impl RunningServer {
         let housekeeper = Housekeeper::start(Arc::clone(&service), !bus.is_standalone())?;
         Ok(RunningServer {
             net,
+            workers,
             service,
             bus,
             housekeeper,
@@ -140,9 +146,15 @@ impl RunningServer {
         self.net.local_addr()
     }
 
-    /// Stops accepting and serving, then sets this server's users offline.
+    /// Stops without dropping accepted work: stop reading requests, let the workers finish
+    /// what was read (their replies and deliveries are still written), close, then set this
+    /// server's users offline.
     pub fn stop(self) {
         self.housekeeper.stop();
+        self.net.stop_input();
+        if !self.workers.wait_idle(SHUTDOWN_GRACE) {
+            log::warn!("workers still busy after {SHUTDOWN_GRACE:?}; stopping anyway");
+        }
         self.net.stop();
         match self.service.release_all_sessions() {
             Ok(n) => log::info!("stopped; {n} users set offline"),
