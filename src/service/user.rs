@@ -3,7 +3,7 @@
 use super::session::{Conn, Login};
 use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
 use crate::protocol::{self, errno, msgid, LoginReq, RegisterReq, UserId};
-use crate::store::{Claim, StoreError, UserRecord};
+use crate::store::Claim;
 use serde_json::json;
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -58,6 +58,10 @@ impl ChatService {
         if !self.hasher.verify(&req.password, &user.password_hash) {
             return Err(bad());
         }
+        // Friends and groups first: once the offline queue is taken, nothing may fail before
+        // the reply is queued, or those messages would be lost.
+        let friends = self.store.friends(user.id)?;
+        let groups = self.store.groups_of(user.id)?;
         let session: Arc<str> = format!("{}/{}", self.node, conn.id()).into();
         let login = Login {
             id: user.id,
@@ -73,38 +77,37 @@ impl ChatService {
             self.online.begin_login(user.id, conn);
             self.store.take_offline(user.id)
         };
-        match offline.and_then(|offline| self.login_reply(&user, &offline)) {
-            Ok(mut reply) => {
-                if let Some(reqid) = reqid {
-                    reply["reqid"] = serde_json::from_str(reqid.get()).unwrap_or_default();
-                }
-                send_value(conn, &reply);
-                self.online.finish_login(user.id, conn);
-                conn.context().set_login(login);
-                log::debug!("user {} logged in on connection {}", user.id, conn.id());
-                Ok(Outcome::Sent)
-            }
+        let offline = match offline {
+            Ok(offline) => offline,
             Err(e) => {
                 self.end_session(conn, &login);
-                Err(e.into())
+                return Err(e.into());
             }
+        };
+        if conn.is_closed() {
+            // The client left during its own login: keep its messages for the next one.
+            for message in &offline {
+                if let Err(e) = self.store.store_offline(user.id, message) {
+                    log::error!("user {}: lost an offline message: {e}", user.id);
+                }
+            }
+            self.end_session(conn, &login);
+            return Ok(Outcome::Sent);
         }
-    }
-
-    /// The successful LOGIN_ACK: the user, their friends and groups, and `offline`.
-    fn login_reply(
-        &self,
-        user: &UserRecord,
-        offline: &[String],
-    ) -> Result<serde_json::Value, StoreError> {
-        let friends = self.store.friends(user.id)?;
-        let groups = self.store.groups_of(user.id)?;
         let me = protocol::UserInfo {
             id: user.id,
             name: user.name.clone(),
             state: "online".into(),
         };
-        Ok(protocol::login_ok(&me, &friends, &groups, offline))
+        let mut reply = protocol::login_ok(&me, &friends, &groups, &offline);
+        if let Some(reqid) = reqid {
+            reply["reqid"] = serde_json::from_str(reqid.get()).unwrap_or_default();
+        }
+        send_value(conn, &reply);
+        self.online.finish_login(user.id, conn);
+        conn.context().set_login(login);
+        log::debug!("user {} logged in on connection {}", user.id, conn.id());
+        Ok(Outcome::Sent)
     }
 
     /// Marks `user` online under `session`, taking over a claim that a closed connection of
