@@ -47,9 +47,6 @@ impl ChatService {
         let login = current(conn)?;
         let to = int_field(env.toid, "toid").map_err(bad_field)?;
         let out = stamped_frame(env, frame, &login)?;
-        if to != login.id && self.store.user(to)?.is_none() {
-            return Err(ServiceError::new(errno::NOT_FOUND, format!("no user {to}")));
-        }
         self.deliver_or_store(to, out)?;
         Ok(Outcome::Ack)
     }
@@ -85,14 +82,20 @@ impl ChatService {
         Ok(Outcome::Ack)
     }
 
-    /// Delivers to `user` now (here or through the bus) or stores the frame offline. Worker
-    /// threads only: it may block on the bus or the database.
+    /// Delivers to `user` now (here or through the bus) or stores the frame offline; a user
+    /// who is nowhere online and does not exist is NOT_FOUND (checked only then, so live
+    /// chat needs no database). Worker threads only: it may block on the bus or the database.
     pub(super) fn deliver_or_store(&self, user: UserId, frame: Bytes) -> Result<(), ServiceError> {
         let stored = {
             let _guard = self.locks.lock(user);
             let text_copy = frame.clone();
             if self.deliver_now(user, frame)? {
                 false
+            } else if self.store.user(user)?.is_none() {
+                return Err(ServiceError::new(
+                    errno::NOT_FOUND,
+                    format!("no user {user}"),
+                ));
             } else {
                 self.store.store_offline(user, as_text(&text_copy))?;
                 true
