@@ -194,6 +194,8 @@ ext_pids() {
     printf '%s %s %s\n' "${w:-0}" "$(pgrep -xo mariadbd || pgrep -xo mysqld || echo 0)" \
         "$(pgrep -xo redis-server || echo 0)"
 }
+# busy_ticks: CPU ticks the whole machine spent busy (all but idle and iowait), all cores.
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 ext_ticks() {
     local p
     for p in "$@"; do
@@ -203,17 +205,26 @@ ext_ticks() {
 
 # bench NAME SCENARIO ARGS...: one chatbench run into $OUT/NAME.json (+ .txt, .cmd). A failed
 # run is recorded and the script goes on. The CPU that nginx's worker, MariaDB and Redis used
-# during the run goes to NAME.ext as "nginx_us mariadb_us redis_us".
+# during the run goes to NAME.ext as "nginx_us mariadb_us redis_us", and the whole machine's
+# busy cores over the run (everything: bench, servers, setup, and whatever else runs) to
+# NAME.busy: a figure near the core count with bench + server well below it means something
+# else was competing.
 bench() {
-    local name=$1 pids t0 t1 rc=0
+    local name=$1 pids t0 t1 b0 b1 w0 w1 rc=0
     shift
     read -r -a pids <<<"$(ext_pids)"
     read -r -a t0 <<<"$(ext_ticks "${pids[@]}")"
+    b0=$(busy_ticks)
+    w0=$(date +%s%N)
     say "$name: chatbench $*"
     printf '%s\n' "chatbench $*" >"$OUT/$name.cmd"
     timeout -k 10 "$KILL_AFTER" "$BIN/chatbench" "$@" --timeout "$BENCH_TIMEOUT" \
         --json "$OUT/$name.json" >"$OUT/$name.txt" 2>&1 || rc=$?
     read -r -a t1 <<<"$(ext_ticks "${pids[@]}")"
+    b1=$(busy_ticks)
+    w1=$(date +%s%N)
+    awk -v t="$((b1 - b0))" -v hz="$(getconf CLK_TCK)" -v ns="$((w1 - w0))" \
+        'BEGIN { printf "%.2f\n", t / hz / (ns / 1e9) }' >"$OUT/$name.busy"
     awk -v hz="$(getconf CLK_TCK)" -v a="${t0[*]}" -v b="${t1[*]}" 'BEGIN {
         n = split(a, x, " "); split(b, y, " ")
         for (i = 1; i <= n; i++) printf "%d%s", (y[i] - x[i]) * 1000000 / hz, (i < n ? " " : "\n")
@@ -245,7 +256,9 @@ run_all() {
 
     {
         echo "date: $(date -Is)"
-        echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+        echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
+        [ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no -- . ':!benches' 2>/dev/null)" ] ||
+            echo ' (with uncommitted changes)')"
         echo "nproc: $(nproc)"
         echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
         echo "kernel: $(uname -r)"
@@ -302,10 +315,14 @@ run_all() {
         --compare-pid "${PID[node1]}" --compare-pid "${PID[node2]}"
 
     # Idle: a fresh server, as many logged-in connections as the open-file limit allows.
-    start_server idle "$IDLE" "sqlite:/tmp/ccbench-$$-idle.db" "${LOW[@]}"
-    bench idle-single idle --target "$IDLE" --users "$IDLE_USERS" --concurrency 8 "${D[@]}" \
-        --server-pid "${PID[idle]}"
-    stop_server idle
+    # A fresh server (and database) per round: RSS before logins is that of a new process.
+    for ((r = 1; r <= ROUNDS; r++)); do
+        rm -f "/tmp/ccbench-$$-idle.db"*
+        start_server idle "$IDLE" "sqlite:/tmp/ccbench-$$-idle.db" "${LOW[@]}"
+        bench "idle-single-r$r" idle --target "$IDLE" --users "$IDLE_USERS" --concurrency 8 \
+            "${D[@]}" --server-pid "${PID[idle]}"
+        stop_server idle
+    done
 
     # Logins with the default argon2 parameters on a fresh server. Sequential (concurrency 1)
     # gives the time of one login, i.e. one hash plus the rest; the same on the m=64 server gives
@@ -376,7 +393,7 @@ row() {
     while [ "$1" != -- ]; do ext+=("$1"); shift; done
     shift
     del=$(vals "[$sel.delivered] | add" "$@" | awk '{ s += $1 } END { print s + 0 }')
-    printf '%-24s %-22s %-8s %-18s %-18s %-16s %-6s %-16s %s\n' "$label" \
+    printf '%-24s %-22s %-8s %-18s %-18s %-16s %-6s %-16s %-16s %s\n' "$label" \
         "$(vals "$sel.msgs_per_sec" "$@" | spread)" \
         "$(vals "$sel.latency_us.p50" "$@" | spread)" \
         "$(vals "$sel.latency_us.p99" "$@" | spread)" \
@@ -386,7 +403,8 @@ row() {
         "$(vals "$sel.bench_cores" "$@" | spread %.2f)" \
         "$(cat "${ext[@]}" 2>/dev/null | awk -v n="$del" '
             { g += $1; m += $2; r += $3 }
-            END { if (n > 0) printf "%.1f/%.1f/%.1f", g / n, m / n, r / n; else print "-" }')"
+            END { if (n > 0) printf "%.1f/%.1f/%.1f", g / n, m / n, r / n; else print "-" }')" \
+        "$(for e in "${ext[@]}"; do cat "${e%.ext}.busy" 2>/dev/null; done | spread %.2f)"
 }
 
 summary() {
@@ -395,9 +413,10 @@ summary() {
     echo "$(free -g | awk '/^Mem/ { print $2 }') GiB, kernel $(uname -r); $(sed -n 's/^settings: //p' "$OUT/machine.txt")"
     echo "figures: mean (min..max over rounds); latency in µs; cpu/msg: server µs per delivered"
     echo "message (both nodes for a cluster); lost: sum over rounds; ext: µs of nginx/MariaDB/Redis"
+    echo "per message; busy: cores the whole machine used during the run (of $(nproc))"
     echo
-    printf '%-24s %-22s %-8s %-18s %-18s %-16s %-6s %-16s %s\n' run msgs/s p50 p99 max \
-        cpu/msg lost bench_cores ext
+    printf '%-24s %-22s %-8s %-18s %-18s %-16s %-6s %-16s %-16s %s\n' run msgs/s p50 p99 max \
+        cpu/msg lost bench_cores ext busy
     for cfg in "100 1" "100 16" "1000 1"; do
         read -r users window <<<"$cfg"
         for mode in single cluster; do
@@ -407,17 +426,16 @@ summary() {
         name=pairs-u$users-w$window-nginx
         row "$name" '.b[]' "$OUT/$name.ext" -- "$OUT/$name.json"
     done
-    row group-u1000-single '.a[]' -- "$OUT/group-u1000-nginx.json"
+    row group-u1000-single '.a[]' "$OUT/group-u1000-nginx.ext" -- "$OUT/group-u1000-nginx.json"
     row group-u1000-nginx '.b[]' "$OUT/group-u1000-nginx.ext" -- "$OUT/group-u1000-nginx.json"
     echo "  (group: msgs/s are deliveries/s; latency is to the last of the 999 receivers)"
     echo
-    f=$OUT/idle-single.json
-    if [ -s "$f" ]; then
+    for f in "$OUT"/idle-single*.json; do
         jq -r '"idle: \(.connections_held) of \(.users) connections held (open-file limit \(.nofile_limit)), " +
             "\(.logins_per_sec | floor) logins/s (argon2 m=64 KiB), server RSS \(.server_rss_before_logins_bytes / 1048576 | floor) MiB before logins -> " +
             "\(.server_rss_bytes / 1048576 | floor) MiB with them: \(.server_rss_per_conn_bytes | floor) bytes per connection, " +
             "\(.server_threads) threads, bench_cores \(.bench_cores * 100 | floor / 100)"' "$f"
-    fi
+    done
     local over hash c1 c8 ideal
     over=$(vals .latency_us.p50 "$OUT/logins-c1-m64.json")
     c1=$(vals .latency_us.p50 "$OUT/logins-c1.json")
@@ -458,8 +476,8 @@ summary() {
     check "pairs 100 w16 single msgs/s" "$(vals .msgs_per_sec "$OUT"/pairs-u100-w16-single-r*.json | mean)" '>=' 500000
     check "pairs 100 w16 single server µs CPU/msg" "$(vals .server_cpu_us_per_msg "$OUT"/pairs-u100-w16-single-r*.json | mean)" '<=' 2
     check "pairs 100 w16 single lost (sum)" "$(vals .lost "$OUT"/pairs-u100-w16-single-r*.json | awk '{ s += $1 } END { print s + 0 }')" '<=' 0
-    check "idle RSS bytes per connection" "$(vals .server_rss_per_conn_bytes "$OUT/idle-single.json" | mean)" '<=' 1024
-    check "idle connections held" "$(vals .connections_held "$OUT/idle-single.json")" '>=' "$(vals .users "$OUT/idle-single.json")"
+    check "idle RSS bytes per connection" "$(vals .server_rss_per_conn_bytes "$OUT"/idle-single*.json | mean)" '<=' 1024
+    check "idle connections held (min over rounds)" "$(vals .connections_held "$OUT"/idle-single*.json | sort -n | head -n 1)" '>=' "$(vals .users "$OUT"/idle-single*.json | sort -n | tail -n 1)"
     check "group 1000 single p99 to last receiver µs" "$(vals '.a[].latency_us.p99' "$OUT/group-u1000-nginx.json" | mean)" '<=' 20000
     check "group 1000 cluster(nginx) p99 to last receiver µs" "$(vals '.b[].latency_us.p99' "$OUT/group-u1000-nginx.json" | mean)" '<=' 20000
     for w in 1 16; do

@@ -36,7 +36,12 @@ impl WorkerPool {
                     .name(format!("worker-{i}"))
                     .spawn(move || {
                         for job in rx {
-                            job();
+                            // A bug in one request must not take the worker (and every
+                            // connection queued on it) down with it.
+                            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err()
+                            {
+                                log::error!("a request handler panicked; the worker goes on");
+                            }
                             busy.fetch_sub(1, Ordering::AcqRel);
                         }
                     })?,
@@ -86,6 +91,18 @@ impl WorkerPool {
 mod tests {
     use super::WorkerPool;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_panicking_job_does_not_stop_its_worker() {
+        let pool = WorkerPool::new(1).unwrap();
+        let seen = Arc::new(Mutex::new(false));
+        pool.execute(1, Box::new(|| panic!("a bug")));
+        let flag = Arc::clone(&seen);
+        pool.execute(1, Box::new(move || *flag.lock().unwrap() = true));
+        assert!(pool.wait_idle(std::time::Duration::from_secs(10)));
+        assert!(*seen.lock().unwrap());
+        pool.stop();
+    }
 
     #[test]
     fn jobs_with_one_key_run_in_order() {
