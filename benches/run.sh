@@ -386,7 +386,7 @@ check() {
 # the files ("" for a plain report, ".a[]" / ".b[]" for the sides of a --compare). The last
 # column is the CPU of nginx's worker, MariaDB and Redis (from the .ext files) per delivered
 # message; for a --compare the whole invocation's is divided by side B's deliveries (side A is
-# the single server, which uses none of them).
+# the single server, which uses none of them, and shows none).
 row() {
     local label=$1 sel=$2 ext=() del
     shift 2
@@ -401,7 +401,7 @@ row() {
         "$(vals "$sel.server_cpu_us_per_msg" "$@" | spread %.2f)" \
         "$(vals "$sel.lost" "$@" | awk '{ s += $1 } END { print s + 0 }')" \
         "$(vals "$sel.bench_cores" "$@" | spread %.2f)" \
-        "$(cat "${ext[@]}" 2>/dev/null | awk -v n="$del" '
+        "$([ "$sel" != '.a[]' ] && cat "${ext[@]}" 2>/dev/null | awk -v n="$del" '
             { g += $1; m += $2; r += $3 }
             END { if (n > 0) printf "%.1f/%.1f/%.1f", g / n, m / n, r / n; else print "-" }')" \
         "$(for e in "${ext[@]}"; do cat "${e%.ext}.busy" 2>/dev/null; done | spread %.2f)"
