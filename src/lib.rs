@@ -12,6 +12,7 @@ pub mod codec;
 pub mod config;
 /// The reactor: event loops, connections, buffers (knows nothing of JSON).
 pub mod net;
+pub mod os;
 pub mod protocol;
 pub mod server;
 pub mod service;

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     };
     let _ = TermLogger::init(level, log_config, TerminalMode::Stderr, color);
 
-    match clusterchat::net::fd_limit::raise_to_hard_limit() {
+    match clusterchat::os::raise_to_hard_limit() {
         Ok(n) => log::debug!("open-file limit: {n}"),
         Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
     }

@@ -6,7 +6,6 @@
 pub mod buffer;
 pub mod connection;
 pub mod event_loop;
-pub mod fd_limit;
 pub mod tcp_server;
 
 pub use bytes::Bytes;

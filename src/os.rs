@@ -1,7 +1,8 @@
-//! Raising the open-file limit: every connection is a file descriptor, and the usual soft
-//! limit (1024) would cap the server far below what the machine can hold.
+//! Process settings a server wants from the operating system.
 
-/// Raises the soft RLIMIT_NOFILE to the hard limit and returns the new soft limit.
+/// Raises the soft RLIMIT_NOFILE to the hard limit and returns the new soft limit: every
+/// connection is a file descriptor, and the usual soft limit (1024) would cap the server far
+/// below what the machine can hold.
 pub fn raise_to_hard_limit() -> std::io::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
