@@ -7,6 +7,7 @@
 
 pub mod local;
 pub mod redis;
+mod redis_publisher;
 mod redis_subscriber;
 
 use crate::protocol::UserId;
@@ -38,6 +39,10 @@ pub enum BusEvent<'a> {
     Reconnected,
 }
 
+/// Receives the outcome of [`Bus::publish_async`]: `Ok(true)` some server took the message,
+/// `Ok(false)` nobody has the user online, `Err` the bus is down (store it offline).
+pub type PublishDone = Box<dyn FnOnce(Result<bool, BusError>) + Send>;
+
 /// The callback that receives [`BusEvent`]s.
 pub type Inbound = Arc<dyn Fn(BusEvent<'_>) + Send + Sync>;
 
@@ -52,6 +57,13 @@ pub trait Bus: Send + Sync {
     /// Sends `frame` to whichever server has `user` online. `Ok(true)`: some server took it;
     /// `Ok(false)`: nobody has the user (store it offline).
     fn publish(&self, user: UserId, frame: &[u8]) -> Result<bool, BusError>;
+
+    /// Like [`publish`](Self::publish) without waiting: `done` is called with the outcome,
+    /// possibly on another thread, and must not block. Messages queued in order by one thread
+    /// are published in order. The default waits (for buses where that costs nothing).
+    fn publish_async(&self, user: UserId, frame: bytes::Bytes, done: PublishDone) {
+        done(self.publish(user, &frame));
+    }
 
     /// Whether the server named `node` is alive, so that a login may take over the sessions a
     /// dead server left behind.

@@ -10,8 +10,9 @@
 //! * While Redis is unreachable, every call fails fast (no per-message timeouts) and the
 //!   outage and the recovery are each logged once.
 
+use super::redis_publisher::Publisher;
 use super::redis_subscriber::Subscriber;
-use super::{Bus, BusError, Inbound};
+use super::{Bus, BusError, Inbound, PublishDone};
 use crate::protocol::UserId;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,7 @@ const BACKOFF: Duration = Duration::from_millis(500);
 pub struct RedisBus {
     shared: Arc<Shared>,
     subscriber: Subscriber,
+    publisher: Mutex<Publisher>,
     heartbeat: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -34,12 +36,12 @@ struct Shared {
     pool: r2d2::Pool<redis::Client>,
     prefix: String,
     node: String,
-    health: Health,
+    health: Arc<Health>,
     stopping: AtomicBool,
 }
 
 /// Fail-fast state and once-per-outage logging.
-struct Health {
+pub(super) struct Health {
     /// Milliseconds since the epoch until which calls fail without trying.
     down_until_ms: AtomicU64,
     /// Whether the current outage has been logged.
@@ -47,14 +49,16 @@ struct Health {
 }
 
 impl Health {
-    fn check(&self) -> Result<(), BusError> {
+    /// Fails fast while a recent failure says Redis is down.
+    pub(super) fn check(&self) -> Result<(), BusError> {
         if now_ms() < self.down_until_ms.load(Ordering::Acquire) {
             return Err(BusError::Unavailable("Redis is unreachable".into()));
         }
         Ok(())
     }
 
-    fn failed(&self, what: &str, e: impl std::fmt::Display) -> BusError {
+    /// Records a failure (logged once per outage) and returns it as a [`BusError`].
+    pub(super) fn failed(&self, what: &str, e: impl std::fmt::Display) -> BusError {
         self.down_until_ms
             .store(now_ms() + BACKOFF.as_millis() as u64, Ordering::Release);
         if !self.reported.swap(true, Ordering::AcqRel) {
@@ -63,7 +67,8 @@ impl Health {
         BusError::Unavailable(format!("{what}: {e}"))
     }
 
-    fn succeeded(&self) {
+    /// Records a success (logs the recovery once).
+    pub(super) fn succeeded(&self) {
         if self.reported.swap(false, Ordering::AcqRel) {
             log::info!("Redis is reachable again");
         }
@@ -103,15 +108,17 @@ impl RedisBus {
             pool,
             prefix: prefix.to_string(),
             node: node.to_string(),
-            health: Health {
+            health: Arc::new(Health {
                 down_until_ms: AtomicU64::new(0),
                 reported: AtomicBool::new(false),
-            },
+            }),
             stopping: AtomicBool::new(false),
         });
         shared.beat()?;
-        let subscriber = Subscriber::start(addr, format!("{prefix}user:"))
+        let subscriber = Subscriber::start(addr.clone(), format!("{prefix}user:"))
             .map_err(|e| BusError::Unavailable(format!("{url}: {e}")))?;
+        let publisher = Publisher::start(addr, Arc::clone(&shared.health))
+            .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?;
         let heartbeat = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
@@ -122,6 +129,7 @@ impl RedisBus {
         Ok(RedisBus {
             shared,
             subscriber,
+            publisher: Mutex::new(publisher),
             heartbeat: Mutex::new(Some(heartbeat)),
         })
     }
@@ -191,6 +199,14 @@ impl Bus for RedisBus {
         Ok(receivers > 0)
     }
 
+    fn publish_async(&self, user: UserId, frame: bytes::Bytes, done: PublishDone) {
+        let channel = format!("{}user:{user}", self.shared.prefix);
+        self.publisher
+            .lock()
+            .expect("publisher lock")
+            .publish(channel, frame, done);
+    }
+
     fn node_alive(&self, node: &str) -> Result<bool, BusError> {
         if node == self.shared.node {
             return Ok(true);
@@ -218,5 +234,6 @@ impl Bus for RedisBus {
             let _ = h.join();
         }
         self.subscriber.stop();
+        self.publisher.lock().expect("publisher lock").stop();
     }
 }

@@ -85,18 +85,14 @@ impl RunningServer {
             Arc::clone(&bus),
             node.clone(),
             Hasher::new(config.argon2_m_kib),
+            Arc::clone(&workers),
         ));
         {
             let service = Arc::clone(&service);
             let workers = Arc::clone(&workers);
             bus.set_inbound(Arc::new(move |event: BusEvent<'_>| match event {
                 BusEvent::Message { user, frame } => {
-                    let service = Arc::clone(&service);
-                    let frame = Bytes::copy_from_slice(frame);
-                    workers.execute(
-                        user as u64,
-                        Box::new(move || service.redeliver(user, frame)),
-                    );
+                    service.inbound(user, Bytes::copy_from_slice(frame))
                 }
                 BusEvent::Reconnected => {
                     for user in service.online().users() {

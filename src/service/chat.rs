@@ -12,12 +12,16 @@ use crate::net::Bytes;
 use crate::protocol::{self, errno, int_field, Envelope, GroupId, UserId};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 impl ChatService {
     /// The IO-thread fast path for ONE_CHAT: if the sender is logged in, has nothing queued on
     /// a worker, and the receiver is online on this server, the message is queued to the
     /// receiver right here, with no thread hop. Returns false when a worker must handle it.
-    pub fn try_fast_chat(&self, conn: &Conn, env: &Envelope, frame: &[u8]) -> bool {
+    ///
+    /// In a cluster, a receiver who is not here is handed to the bus from here too, without
+    /// waiting (see [`relay`](Self::relay)).
+    pub fn try_fast_chat(self: &Arc<Self>, conn: &Conn, env: &Envelope, frame: &[u8]) -> bool {
         let session = conn.context();
         if session.pending() != 0 {
             return false;
@@ -38,17 +42,30 @@ impl ChatService {
                 }
                 true
             }
-            Delivery::NotHere(_) => false,
+            Delivery::NotHere(_) if self.bus.is_standalone() => false,
+            Delivery::NotHere(out) => {
+                self.relay(conn, to, out, env.reqid.map(ToOwned::to_owned));
+                true
+            }
         }
     }
 
-    /// ONE_CHAT on a worker: deliver, relay or store.
-    pub(super) fn one_chat(&self, conn: &Conn, env: &Envelope, frame: &[u8]) -> Handled {
+    /// ONE_CHAT on a worker: deliver here, relay through the bus, or store.
+    pub(super) fn one_chat(self: &Arc<Self>, conn: &Conn, env: &Envelope, frame: &[u8]) -> Handled {
         let login = current(conn)?;
         let to = int_field(env.toid, "toid").map_err(bad_field)?;
         let out = stamped_frame(env, frame, &login)?;
-        self.deliver_or_store(to, out)?;
-        Ok(Outcome::Ack)
+        if self.bus.is_standalone() {
+            self.deliver_or_store(to, out)?;
+            return Ok(Outcome::Ack);
+        }
+        match self.online.deliver(to, out) {
+            Delivery::Queued => Ok(Outcome::Ack),
+            Delivery::NotHere(out) => {
+                self.relay(conn, to, out, env.reqid.map(ToOwned::to_owned));
+                Ok(Outcome::Sent)
+            }
+        }
     }
 
     /// GROUP_CHAT: to every other member of a group the sender belongs to.
@@ -112,7 +129,7 @@ impl ChatService {
     /// message must not wait for their next login. Here: drain the queue to their connection.
     /// Elsewhere in a cluster: an empty message on their channel asks the server that has
     /// them to drain it. When they are still offline both are no-ops.
-    fn nudge(&self, user: UserId) {
+    pub(super) fn nudge(&self, user: UserId) {
         if self.online.connection(user).is_some() {
             self.drain_offline(user);
         } else if let Err(e) = self.bus.publish(user, b"") {
@@ -218,7 +235,7 @@ fn bad_field(msg: String) -> ServiceError {
 }
 
 /// Frames are built from valid UTF-8 JSON, so this never fails in practice.
-fn as_text(frame: &[u8]) -> &str {
+pub(super) fn as_text(frame: &[u8]) -> &str {
     std::str::from_utf8(frame).unwrap_or("")
 }
 

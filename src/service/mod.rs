@@ -9,6 +9,7 @@ mod friend;
 mod group;
 pub mod online;
 pub mod password;
+mod relay;
 mod retries;
 pub mod session;
 mod user;
@@ -17,11 +18,13 @@ use crate::bus::{BusError, SharedBus};
 use crate::net::Bytes;
 use crate::protocol::{self, errno, msgid, Envelope};
 use crate::store::{SharedStore, StoreError};
+use crate::worker_pool::WorkerPool;
 use online::{OnlineUsers, UserLocks};
 use password::Hasher;
 use serde_json::value::RawValue;
 use serde_json::Value;
 pub use session::{Conn, Login, Session};
+use std::sync::Arc;
 
 /// A request that failed: the `errno` and message the client gets.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,11 +81,19 @@ pub struct ChatService {
     hasher: Hasher,
     node: String,
     retries: retries::Retries,
+    redeliveries: relay::Redeliveries,
+    workers: Arc<WorkerPool>,
 }
 
 impl ChatService {
     /// A service over `store` and `bus`, for the server named `node`.
-    pub fn new(store: SharedStore, bus: SharedBus, node: String, hasher: Hasher) -> Self {
+    pub fn new(
+        store: SharedStore,
+        bus: SharedBus,
+        node: String,
+        hasher: Hasher,
+        workers: Arc<WorkerPool>,
+    ) -> Self {
         ChatService {
             store,
             bus,
@@ -91,6 +102,8 @@ impl ChatService {
             hasher,
             node,
             retries: retries::Retries::default(),
+            redeliveries: relay::Redeliveries::default(),
+            workers,
         }
     }
 
@@ -105,7 +118,7 @@ impl ChatService {
     }
 
     /// Handles one request frame on a worker thread, replying on `conn`.
-    pub fn handle(&self, conn: &Conn, frame: &[u8]) {
+    pub fn handle(self: &Arc<Self>, conn: &Conn, frame: &[u8]) {
         let env: Envelope = match serde_json::from_slice(frame) {
             Ok(env) => env,
             Err(e) => {

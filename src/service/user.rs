@@ -61,7 +61,13 @@ impl ChatService {
         // Friends and groups first: once the offline queue is taken, nothing may fail before
         // the reply is queued, or those messages would be lost.
         let friends = self.store.friends(user.id)?;
-        let groups = self.store.groups_of(user.id)?;
+        let mut groups = self.store.groups_of(user.id)?;
+        // Read before the claim below, so this user still shows offline there: not for long.
+        for member in groups.iter_mut().flat_map(|g| g.users.iter_mut()) {
+            if member.user.id == user.id {
+                member.user.state = "online".into();
+            }
+        }
         let session: Arc<str> = format!("{}/{}", self.node, conn.id()).into();
         let login = Login {
             id: user.id,
