@@ -1,4 +1,30 @@
 //! clusterchat: a clustered chat server, wire-compatible with the muduo C++ chat server.
+//!
+//! # Map
+//! | module | what | depends on |
+//! | --- | --- | --- |
+//! | [`net`] | the reactor: event loops, acceptor, thread-safe connections, buffers | mio |
+//! | [`codec`] | finds JSON frames in a byte stream | nothing |
+//! | [`protocol`] | msgids, errnos, message shapes | serde |
+//! | [`service`] | the chat logic, one file per capability | `Store`, `Bus` traits |
+//! | [`store`] | `Store` trait; SQLite and MySQL backends | their drivers |
+//! | [`bus`] | `Bus` trait; in-process and Redis backends | redis |
+//! | [`server`] | wires them together; start-up and shutdown | all of the above |
+//! | [`worker_pool`] | keyed worker threads for blocking work | crossbeam |
+//! | [`client`], [`cli`], [`bench`] | blocking client, `chatclient`, `chatbench` | codec, protocol |
+//! | [`config`], [`os`] | flags and environment; process limits | clap, libc |
+//!
+//! # Threads (muduo's model, no async runtime)
+//! * one acceptor thread hands new connections round-robin to N **IO loops** (one `mio::Poll`
+//!   each). A loop reads, cuts frames and handles the hot path itself: a chat to a user online
+//!   on this server is queued to the receiver's loop without any other thread.
+//! * everything that may block (database, Redis, password hashing) runs on the **worker
+//!   pool**; a connection's requests always go to the same worker, so they complete in order.
+//! * `TcpConnection::send` is thread safe: it queues bytes to the owning loop and wakes it;
+//!   each loop writes every connection once per iteration, so writes coalesce under load.
+//! * in a cluster, a **publisher** thread pipelines PUBLISH to Redis and a **subscriber**
+//!   thread receives the messages for this server's users; a **housekeeper** retries what
+//!   failed during outages and releases the sessions of dead servers.
 #![warn(missing_docs)]
 
 /// The load generator behind `chatbench`: scenarios, measuring loops and reports.
