@@ -1,0 +1,1 @@
+chatbench logins --target 127.0.0.1:17000 --concurrency 1 --duration 5 --server-pid 14493
