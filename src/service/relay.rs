@@ -3,11 +3,12 @@
 //! Sending: a one-to-one message for a user who is not on this server is handed to the bus
 //! without waiting and completed when PUBLISH answers.
 //!
-//! The request stays pending on its connection (so the connection's next requests queue
-//! behind it) until the answer comes: "delivered" acks it at once; "nobody" or "bus down"
-//! stores the message offline on a worker (keyed by the receiver, so stores for one receiver
-//! keep their order), under the receiver's lock and after one more look at this server (they
-//! may have logged in here meanwhile), then nudges, then acks.
+//! The connection is not held back meanwhile: its next messages take the fast path too, and
+//! the publisher keeps them in order behind this one (acks may then come out of order; they
+//! carry their `reqid`). "Delivered" acks at once; "nobody" or "bus down" stores the message
+//! offline on a worker (keyed by the receiver, so stores for one receiver keep their order),
+//! under the receiver's lock and after one more look at this server (they may have logged in
+//! here meanwhile), then nudges, then acks.
 
 use super::chat::as_text;
 use super::online::Delivery;
@@ -88,7 +89,6 @@ impl ChatService {
         frame: Bytes,
         reqid: Option<Box<RawValue>>,
     ) {
-        conn.context().begin_job();
         let service = Arc::clone(self);
         let conn = Arc::clone(conn);
         let kept = frame.clone();
@@ -129,7 +129,7 @@ impl ChatService {
         Ok(())
     }
 
-    /// Answers the relayed request and lets the connection's next requests go.
+    /// Answers the relayed request.
     fn finish_relay(
         &self,
         conn: &Conn,
@@ -144,6 +144,5 @@ impl ChatService {
             }
             Err(e) => send_error(conn, &e, Some(msgid::ONE_CHAT), reqid.as_deref()),
         }
-        conn.context().end_job();
     }
 }
