@@ -60,6 +60,16 @@ pub const STORE_OFFLINE: &str = "INSERT INTO offlinemessage(userid, message) VAL
 /// Parameters: user, highest seq read.
 pub const DELETE_OFFLINE: &str = "DELETE FROM offlinemessage WHERE userid = ? AND seq <= ?";
 
+/// What a failed claim found in [`HOLDER`]'s row: `None` when the user went offline in between
+/// (claim again), else who holds them (`""` when unknown: no row, or no session recorded).
+pub fn claim_outcome(holder: Option<(String, Option<String>)>) -> Option<super::Claim> {
+    match holder {
+        Some((state, _)) if state == "offline" => None,
+        Some((_, session)) => Some(super::Claim::HeldBy(session.unwrap_or_default())),
+        None => Some(super::Claim::HeldBy(String::new())),
+    }
+}
+
 /// The prefix every session of `node` starts with, so `a` never matches node `ab`'s sessions.
 pub fn node_prefix(node: &str) -> String {
     format!("{node}/")

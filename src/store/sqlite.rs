@@ -152,10 +152,8 @@ impl Store for SqliteStore {
                         .optional()
                 })
                 .map_err(query)?;
-            match holder {
-                Some((state, _)) if state == "offline" => continue,
-                Some((_, session)) => return Ok(Claim::HeldBy(session.unwrap_or_default())),
-                None => return Ok(Claim::HeldBy(String::new())),
+            if let Some(claim) = sql::claim_outcome(holder) {
+                return Ok(claim);
             }
         }
         Ok(Claim::HeldBy(String::new()))
