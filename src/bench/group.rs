@@ -119,15 +119,13 @@ impl GroupLoop<'_> {
 
 impl Scenario for GroupLoop<'_> {
     fn on_frame(&mut self, conns: &mut Conns, i: usize, frame: &[u8], now_ns: u64) {
-        match stamp::msgid(frame) {
-            Some(msgid::GROUP_CHAT) => {}
-            Some(msgid::ERROR) => {
-                self.errors += 1;
-                self.first_error
-                    .get_or_insert_with(|| String::from_utf8_lossy(frame).into_owned());
-                return;
-            }
-            _ => return,
+        if !stamp::wanted_frame(
+            frame,
+            msgid::GROUP_CHAT,
+            &mut self.errors,
+            &mut self.first_error,
+        ) {
+            return;
         }
         let stamp = stamp::msg_text(frame).and_then(Stamp::decode);
         let Some(stamp) = stamp.filter(|s| s.round == self.round && s.sender != i as u64) else {

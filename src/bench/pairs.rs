@@ -137,15 +137,13 @@ impl PairsLoop<'_> {
 
 impl Scenario for PairsLoop<'_> {
     fn on_frame(&mut self, conns: &mut Conns, i: usize, frame: &[u8], now_ns: u64) {
-        match stamp::msgid(frame) {
-            Some(msgid::ONE_CHAT) => {}
-            Some(msgid::ERROR) => {
-                self.errors += 1;
-                self.first_error
-                    .get_or_insert_with(|| String::from_utf8_lossy(frame).into_owned());
-                return;
-            }
-            _ => return,
+        if !stamp::wanted_frame(
+            frame,
+            msgid::ONE_CHAT,
+            &mut self.errors,
+            &mut self.first_error,
+        ) {
+            return;
         }
         let stamp = stamp::msg_text(frame).and_then(Stamp::decode);
         let Some(stamp) = stamp.filter(|s| s.round == self.round) else {

@@ -120,6 +120,26 @@ fn trim_start(s: &[u8]) -> &[u8] {
     &s[n..]
 }
 
+/// Sorts an incoming frame for a measuring loop: true for a `wanted` chat frame; an ERROR
+/// reply is counted in `errors` (the first one kept in `first_error`); anything else is
+/// ignored.
+pub fn wanted_frame(
+    frame: &[u8],
+    wanted: i64,
+    errors: &mut u64,
+    first_error: &mut Option<String>,
+) -> bool {
+    match msgid(frame) {
+        Some(id) if id == wanted => true,
+        Some(crate::protocol::msgid::ERROR) => {
+            *errors += 1;
+            first_error.get_or_insert_with(|| String::from_utf8_lossy(frame).into_owned());
+            false
+        }
+        _ => false,
+    }
+}
+
 /// The frame's integer `msgid`, found by scanning.
 pub fn msgid(frame: &[u8]) -> Option<i64> {
     let v = value_after(frame, "msgid")?;
@@ -139,6 +159,38 @@ pub fn msg_text(frame: &[u8]) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn frames_are_sorted_and_errors_counted() {
+        let (mut errors, mut first) = (0, None);
+        assert!(wanted_frame(
+            br#"{"msgid":6,"msg":"x"}"#,
+            6,
+            &mut errors,
+            &mut first
+        ));
+        assert!(!wanted_frame(
+            br#"{"msgid":10,"msg":"x"}"#,
+            6,
+            &mut errors,
+            &mut first
+        ));
+        assert!(!wanted_frame(
+            br#"{"msgid":13,"errno":104}"#,
+            6,
+            &mut errors,
+            &mut first
+        ));
+        assert!(!wanted_frame(
+            br#"{"msgid":13,"errno":105}"#,
+            6,
+            &mut errors,
+            &mut first
+        ));
+        assert_eq!(errors, 2);
+        assert_eq!(first.as_deref(), Some(r#"{"msgid":13,"errno":104}"#));
+    }
+
     use super::*;
 
     #[test]
