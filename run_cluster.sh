@@ -194,27 +194,12 @@ stop_services() {
 # ---------------------------------------------------------------------------------------------
 # The cluster: servers and nginx
 
-# Generates run/nginx/nginx.conf from the committed nginx.conf: the `server` lines between
-# "# BEGIN servers" and "# END servers" become one line per chat server (with the parameters
-# of the first one), and the `listen` address becomes 127.0.0.1:$LB_PORT.
+# Generates run/nginx/nginx.conf from the committed nginx.conf (scripts/render-nginx-conf.sh):
+# one `server` line per chat server, listening on 127.0.0.1:$LB_PORT.
 write_nginx_conf() {
-    local n=$1
-    awk -v n="$n" -v base="$BASE_PORT" -v lb="127.0.0.1:$LB_PORT" '
-        /^[ \t]*# BEGIN servers/ { print; inside = 1; next }
-        /^[ \t]*# END servers/   { inside = 0; print; next }
-        inside && /^[ \t]*server[ \t]/ {
-            if (!done) {
-                match($0, /^[ \t]*/); indent = substr($0, 1, RLENGTH)
-                rest = $0; sub(/^[ \t]*server[ \t]+[^ \t;]+/, "", rest)
-                for (i = 0; i < n; i++) printf "%sserver 127.0.0.1:%d%s\n", indent, base + i, rest
-                done = 1
-            }
-            next
-        }
-        /^[ \t]*listen[ \t]/ { sub(/listen[ \t]+[^ \t;]+/, "listen " lb); listens++ }
-        { print }
-        END { if (!done || !listens) { print "nginx.conf: markers or listen line missing" > "/dev/stderr"; exit 1 } }
-    ' "$ROOT/nginx.conf" >"$RUN/nginx/nginx.conf"
+    local n=$1 i servers=()
+    for ((i = 0; i < n; i++)); do servers+=("127.0.0.1:$((BASE_PORT + i))"); done
+    "$ROOT/scripts/render-nginx-conf.sh" "127.0.0.1:$LB_PORT" "${servers[@]}" >"$RUN/nginx/nginx.conf"
 }
 
 start_servers() {

@@ -156,23 +156,7 @@ start_nginx() {
     [ -e "$STREAM_MODULE" ] || die "nginx's stream module is missing ($STREAM_MODULE)"
     port_open "$LB" && die "$LB is taken (set BENCH_PORT)"
     mkdir -p "$RUN/nginx"
-    # The same rewrite as run_cluster.sh: the template's server lines become node1 and node2,
-    # the listen address becomes $LB.
-    awk -v s1="$NODE1" -v s2="$NODE2" -v lb="$LB" '
-        /^[ \t]*# BEGIN servers/ { print; inside = 1; next }
-        /^[ \t]*# END servers/   { inside = 0; print; next }
-        inside && /^[ \t]*server[ \t]/ {
-            if (!done) {
-                match($0, /^[ \t]*/); indent = substr($0, 1, RLENGTH)
-                rest = $0; sub(/^[ \t]*server[ \t]+[^ \t;]+/, "", rest)
-                printf "%sserver %s%s\n%sserver %s%s\n", indent, s1, rest, indent, s2, rest
-                done = 1
-            }
-            next
-        }
-        /^[ \t]*listen[ \t]/ { sub(/listen[ \t]+[^ \t;]+/, "listen " lb) }
-        { print }
-    ' "$ROOT/nginx.conf" >"$RUN/nginx/nginx.conf"
+    "$ROOT/scripts/render-nginx-conf.sh" "$LB" "$NODE1" "$NODE2" >"$RUN/nginx/nginx.conf"
     "$nginx" -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" </dev/null >>"$RUN/nginx/error.log" 2>&1 &
     NGINX_PID=$!
     for ((i = 0; i < 100; i++)); do
