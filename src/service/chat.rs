@@ -162,11 +162,23 @@ impl ChatService {
         if frame.is_empty() {
             return self.drain_offline(user); // a nudge: see `nudge`
         }
-        let _guard = self.locks.lock(user);
-        if let Delivery::NotHere(frame) = self.online.deliver(user, frame) {
-            if let Err(e) = self.store.store_offline(user, as_text(&frame)) {
-                log::error!("lost a message for user {user}: {e}");
+        let stored = {
+            let _guard = self.locks.lock(user);
+            match self.online.deliver(user, frame) {
+                Delivery::Queued => false,
+                Delivery::NotHere(frame) => match self.store.store_offline(user, as_text(&frame)) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        log::error!("lost a message for user {user}: {e}");
+                        false
+                    }
+                },
             }
+        };
+        // The user may have logged in on another server meanwhile (the message was published
+        // to this server's stale subscription): let that server drain it now.
+        if stored {
+            self.nudge(user);
         }
     }
 }
