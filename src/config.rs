@@ -49,7 +49,7 @@ pub struct Config {
     pub log_level: String,
 
     /// Largest request frame accepted, in bytes; a larger one gets an error and a close.
-    #[arg(long, env = "CHAT_MAX_FRAME", default_value_t = crate::codec::DEFAULT_MAX_FRAME)]
+    #[arg(long, env = "CHAT_MAX_FRAME", default_value_t = clusterchat_proto::codec::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,
 
     /// Output bytes queued for one client before it is disconnected as not reading.

@@ -1,17 +1,22 @@
 //! clusterchat: a clustered chat server, wire-compatible with the muduo C++ chat server.
 //!
-//! # Map
+//! # Map of the workspace
+//! | crate | what | depends on |
+//! | --- | --- | --- |
+//! | `clusterchat-net` (`crates/net`) | the reactor: EventLoop, TcpServer, TcpConnection, Buffer | mio |
+//! | `clusterchat-proto` (`crates/proto`) | codec, msgids, errnos, typed messages, blocking client | serde |
+//! | `clusterchat` (this crate) | the server and `chatserver` | the two above, drivers |
+//! | `chatclient` (`crates/chatclient`) | the terminal client | proto, rustyline |
+//! | `chatbench` (`crates/chatbench`) | the load generator | proto, mio, hdrhistogram |
+//!
+//! # Map of this crate
 //! | module | what | depends on |
 //! | --- | --- | --- |
-//! | [`net`] | the reactor: event loops, acceptor, thread-safe connections, buffers | mio |
-//! | [`codec`] | finds JSON frames in a byte stream | nothing |
-//! | [`protocol`] | msgids, errnos, message shapes | serde |
 //! | [`service`] | the chat logic, one file per capability | `Store`, `Bus` traits |
 //! | [`store`] | `Store` trait; SQLite and MySQL backends | their drivers |
 //! | [`bus`] | `Bus` trait; in-process and Redis backends | redis |
 //! | [`server`] | wires them together; start-up and shutdown | all of the above |
 //! | [`worker_pool`] | keyed worker threads for blocking work | crossbeam |
-//! | [`client`], [`cli`], [`bench`] | blocking client, `chatclient`, `chatbench` | codec, protocol |
 //! | [`config`], [`os`] | flags and environment; process limits | clap, libc |
 //!
 //! # Threads (muduo's model, no async runtime)
@@ -27,19 +32,9 @@
 //!   failed during outages and releases the sessions of dead servers.
 #![warn(missing_docs)]
 
-/// The load generator behind `chatbench`: scenarios, measuring loops and reports.
-pub mod bench;
 pub mod bus;
-/// The interactive terminal client behind `chatclient`: command parsing, rendering of
-/// server frames, and the line-editing loop with a background reader thread.
-pub mod cli;
-pub mod client;
-pub mod codec;
 pub mod config;
-/// The reactor: event loops, connections, buffers (knows nothing of JSON).
-pub mod net;
 pub mod os;
-pub mod protocol;
 pub mod server;
 pub mod service;
 pub mod store;

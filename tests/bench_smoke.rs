@@ -4,8 +4,8 @@
 
 mod util;
 
-use clusterchat::bench::compare::{run_compare, run_once, Kind};
-use clusterchat::bench::Settings;
+use chatbench::compare::{run_compare, run_once, Kind};
+use chatbench::Settings;
 use std::time::Duration;
 use util::server::TestServer;
 

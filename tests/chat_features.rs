@@ -3,8 +3,8 @@
 
 mod util;
 
-use clusterchat::client::ClientError;
-use clusterchat::protocol::{errno, msgid};
+use clusterchat_proto::client::ClientError;
+use clusterchat_proto::{errno, msgid};
 use serde_json::{json, Value};
 use util::server::TestServer;
 

@@ -4,7 +4,7 @@
 
 mod util;
 
-use clusterchat::protocol::msgid;
+use clusterchat_proto::msgid;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use util::server::{unique, TestServer};
@@ -95,7 +95,7 @@ fn a_terminal_session_with_chatclient() {
     let (mut bob, b) = srv.user("bob");
     let command = format!(
         "{} {} {}",
-        env!("CARGO_BIN_EXE_chatclient"),
+        util::server::workspace_binary("chatclient").display(),
         srv.addr.ip(),
         srv.addr.port()
     );

@@ -4,8 +4,8 @@
 
 mod util;
 
-use clusterchat::client::ClientError;
-use clusterchat::protocol::msgid;
+use clusterchat_proto::client::ClientError;
+use clusterchat_proto::msgid;
 use serde_json::Value;
 use std::time::Duration;
 use util::cluster::TestCluster;

@@ -11,7 +11,7 @@
 
 mod util;
 
-use clusterchat::protocol::errno;
+use clusterchat_proto::errno;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,7 +33,7 @@ const REPLY: Duration = Duration::from_secs(20);
 
 /// Registers `name` (password `pw-<name>`) through the server at `addr`.
 fn register(addr: std::net::SocketAddr, name: &str) -> i64 {
-    let mut c = clusterchat::client::Client::connect(addr).expect("connect");
+    let mut c = clusterchat_proto::client::Client::connect(addr).expect("connect");
     c.register(name, &format!("pw-{name}")).expect("register")
 }
 
@@ -584,9 +584,9 @@ fn redis_restart_under_two_servers() {
 /// The reply to a request that needs the database while it is down: (errno, errmsg), or a
 /// description of what came instead.
 fn db_refusal(
-    reply: Result<Result<i64, clusterchat::client::ClientError>, String>,
+    reply: Result<Result<i64, clusterchat_proto::client::ClientError>, String>,
 ) -> (i64, String) {
-    use clusterchat::client::ClientError;
+    use clusterchat_proto::client::ClientError;
     match reply {
         Ok(Err(ClientError::Refused { errno, errmsg })) => (errno, errmsg),
         Ok(Ok(v)) => panic!("succeeded with the database down: {v}"),
@@ -596,8 +596,8 @@ fn db_refusal(
 }
 
 /// A client of `addr` with a read timeout of [`REPLY`].
-fn client(addr: std::net::SocketAddr) -> clusterchat::client::Client {
-    let mut c = clusterchat::client::Client::connect(addr).expect("connect");
+fn client(addr: std::net::SocketAddr) -> clusterchat_proto::client::Client {
+    let mut c = clusterchat_proto::client::Client::connect(addr).expect("connect");
     c.set_timeout(Some(REPLY)).expect("timeout");
     c
 }

@@ -5,8 +5,8 @@
 
 mod util;
 
-use clusterchat::client::Client;
-use clusterchat::protocol::{msgid, UserId};
+use clusterchat_proto::client::Client;
+use clusterchat_proto::{msgid, UserId};
 use mysql::prelude::Queryable;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 
 mod util;
 
-use clusterchat::protocol::msgid;
+use clusterchat_proto::msgid;
 use std::net::Shutdown;
 use std::time::Duration;
 use util::server::TestServer;

@@ -4,8 +4,8 @@
 
 mod util;
 
-use clusterchat::client::Client;
-use clusterchat::protocol::msgid;
+use clusterchat_proto::client::Client;
+use clusterchat_proto::msgid;
 use serde_json::{json, Value};
 use util::cluster::TestCluster;
 use util::server::TestServer;

@@ -4,8 +4,8 @@
 
 mod util;
 
-use clusterchat::client::Client;
-use clusterchat::protocol::msgid;
+use clusterchat_proto::client::Client;
+use clusterchat_proto::msgid;
 use serde_json::json;
 use std::net::Shutdown;
 use util::server::TestServer;

@@ -5,7 +5,7 @@
 
 mod util;
 
-use clusterchat::protocol::msgid;
+use clusterchat_proto::msgid;
 use mysql::prelude::Queryable;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -161,7 +161,7 @@ fn run_cluster_starts_two_servers_behind_nginx_and_stops_them() {
     // Two users through nginx land on the two servers and chat.
     let addr: SocketAddr = ([127, 0, 0, 1], lb).into();
     let user = |name: &str| {
-        let mut c = clusterchat::client::Client::connect(addr).unwrap();
+        let mut c = clusterchat_proto::client::Client::connect(addr).unwrap();
         let id = c.register(name, "pw").unwrap();
         c.login(id, "pw").unwrap();
         (c, id)

@@ -4,7 +4,7 @@
 
 mod util;
 
-use clusterchat::protocol::UserId;
+use clusterchat_proto::UserId;
 use clusterchat::store::{Claim, JoinOutcome, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};

@@ -1,7 +1,7 @@
 //! The bus of a server that runs alone: no other server exists.
 
 use super::{Bus, BusError, Inbound};
-use crate::protocol::UserId;
+use clusterchat_proto::UserId;
 
 /// In-process bus: every user is either connected here or offline.
 #[derive(Debug)]

@@ -10,7 +10,7 @@ pub mod redis;
 mod redis_publisher;
 mod redis_subscriber;
 
-use crate::protocol::UserId;
+use clusterchat_proto::UserId;
 use std::sync::Arc;
 
 /// What can go wrong on the bus.

@@ -13,7 +13,7 @@
 use super::redis_publisher::Publisher;
 use super::redis_subscriber::Subscriber;
 use super::{Bus, BusError, Inbound, PublishDone};
-use crate::protocol::UserId;
+use clusterchat_proto::UserId;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -11,7 +11,7 @@
 //! a backoff and subscribes every wanted user again by itself.
 
 use super::{BusEvent, Inbound};
-use crate::protocol::UserId;
+use clusterchat_proto::UserId;
 use crossbeam_channel::{bounded, Sender};
 use redis::Value;
 use std::collections::HashMap;

@@ -1,8 +1,8 @@
 //! The reactor callbacks of the chat server: framing, the fast path, the worker hand-off.
 
-use crate::codec::{self, Next};
-use crate::net::{Bytes, Handler};
-use crate::protocol::{errno, msgid, Envelope};
+use clusterchat_proto::codec::{self, Next};
+use clusterchat_net::{Bytes, Handler};
+use clusterchat_proto::{errno, msgid, Envelope};
 use crate::service::{send_error, ChatService, Conn, ServiceError, Session};
 use crate::worker_pool::WorkerPool;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ mod housekeeper;
 
 use crate::bus::{local::LocalBus, redis::RedisBus, BusEvent, SharedBus};
 use crate::config::Config;
-use crate::net::{Bytes, ServerHandle, ServerOptions, TcpServer};
+use clusterchat_net::{Bytes, ServerHandle, ServerOptions, TcpServer};
 use crate::service::password::Hasher;
 use crate::service::{ChatService, Session};
 use crate::store::{self, SharedStore, StoreError};

@@ -8,8 +8,8 @@
 use super::online::Delivery;
 use super::session::{Conn, Login};
 use super::{current, ChatService, Handled, Outcome, ServiceError};
-use crate::net::Bytes;
-use crate::protocol::{self, errno, int_field, Envelope, GroupId, UserId};
+use clusterchat_net::Bytes;
+use clusterchat_proto::{self as protocol, errno, int_field, Envelope, GroupId, UserId};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;

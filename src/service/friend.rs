@@ -2,7 +2,7 @@
 
 use super::session::Conn;
 use super::{body, current, ChatService, Handled, Outcome, ServiceError};
-use crate::protocol::{errno, AddFriendReq};
+use clusterchat_proto::{errno, AddFriendReq};
 
 impl ChatService {
     /// Adds an existing user (not oneself) to the session user's friends.

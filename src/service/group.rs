@@ -2,7 +2,7 @@
 
 use super::session::Conn;
 use super::{body, current, ChatService, Handled, Outcome, ServiceError};
-use crate::protocol::{errno, msgid, CreateGroupReq, GroupReq};
+use clusterchat_proto::{errno, msgid, CreateGroupReq, GroupReq};
 use crate::store::{JoinOutcome, StoreError};
 use serde_json::json;
 

@@ -15,8 +15,8 @@ pub mod session;
 mod user;
 
 use crate::bus::{BusError, SharedBus};
-use crate::net::Bytes;
-use crate::protocol::{self, errno, msgid, Envelope};
+use clusterchat_net::Bytes;
+use clusterchat_proto::{self as protocol, errno, msgid, Envelope};
 use crate::store::{SharedStore, StoreError};
 use crate::worker_pool::WorkerPool;
 use online::{OnlineUsers, UserLocks};

@@ -7,8 +7,8 @@
 //! never twice.
 
 use super::session::Conn;
-use crate::net::Bytes;
-use crate::protocol::UserId;
+use clusterchat_net::Bytes;
+use clusterchat_proto::UserId;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 

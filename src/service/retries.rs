@@ -1,7 +1,7 @@
 //! Work that failed during an outage and must be tried again once the database or the bus is
 //! back (see [`ChatService::retry_pending`](super::ChatService::retry_pending)).
 
-use crate::protocol::UserId;
+use clusterchat_proto::UserId;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 

@@ -1,8 +1,8 @@
 //! What the server knows about one connection: who is logged in on it, and how many of its
 //! requests are still queued on a worker.
 
-use crate::net::ConnRef;
-use crate::protocol::UserId;
+use clusterchat_net::ConnRef;
+use clusterchat_proto::UserId;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 

@@ -2,7 +2,7 @@
 
 use super::session::{Conn, Login};
 use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
-use crate::protocol::{self, errno, msgid, LoginReq, RegisterReq, UserId};
+use clusterchat_proto::{self as protocol, errno, msgid, LoginReq, RegisterReq, UserId};
 use crate::store::Claim;
 use serde_json::json;
 use serde_json::value::RawValue;

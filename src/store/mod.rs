@@ -9,7 +9,7 @@ pub mod mysql;
 mod sql;
 pub mod sqlite;
 
-use crate::protocol::{GroupId, GroupInfo, UserId, UserInfo};
+use clusterchat_proto::{GroupId, GroupInfo, UserId, UserInfo};
 use std::sync::Arc;
 
 /// What can go wrong in a store. The service turns each into an error reply naming the problem.

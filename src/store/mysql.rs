@@ -7,7 +7,7 @@
 
 use super::sql::{self, GroupRow};
 use super::{mask_password, Claim, JoinOutcome, Store, StoreError, StoreResult, UserRecord};
-use crate::protocol::{GroupId, GroupInfo, UserId, UserInfo};
+use clusterchat_proto::{GroupId, GroupInfo, UserId, UserInfo};
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, TxOpts};

@@ -4,7 +4,7 @@
 //! statements in one place means the two backends cannot drift apart in meaning. Only the
 //! dialect-specific statements (insert-or-ignore, row locking) live in the backends.
 
-use crate::protocol::{GroupId, GroupInfo, MemberInfo, UserId, UserInfo};
+use clusterchat_proto::{GroupId, GroupInfo, MemberInfo, UserId, UserInfo};
 
 /// Creates a user; parameters: name, password hash.
 pub const REGISTER: &str = "INSERT INTO user(name, password) VALUES (?, ?)";

@@ -6,7 +6,7 @@
 
 use super::sql::{self, GroupRow};
 use super::{Claim, JoinOutcome, Store, StoreError, StoreResult, UserRecord};
-use crate::protocol::{GroupId, GroupInfo, UserId, UserInfo};
+use clusterchat_proto::{GroupId, GroupInfo, UserId, UserInfo};
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};

@@ -2,8 +2,8 @@
 //! config generated from the repository's `nginx.conf`, so the tests also check that file.
 
 use super::mysql_db::services_required;
-use clusterchat::client::Client;
-use clusterchat::protocol::UserId;
+use clusterchat_proto::client::Client;
+use clusterchat_proto::UserId;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -2,8 +2,8 @@
 //! reading (so a message the server wrote is counted even if the server dies right after),
 //! and a shared ledger of which numbered message reached whom, live or offline.
 
-use clusterchat::client::FrameReader;
-use clusterchat::protocol::msgid;
+use clusterchat_proto::client::FrameReader;
+use clusterchat_proto::msgid;
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use serde_json::{json, Value};
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! Starts a real `chatserver` process on a free port with its own temporary database, and
 //! connects clients to it the way a user would: over TCP.
 
-use clusterchat::client::Client;
+use clusterchat_proto::client::Client;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -243,6 +243,18 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The path of another binary of the workspace (`chatclient`), built beside `chatserver` by
+/// `cargo test --workspace`. Panics with the command to build it when it is missing.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_chatserver")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p {name}`)",
+        path.display()
+    );
+    path
 }
 
 /// A unique-enough suffix for names in one test run.

@@ -4,13 +4,13 @@
 //! deliveries per second are the throughput. All members share one loop thread, so "the last
 //! receiver" is seen in one place.
 
-use crate::bench::conn::{drive, Conns, Scenario};
-use crate::bench::procstat::{self_cpu_us, ProcSample};
-use crate::bench::report::{new_histogram, record_ns, Latency, Report};
-use crate::bench::setup::{connect, parallel, register_users, unique_prefix, BenchUser, PASSWORD};
-use crate::bench::stamp::{self, clock_ns, Stamp};
-use crate::bench::{client_err, io_err, Result, Settings};
-use crate::protocol::{msgid, GroupId};
+use crate::conn::{drive, Conns, Scenario};
+use crate::procstat::{self_cpu_us, ProcSample};
+use crate::report::{new_histogram, record_ns, Latency, Report};
+use crate::setup::{connect, parallel, register_users, unique_prefix, BenchUser, PASSWORD};
+use crate::stamp::{self, clock_ns, Stamp};
+use crate::{client_err, io_err, Result, Settings};
+use clusterchat_proto::{msgid, GroupId};
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -195,7 +195,7 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
         kicked: false,
         seq: vec![0; p.users.len()],
         pending: HashMap::new(),
-        time: crate::client::now(),
+        time: clusterchat_proto::client::now(),
         last: new_histogram(),
         each: new_histogram(),
         delivered: 0,

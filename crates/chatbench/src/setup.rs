@@ -2,9 +2,9 @@
 //! blocking clients at once (each request costs the server an argon2 hash, so setup is
 //! CPU-bound on the server and gains from the server's worker threads).
 
-use crate::bench::{client_err, io_err, BenchError, Result};
-use crate::client::Client;
-use crate::protocol::UserId;
+use crate::{client_err, io_err, BenchError, Result};
+use clusterchat_proto::client::Client;
+use clusterchat_proto::UserId;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;

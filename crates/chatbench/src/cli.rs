@@ -1,7 +1,7 @@
 //! The `chatbench` command line: one subcommand per scenario, common flags, and what to print.
 
-use crate::bench::compare::{run_compare, run_once, Kind};
-use crate::bench::{BenchError, Result, Settings};
+use crate::compare::{run_compare, run_once, Kind};
+use crate::{BenchError, Result, Settings};
 use clap::{Args, Parser, Subcommand};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -189,7 +189,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     .expect("reports serialise");
     if let Some(path) = &common.json {
         std::fs::write(path, json + "\n")
-            .map_err(crate::bench::io_err(format!("writing {}", path.display())))?;
+            .map_err(crate::io_err(format!("writing {}", path.display())))?;
     }
     Ok(())
 }

@@ -6,13 +6,13 @@
 //! is a file descriptor here too, so N is capped at the open-file limit (raised from soft to
 //! hard at start) minus a margin, and the report says so.
 
-use crate::bench::conn::{drive, Conns, Scenario};
-use crate::bench::procstat::{raise_nofile_limit, self_cpu_us, ProcSample};
-use crate::bench::report::{new_histogram, record_ns, Latency, Report};
-use crate::bench::setup::{login_stream, parallel, register_users};
-use crate::bench::stamp::clock_ns;
-use crate::bench::{client_err, io_err, Result, Settings};
-use crate::client::Client;
+use crate::conn::{drive, Conns, Scenario};
+use crate::procstat::{raise_nofile_limit, self_cpu_us, ProcSample};
+use crate::report::{new_histogram, record_ns, Latency, Report};
+use crate::setup::{login_stream, parallel, register_users};
+use crate::stamp::clock_ns;
+use crate::{client_err, io_err, Result, Settings};
+use clusterchat_proto::client::Client;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;

@@ -2,7 +2,7 @@
 //! tests: frames out, frames in, and typed helpers for the common requests.
 
 use crate::codec::{next_frame, Next, DEFAULT_MAX_FRAME};
-use crate::protocol::{msgid, UserId};
+use crate::{msgid, UserId};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

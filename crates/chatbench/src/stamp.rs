@@ -131,7 +131,7 @@ pub fn wanted_frame(
 ) -> bool {
     match msgid(frame) {
         Some(id) if id == wanted => true,
-        Some(crate::protocol::msgid::ERROR) => {
+        Some(clusterchat_proto::msgid::ERROR) => {
             *errors += 1;
             first_error.get_or_insert_with(|| String::from_utf8_lossy(frame).into_owned());
             false

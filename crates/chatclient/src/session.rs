@@ -5,10 +5,10 @@
 //! thread feeds every frame it receives to [`Session::handle`]; both share one `Session` behind
 //! a mutex, held only while a line is built, never across I/O.
 
-use super::command::Command;
-use super::render::{self, LoginInfo};
-use crate::client::now;
-use crate::protocol::msgid;
+use crate::command::Command;
+use crate::render::{self, LoginInfo};
+use clusterchat_proto::client::now;
+use clusterchat_proto::msgid;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 

@@ -1,6 +1,6 @@
 //! The figures a scenario produces, as a human table and as JSON, and the A/B comparison.
 
-use crate::bench::procstat::ProcSample;
+use crate::procstat::ProcSample;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;

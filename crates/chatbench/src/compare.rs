@@ -2,8 +2,8 @@
 //! of the machine (thermal, other load) hits both alike, and each figure is given as the ratio
 //! of the means with the spread of the per-round ratios.
 
-use crate::bench::report::{compare, compare_table, Ratio, Report};
-use crate::bench::{group, idle, logins, pairs, Result, Settings};
+use crate::report::{compare, compare_table, Ratio, Report};
+use crate::{group, idle, logins, pairs, Result, Settings};
 use serde::Serialize;
 use std::collections::BTreeMap;
 

@@ -4,13 +4,13 @@
 //! duration sending stops; a grace period lets in-flight messages land, then whatever was sent
 //! and never received is counted lost.
 
-use crate::bench::conn::{drive, Conns, Scenario};
-use crate::bench::procstat::{self_cpu_us, ProcSample};
-use crate::bench::report::{new_histogram, record_ns, Latency, Report};
-use crate::bench::setup::{login_users, register_users, BenchUser};
-use crate::bench::stamp::{self, clock_ns, push_i64, Stamp};
-use crate::bench::{io_err, Result, Settings};
-use crate::protocol::{msgid, UserId};
+use crate::conn::{drive, Conns, Scenario};
+use crate::procstat::{self_cpu_us, ProcSample};
+use crate::report::{new_histogram, record_ns, Latency, Report};
+use crate::setup::{login_users, register_users, BenchUser};
+use crate::stamp::{self, clock_ns, push_i64, Stamp};
+use crate::{io_err, Result, Settings};
+use clusterchat_proto::{msgid, UserId};
 use hdrhistogram::Histogram;
 use std::time::Instant;
 
@@ -124,7 +124,7 @@ impl PairsLoop<'_> {
             t_ns: clock_ns(),
         };
         if stamp.t_ns.saturating_sub(self.time_ns) > 1_000_000_000 {
-            self.time = crate::client::now();
+            self.time = clusterchat_proto::client::now();
             self.time_ns = stamp.t_ns;
         }
         let to = self.users[from ^ 1].id;
@@ -213,7 +213,7 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
                         in_flight: vec![0; n],
                         seq: vec![0; n],
                         total_in_flight: 0,
-                        time: crate::client::now(),
+                        time: clusterchat_proto::client::now(),
                         time_ns: clock_ns(),
                         hist: new_histogram(),
                         delivered: 0,

@@ -1,7 +1,7 @@
 //! Accepts connections on one thread and spreads them round-robin over the IO loops.
 
-use super::event_loop::{EventLoop, LoopLimits, LoopShared, Task};
-use super::Handler;
+use crate::event_loop::{EventLoop, LoopLimits, LoopShared, Task};
+use crate::Handler;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io;

@@ -1,9 +1,14 @@
-//! Message ids and typed messages of the wire protocol, shared by the server, the client,
-//! the bench and the tests.
+//! The clusterchat wire protocol, shared by the server, `chatclient`, `chatbench` and the tests:
+//! the [`codec`] that finds frames in a byte stream, the message ids and errnos, typed messages,
+//! and a small blocking [`client`]. Nothing here knows about sockets beyond that client, and
+//! nothing knows about the reactor.
 //!
 //! Messages 1–10 are exactly those of the C++ muduo chat server, so its menu-driven client works
 //! unchanged. Everything newer (acks, errors, the create-group reply) has its own msgid, which
 //! the old client ignores. docs/PROTOCOL.md documents every message with an example.
+
+pub mod client;
+pub mod codec;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;

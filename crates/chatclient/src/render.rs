@@ -5,7 +5,7 @@
 //! are decoded leniently (a plain object is accepted too) because a client should show what it
 //! can rather than fail on a slightly different server.
 
-use crate::protocol::{GroupInfo, MemberInfo, UserId, UserInfo};
+use clusterchat_proto::{GroupInfo, MemberInfo, UserId, UserInfo};
 use serde_json::Value;
 
 /// What a successful login reply says, decoded once and kept by the session so `friends` and
@@ -167,7 +167,7 @@ pub fn error_text(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::login_ok;
+    use clusterchat_proto::login_ok;
     use serde_json::json;
 
     fn alice() -> UserInfo {

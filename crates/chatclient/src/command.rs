@@ -5,10 +5,10 @@
 //! (`chat:5:hello there`). In both, the last argument takes the rest of the line, so a message
 //! may contain spaces (and, in the colon form, colons).
 
-use crate::protocol::{GroupId, UserId};
+use clusterchat_proto::{GroupId, UserId};
 
 /// One thing the user asked for. Parsing is pure so it can be tested without a terminal or a
-/// server; [`super::session::Session::request`] turns a command into a wire request.
+/// server; [`crate::session::Session::request`] turns a command into a wire request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Create an account; the server answers with its id.

@@ -4,11 +4,11 @@
 //! Registrations reuse one connection per client; each login opens a fresh connection (as a
 //! real client does) and closes it after the reply.
 
-use crate::bench::procstat::{self_cpu_us, ProcSample};
-use crate::bench::report::{new_histogram, record_ns, Latency, Report};
-use crate::bench::setup::{connect, login_stream, unique_prefix, BenchUser, PASSWORD};
-use crate::bench::stamp::clock_ns;
-use crate::bench::{io_err, Result, Settings};
+use crate::procstat::{self_cpu_us, ProcSample};
+use crate::report::{new_histogram, record_ns, Latency, Report};
+use crate::setup::{connect, login_stream, unique_prefix, BenchUser, PASSWORD};
+use crate::stamp::clock_ns;
+use crate::{io_err, Result, Settings};
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -78,7 +78,7 @@ pub fn run(settings: &Settings) -> Result<Report> {
     let start = Instant::now();
     let c = settings.concurrency.max(1);
     let prefix = unique_prefix();
-    let clients: Vec<Mutex<Option<crate::client::Client>>> =
+    let clients: Vec<Mutex<Option<clusterchat_proto::client::Client>>> =
         (0..c).map(|_| Mutex::new(None)).collect();
     let registered = Mutex::new(Vec::new());
     let reg = timed_phase(
@@ -96,7 +96,7 @@ pub fn run(settings: &Settings) -> Result<Report> {
                 Ok(id) => Ok(BenchUser { id, name, target }),
                 Err(e) => {
                     *slot = None;
-                    Err(crate::bench::client_err("registering")(e))
+                    Err(crate::client_err("registering")(e))
                 }
             }
         },

@@ -3,8 +3,8 @@
 //! the server does); reads drain each socket through one scratch buffer per loop, keeping only
 //! a partial frame behind. A [`Scenario`] decides what each incoming frame means.
 
-use crate::bench::{io_err, BenchError, Result};
-use crate::codec::{next_frame, Next, DEFAULT_MAX_FRAME};
+use crate::{io_err, BenchError, Result};
+use clusterchat_proto::codec::{next_frame, Next, DEFAULT_MAX_FRAME};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
@@ -151,7 +151,7 @@ impl Conns {
 
 /// What a measuring loop runs: reactions to frames, and when to stop.
 pub trait Scenario {
-    /// A whole frame arrived on connection `i` at `now_ns` ([`crate::bench::stamp::clock_ns`]).
+    /// A whole frame arrived on connection `i` at `now_ns` ([`crate::stamp::clock_ns`]).
     fn on_frame(&mut self, conns: &mut Conns, i: usize, frame: &[u8], now_ns: u64);
     /// Connection `i` was closed by the server or failed.
     fn on_close(&mut self, i: usize);
@@ -210,7 +210,7 @@ pub fn drive(
                 continue;
             }
             conns.conns[i].fill(&mut scratch);
-            let now_ns = crate::bench::stamp::clock_ns();
+            let now_ns = crate::stamp::clock_ns();
             let rbuf = std::mem::take(&mut conns.conns[i].rbuf);
             let consumed = split_frames(&rbuf, |frame| scenario.on_frame(conns, i, frame, now_ns));
             let c = &mut conns.conns[i];

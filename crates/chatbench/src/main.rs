@@ -2,7 +2,7 @@
 //! ends the process if the run outlives its hard timeout.
 
 use clap::Parser;
-use clusterchat::bench::cli::{run, Cli};
+use chatbench::cli::{run, Cli};
 use std::process::ExitCode;
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 //! One IO thread's loop: poll, read, hand bytes to the handler, run queued tasks, and flush
 //! every connection written to in this iteration with one write each.
 
-use super::buffer::Buffer;
-use super::connection::{ConnRef, TcpConnection};
-use super::Handler;
+use crate::buffer::Buffer;
+use crate::connection::{ConnRef, TcpConnection};
+use crate::Handler;
 use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -28,7 +28,7 @@ thread_local! {
 }
 
 /// Work for a loop, queued from any thread.
-pub(super) enum Task<C> {
+pub(crate) enum Task<C> {
     /// Adopt a freshly accepted socket.
     Register(TcpStream, SocketAddr),
     /// Write a frame; `tag` set means "report it if the connection is gone".
@@ -50,7 +50,7 @@ pub(super) enum Task<C> {
 }
 
 /// The part of a loop that other threads touch: its task queue and its waker.
-pub(super) struct LoopShared<C> {
+pub(crate) struct LoopShared<C> {
     inbox: Mutex<Vec<Task<C>>>,
     waker: Waker,
     wake_pending: AtomicBool,
@@ -59,7 +59,7 @@ pub(super) struct LoopShared<C> {
 impl<C> LoopShared<C> {
     /// Queues a task and wakes the loop unless it is the caller's own loop or a wake-up is
     /// already pending. Thread safe.
-    pub(super) fn queue(&self, task: Task<C>) {
+    pub(crate) fn queue(&self, task: Task<C>) {
         self.inbox.lock().expect("inbox lock").push(task);
         let own = CURRENT_LOOP.with(|c| c.get()) == self as *const _ as usize;
         if !own && !self.wake_pending.swap(true, Ordering::AcqRel) {
@@ -93,7 +93,7 @@ pub struct LoopLimits {
 }
 
 /// One IO thread's event loop. Created on, and used only by, its own thread.
-pub(super) struct EventLoop<C, H> {
+pub(crate) struct EventLoop<C, H> {
     poll: Poll,
     shared: Arc<LoopShared<C>>,
     conns: Slab<Conn<C>>,
@@ -106,7 +106,7 @@ pub(super) struct EventLoop<C, H> {
 
 impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     /// Creates a loop; its [`LoopShared`] is how other threads reach it.
-    pub(super) fn new(handler: Arc<H>, limits: LoopLimits) -> io::Result<Self> {
+    pub(crate) fn new(handler: Arc<H>, limits: LoopLimits) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         Ok(EventLoop {
@@ -125,12 +125,12 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         })
     }
 
-    pub(super) fn shared(&self) -> Arc<LoopShared<C>> {
+    pub(crate) fn shared(&self) -> Arc<LoopShared<C>> {
         Arc::clone(&self.shared)
     }
 
     /// Runs until a [`Task::Quit`]. Loop thread only.
-    pub(super) fn run(mut self) {
+    pub(crate) fn run(mut self) {
         CURRENT_LOOP.with(|c| c.set(Arc::as_ptr(&self.shared) as usize));
         let mut events = Events::with_capacity(1024);
         loop {

@@ -3,7 +3,7 @@
 //! The socket and its buffers belong to the IO loop thread that owns the connection; this
 //! handle only queues work to that loop, so it can be cloned into any thread.
 
-use super::event_loop::{LoopShared, Task};
+use crate::event_loop::{LoopShared, Task};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -15,16 +15,16 @@ pub type ConnRef<C> = Arc<TcpConnection<C>>;
 /// One client connection, with application state `C` (muduo's `context`).
 pub struct TcpConnection<C> {
     id: u64,
-    pub(super) token: usize,
+    pub(crate) token: usize,
     peer: SocketAddr,
-    pub(super) owner: Arc<LoopShared<C>>,
+    pub(crate) owner: Arc<LoopShared<C>>,
     closed: AtomicBool,
     terminator: AtomicU8,
     context: C,
 }
 
 impl<C> TcpConnection<C> {
-    pub(super) fn new(
+    pub(crate) fn new(
         id: u64,
         token: usize,
         peer: SocketAddr,
@@ -63,7 +63,7 @@ impl<C> TcpConnection<C> {
         self.closed.load(Ordering::Acquire)
     }
 
-    pub(super) fn mark_closed(&self) {
+    pub(crate) fn mark_closed(&self) {
         self.closed.store(true, Ordering::Release);
     }
 

@@ -4,7 +4,7 @@
 //!
 //! It speaks exactly as the old C++ client does (NUL-terminated JSON, no `reqid`, so the server
 //! sends no acks for chat). Setup (registering and logging in the bench's own uniquely named
-//! users, `bench-<pid>-<run>-<n>`) runs on blocking [`crate::client::Client`]s in several
+//! users, `bench-<pid>-<run>-<n>`) runs on blocking [`clusterchat_proto::client::Client`]s in several
 //! threads, because each registration and login costs the server an argon2 hash; it is timed
 //! apart from the measured phase. The measured phase runs one or a few mio loops, each driving
 //! many non-blocking sockets with writes coalesced per loop iteration, so that the bench is not
@@ -26,7 +26,7 @@ pub mod report;
 pub mod setup;
 pub mod stamp;
 
-use crate::client::ClientError;
+use clusterchat_proto::client::ClientError;
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,24 +1,13 @@
-//! The interactive terminal client behind the `chatclient` binary.
-//!
-//! Two threads share one connection:
-//! - the **main thread** reads lines with rustyline (editing, history), parses them into a
-//!   [`Command`] and sends the request; it never waits for a reply;
-//! - the **reader thread** reads every frame the server sends, lets the shared [`Session`]
-//!   match it (by `reqid`) and prints it through rustyline's external printer, which redraws
-//!   the line being typed instead of garbling it.
-//!
-//! Parsing ([`command`]), wording ([`render`]) and session state ([`session`]) are pure and
-//! unit-tested; only this file touches the terminal and the socket.
+//! The line-editing loop of `chatclient`: the main thread edits and sends, a reader thread
+//! receives and prints (see the crate docs). The only file that touches the terminal and the
+//! socket.
 
-pub mod command;
-pub mod render;
-pub mod session;
-mod terminal;
+use crate::command::{self, parse, Command};
+use crate::render;
+use crate::session::Session;
+use crate::terminal;
 
-pub use command::{parse, Command, ParseError};
-pub use session::Session;
-
-use crate::client::{Client, ClientError, FrameReader};
+use clusterchat_proto::client::{Client, ClientError, FrameReader};
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
 use std::net::{Shutdown, TcpStream};

@@ -1,0 +1,43 @@
+//! `chatclient`: the interactive terminal client of clusterchat.
+//!
+//! Two threads share one connection:
+//! - the **main thread** reads lines with rustyline (editing, history), parses them into a
+//!   [`command::Command`] and sends the request; it never waits for a reply;
+//! - the **reader thread** reads every frame the server sends, lets the shared
+//!   [`session::Session`] match it (by `reqid`) and prints it through rustyline's external
+//!   printer, which redraws the line being typed instead of garbling it.
+//!
+//! Parsing ([`command`]), wording ([`render`]) and session state ([`session`]) are pure and
+//! unit-tested; only [`repl`] touches the terminal and the socket.
+
+mod command;
+mod render;
+mod repl;
+mod session;
+mod terminal;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Interactive chat client: line editing, history, `help` for the commands.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Server host name or address.
+    #[arg(default_value = "127.0.0.1")]
+    host: String,
+    /// Server port.
+    #[arg(default_value_t = 6000)]
+    port: u16,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match crate::repl::run(&args.host, args.port) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatclient: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
