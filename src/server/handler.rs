@@ -1,10 +1,10 @@
 //! The reactor callbacks of the chat server: framing, the fast path, the worker hand-off.
 
-use clusterchat_proto::codec::{self, Next};
-use clusterchat_net::{Bytes, Handler};
-use clusterchat_proto::{errno, msgid, Envelope};
 use crate::service::{send_error, ChatService, Conn, ServiceError, Session};
 use crate::worker_pool::WorkerPool;
+use clusterchat_net::{Bytes, Handler};
+use clusterchat_proto::codec::{self, Frames, Item};
+use clusterchat_proto::{errno, msgid, Envelope};
 use std::sync::Arc;
 
 /// The reactor callbacks of the chat server.
@@ -52,35 +52,20 @@ impl ChatHandler {
 
 impl Handler<Session> for ChatHandler {
     fn on_message(&self, conn: &Conn, input: &[u8]) -> usize {
-        let mut used = 0;
-        loop {
-            match codec::next_frame(&input[used..], self.max_frame) {
-                Next::Frame {
-                    start,
-                    end,
-                    consumed,
-                } => {
-                    let frame = &input[used + start..used + end];
-                    if codec::uses_nul(&input[used..used + consumed]) {
+        let mut frames = Frames::new(input, self.max_frame);
+        for item in frames.by_ref() {
+            match item {
+                Item::Frame { bytes, nul } => {
+                    if nul {
                         conn.set_terminator(0);
                     }
-                    used += consumed;
-                    self.dispatch(conn, frame);
+                    self.dispatch(conn, bytes);
                 }
-                Next::Incomplete { skip } => {
-                    if input[used..used + skip].contains(&0) {
-                        conn.set_terminator(0);
-                    }
-                    return used + skip;
-                }
-                Next::Invalid { consumed } => {
-                    used += consumed;
-                    self.reject(
-                        conn,
-                        ServiceError::new(errno::MALFORMED, "malformed request: not a JSON object"),
-                    );
-                }
-                Next::TooLarge => {
+                Item::Invalid(_) => self.reject(
+                    conn,
+                    ServiceError::new(errno::MALFORMED, "malformed request: not a JSON object"),
+                ),
+                Item::TooLarge => {
                     log::warn!(
                         "connection {} from {} sent a frame over {} bytes; closing it",
                         conn.id(),
@@ -99,6 +84,11 @@ impl Handler<Session> for ChatHandler {
                 }
             }
         }
+        let used = frames.consumed();
+        if conn.terminator() != 0 && codec::uses_nul(&input[..used]) {
+            conn.set_terminator(0);
+        }
+        used
     }
 
     fn on_close(&self, conn: &Conn) {

@@ -11,11 +11,11 @@ mod housekeeper;
 
 use crate::bus::{local::LocalBus, redis::RedisBus, BusEvent, SharedBus};
 use crate::config::Config;
-use clusterchat_net::{Bytes, ServerHandle, ServerOptions, TcpServer};
 use crate::service::password::Hasher;
 use crate::service::{ChatService, Session};
 use crate::store::{self, SharedStore, StoreError};
 use crate::worker_pool::WorkerPool;
+use clusterchat_net::{Bytes, ServerHandle, ServerOptions, TcpServer};
 use handler::ChatHandler;
 use housekeeper::Housekeeper;
 use std::net::SocketAddr;

@@ -9,7 +9,7 @@ use super::online::Delivery;
 use super::session::{Conn, Login};
 use super::{current, ChatService, Handled, Outcome, ServiceError};
 use clusterchat_net::Bytes;
-use clusterchat_proto::{self as protocol, errno, int_field, Envelope, GroupId, UserId};
+use clusterchat_proto::{errno, int_field, msgid, reply, Envelope, GroupId, UserId};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ impl ChatService {
         match self.online.deliver(to, out) {
             Delivery::Queued => {
                 if let Some(reqid) = env.reqid {
-                    super::send_value(conn, &protocol::ack(protocol::msgid::ONE_CHAT, reqid));
+                    super::send_value(conn, &reply::ack(msgid::ONE_CHAT, reqid));
                 }
                 true
             }

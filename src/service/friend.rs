@@ -2,13 +2,14 @@
 
 use super::session::Conn;
 use super::{body, current, ChatService, Handled, Outcome, ServiceError};
-use clusterchat_proto::{errno, AddFriendReq};
+use clusterchat_proto::errno;
+use clusterchat_proto::request::AddFriend;
 
 impl ChatService {
     /// Adds an existing user (not oneself) to the session user's friends.
     pub(super) fn add_friend(&self, conn: &Conn, frame: &[u8]) -> Handled {
         let login = current(conn)?;
-        let req: AddFriendReq = body(frame)?;
+        let req = body::<AddFriend>(frame)?;
         if req.friendid == login.id {
             return Err(ServiceError::new(
                 errno::FORBIDDEN,

@@ -2,8 +2,9 @@
 
 use super::session::Conn;
 use super::{body, current, ChatService, Handled, Outcome, ServiceError};
-use clusterchat_proto::{errno, msgid, CreateGroupReq, GroupReq};
 use crate::store::{JoinOutcome, StoreError};
+use clusterchat_proto::request::{AddGroup, CreateGroup};
+use clusterchat_proto::{errno, msgid};
 use serde_json::json;
 
 /// Longest group name, in characters (the original's `VARCHAR(50)`).
@@ -13,7 +14,7 @@ impl ChatService {
     /// Creates a group with the session user as its `creator`; answers with the new id.
     pub(super) fn create_group(&self, conn: &Conn, frame: &[u8]) -> Handled {
         let login = current(conn)?;
-        let req: CreateGroupReq = body(frame)?;
+        let req = body::<CreateGroup>(frame)?;
         let name = req.groupname.trim();
         if name.is_empty() || name.chars().count() > MAX_GROUP_NAME {
             return Err(ServiceError::new(
@@ -40,7 +41,7 @@ impl ChatService {
     /// Joins an existing group as a `normal` member (joining twice is fine).
     pub(super) fn join_group(&self, conn: &Conn, frame: &[u8]) -> Handled {
         let login = current(conn)?;
-        let req: GroupReq = body(frame)?;
+        let req = body::<AddGroup>(frame)?;
         match self.store.join_group(login.id, req.groupid)? {
             JoinOutcome::Joined | JoinOutcome::AlreadyMember => Ok(Outcome::Ack),
             JoinOutcome::NoSuchGroup => Err(ServiceError::new(

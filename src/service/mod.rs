@@ -15,10 +15,11 @@ pub mod session;
 mod user;
 
 use crate::bus::{BusError, SharedBus};
-use clusterchat_net::Bytes;
-use clusterchat_proto::{self as protocol, errno, msgid, Envelope};
 use crate::store::{SharedStore, StoreError};
 use crate::worker_pool::WorkerPool;
+use clusterchat_net::Bytes;
+use clusterchat_proto::request::Request;
+use clusterchat_proto::{errno, msgid, reply, Envelope, RequestKind};
 use online::{OnlineUsers, UserLocks};
 use password::Hasher;
 use serde_json::value::RawValue;
@@ -30,7 +31,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{errmsg} (errno {errno})")]
 pub struct ServiceError {
-    /// One of [`protocol::errno`].
+    /// One of [`clusterchat_proto::errno`].
     pub errno: i64,
     /// A sentence for the user.
     pub errmsg: String,
@@ -130,37 +131,35 @@ impl ChatService {
             let err = ServiceError::new(errno::UNKNOWN_MSGID, "missing or non-integer msgid");
             return send_error(conn, &err, None, env.reqid);
         };
-        let result = match id {
-            msgid::LOGIN => self.login(conn, frame, env.reqid),
-            msgid::REG => self.register(frame),
-            msgid::LOGOUT..=msgid::GROUP_CHAT if !conn.context().is_logged_in() => {
+        let result = match RequestKind::from_msgid(id) {
+            None => Err(ServiceError::new(
+                errno::UNKNOWN_MSGID,
+                format!("unknown msgid {id}"),
+            )),
+            Some(kind) if kind.needs_login() && !conn.context().is_logged_in() => {
                 Err(ServiceError::new(
                     errno::NOT_LOGGED_IN,
                     "log in first: this request needs a logged-in session",
                 ))
             }
-            msgid::LOGOUT => self.logout(conn),
-            msgid::ONE_CHAT => self.one_chat(conn, &env, frame),
-            msgid::ADD_FRIEND => self.add_friend(conn, frame),
-            msgid::CREATE_GROUP => self.create_group(conn, frame),
-            msgid::ADD_GROUP => self.join_group(conn, frame),
-            msgid::GROUP_CHAT => self.group_chat(conn, &env, frame),
-            other => Err(ServiceError::new(
-                errno::UNKNOWN_MSGID,
-                format!("unknown msgid {other}"),
-            )),
+            Some(RequestKind::Login) => self.login(conn, frame, env.reqid),
+            Some(RequestKind::Register) => self.register(frame),
+            Some(RequestKind::Logout) => self.logout(conn),
+            Some(RequestKind::OneChat) => self.one_chat(conn, &env, frame),
+            Some(RequestKind::AddFriend) => self.add_friend(conn, frame),
+            Some(RequestKind::CreateGroup) => self.create_group(conn, frame),
+            Some(RequestKind::AddGroup) => self.join_group(conn, frame),
+            Some(RequestKind::GroupChat) => self.group_chat(conn, &env, frame),
         };
         match result {
             Ok(Outcome::Ack) => {
                 if let Some(reqid) = env.reqid {
-                    send_value(conn, &protocol::ack(id, reqid));
+                    send_value(conn, &reply::ack(id, reqid));
                 }
             }
             Ok(Outcome::Sent) => {}
             Ok(Outcome::Reply(mut v)) => {
-                if let Some(reqid) = env.reqid {
-                    v["reqid"] = serde_json::from_str(reqid.get()).unwrap_or(Value::Null);
-                }
+                reply::echo_reqid(&mut v, env.reqid);
                 send_value(conn, &v)
             }
             Err(e) => send_error(conn, &e, Some(id), env.reqid),
@@ -191,23 +190,18 @@ pub fn send_value(conn: &Conn, value: &Value) {
 /// `errmsg`, as the original does; everything else gets an ERROR.
 pub fn send_error(conn: &Conn, e: &ServiceError, request: Option<i64>, reqid: Option<&RawValue>) {
     let mut v = match request {
-        Some(msgid::LOGIN) => protocol::ack_error(msgid::LOGIN_ACK, e.errno, &e.errmsg),
-        Some(msgid::REG) => protocol::ack_error(msgid::REG_ACK, e.errno, &e.errmsg),
-        _ => protocol::error(e.errno, &e.errmsg, request, None),
+        Some(msgid::LOGIN) => reply::ack_error(msgid::LOGIN_ACK, e.errno, &e.errmsg),
+        Some(msgid::REG) => reply::ack_error(msgid::REG_ACK, e.errno, &e.errmsg),
+        _ => reply::error(e.errno, &e.errmsg, request, None),
     };
-    if let Some(reqid) = reqid {
-        v["reqid"] = serde_json::from_str(reqid.get()).unwrap_or(Value::Null);
-    }
+    reply::echo_reqid(&mut v, reqid);
     send_value(conn, &v);
 }
 
 /// Parses a request body, naming the bad field on failure.
-fn body<'a, T: serde::Deserialize<'a>>(frame: &'a [u8]) -> Result<T, ServiceError> {
-    serde_json::from_slice(frame).map_err(|e| {
-        let msg = e.to_string();
-        let msg = msg.split(" at line").next().unwrap_or(&msg);
-        ServiceError::new(errno::BAD_FIELD, format!("bad request: {msg}"))
-    })
+fn body<R: Request>(frame: &[u8]) -> Result<R, ServiceError> {
+    R::parse(frame)
+        .map_err(|msg| ServiceError::new(errno::BAD_FIELD, format!("bad request: {msg}")))
 }
 
 /// The logged-in user of `conn` (handlers after the login check).

@@ -15,7 +15,7 @@ use super::online::Delivery;
 use super::session::Conn;
 use super::{send_error, send_value, ChatService, ServiceError};
 use clusterchat_net::Bytes;
-use clusterchat_proto::{self as protocol, errno, msgid, UserId};
+use clusterchat_proto::{errno, msgid, reply, UserId};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -139,7 +139,7 @@ impl ChatService {
         match result {
             Ok(()) => {
                 if let Some(reqid) = &reqid {
-                    send_value(conn, &protocol::ack(msgid::ONE_CHAT, reqid));
+                    send_value(conn, &reply::ack(msgid::ONE_CHAT, reqid));
                 }
             }
             Err(e) => send_error(conn, &e, Some(msgid::ONE_CHAT), reqid.as_deref()),

@@ -2,8 +2,9 @@
 
 use super::session::{Conn, Login};
 use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
-use clusterchat_proto::{self as protocol, errno, msgid, LoginReq, RegisterReq, UserId};
 use crate::store::Claim;
+use clusterchat_proto::request::{Login as LoginReq, Register};
+use clusterchat_proto::{errno, msgid, reply, LoginAck, UserId};
 use serde_json::json;
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ const LOCAL_CLOSE_GRACE_STEPS: u32 = 200;
 impl ChatService {
     /// REG: hashes the password and creates the account.
     pub(super) fn register(&self, frame: &[u8]) -> Handled {
-        let req: RegisterReq = body(frame)?;
+        let req = body::<Register>(frame)?;
         let name = req.name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME {
             return Err(ServiceError::new(
@@ -52,7 +53,7 @@ impl ChatService {
                 ),
             ));
         }
-        let req: LoginReq = body(frame)?;
+        let req = body::<LoginReq>(frame)?;
         let bad = || ServiceError::new(errno::BAD_CREDENTIALS, "id or password is invalid!");
         let user = self.store.user(req.id)?.ok_or_else(bad)?;
         if !self.hasher.verify(&req.password, &user.password_hash) {
@@ -100,16 +101,16 @@ impl ChatService {
             self.end_session(conn, &login);
             return Ok(Outcome::Sent);
         }
-        let me = protocol::UserInfo {
+        let mut ack = LoginAck {
             id: user.id,
             name: user.name.clone(),
-            state: "online".into(),
-        };
-        let mut reply = protocol::login_ok(&me, &friends, &groups, &offline);
-        if let Some(reqid) = reqid {
-            reply["reqid"] = serde_json::from_str(reqid.get()).unwrap_or_default();
+            friends,
+            groups,
+            offline,
         }
-        send_value(conn, &reply);
+        .encode();
+        reply::echo_reqid(&mut ack, reqid);
+        send_value(conn, &ack);
         self.online.finish_login(user.id, conn);
         conn.context().set_login(login);
         log::debug!("user {} logged in on connection {}", user.id, conn.id());

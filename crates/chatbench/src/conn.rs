@@ -4,7 +4,7 @@
 //! a partial frame behind. A [`Scenario`] decides what each incoming frame means.
 
 use crate::{io_err, BenchError, Result};
-use clusterchat_proto::codec::{next_frame, Next, DEFAULT_MAX_FRAME};
+use clusterchat_proto::codec::{Frames, Item, DEFAULT_MAX_FRAME};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
@@ -76,22 +76,15 @@ impl Conn {
 /// Calls `on_frame` with each whole frame at the front of `buf`; returns the bytes consumed
 /// (the rest is a partial frame), or `None` when a frame is impossibly large.
 pub fn split_frames(buf: &[u8], mut on_frame: impl FnMut(&[u8])) -> Option<usize> {
-    let mut pos = 0;
-    loop {
-        match next_frame(&buf[pos..], DEFAULT_MAX_FRAME * 16) {
-            Next::Frame {
-                start,
-                end,
-                consumed,
-            } => {
-                on_frame(&buf[pos + start..pos + end]);
-                pos += consumed;
-            }
-            Next::Invalid { consumed } => pos += consumed,
-            Next::Incomplete { skip } => return Some(pos + skip),
-            Next::TooLarge => return None,
+    let mut frames = Frames::new(buf, DEFAULT_MAX_FRAME * 16);
+    for item in frames.by_ref() {
+        match item {
+            Item::Frame { bytes, .. } => on_frame(bytes),
+            Item::Invalid(_) => {}
+            Item::TooLarge => return None,
         }
     }
+    Some(frames.consumed())
 }
 
 /// The connections of one loop, indexed like the scenario's users, with the list of those

@@ -1,8 +1,8 @@
 //! `chatbench`: the load generator. Parses the command line and runs the scenario; a watchdog
 //! ends the process if the run outlives its hard timeout.
 
-use clap::Parser;
 use chatbench::cli::{run, Cli};
+use clap::Parser;
 use std::process::ExitCode;
 use std::time::Duration;
 

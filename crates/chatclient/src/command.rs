@@ -8,7 +8,7 @@
 use clusterchat_proto::{GroupId, UserId};
 
 /// One thing the user asked for. Parsing is pure so it can be tested without a terminal or a
-/// server; [`crate::session::Session::request`] turns a command into a wire request.
+/// server; [`crate::state::ClientState::request`] turns a command into a wire request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Create an account; the server answers with its id.

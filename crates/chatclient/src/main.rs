@@ -4,16 +4,16 @@
 //! - the **main thread** reads lines with rustyline (editing, history), parses them into a
 //!   [`command::Command`] and sends the request; it never waits for a reply;
 //! - the **reader thread** reads every frame the server sends, lets the shared
-//!   [`session::Session`] match it (by `reqid`) and prints it through rustyline's external
+//!   [`state::ClientState`] match it (by `reqid`) and prints it through rustyline's external
 //!   printer, which redraws the line being typed instead of garbling it.
 //!
-//! Parsing ([`command`]), wording ([`render`]) and session state ([`session`]) are pure and
+//! Parsing ([`command`]), wording ([`render`]) and client state ([`state`]) are pure and
 //! unit-tested; only [`repl`] touches the terminal and the socket.
 
 mod command;
 mod render;
 mod repl;
-mod session;
+mod state;
 mod terminal;
 
 use clap::Parser;

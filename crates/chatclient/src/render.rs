@@ -1,89 +1,12 @@
 //! Turning server frames into human lines.
 //!
 //! Everything here is pure (JSON in, strings out) so the wording can be tested without a
-//! server. The login reply's lists are the original's: arrays of JSON-encoded *strings*; they
-//! are decoded leniently (a plain object is accepted too) because a client should show what it
-//! can rather than fail on a slightly different server.
+//! server. The login reply is decoded by [`LoginAck::decode`] (leniently: see
+//! [`clusterchat_proto::reply`]).
 
-use clusterchat_proto::{GroupInfo, MemberInfo, UserId, UserInfo};
+use clusterchat_proto::reply::text;
+use clusterchat_proto::{GroupInfo, LoginAck, UserInfo};
 use serde_json::Value;
-
-/// What a successful login reply says, decoded once and kept by the session so `friends` and
-/// `groups` can be shown again later.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LoginInfo {
-    /// The logged-in user's id.
-    pub id: UserId,
-    /// The logged-in user's name.
-    pub name: String,
-    /// Friends with their state at login time.
-    pub friends: Vec<UserInfo>,
-    /// Groups with their members and roles.
-    pub groups: Vec<GroupInfo>,
-    /// Messages received while offline, as chat frames.
-    pub offline: Vec<Value>,
-}
-
-/// Decodes a successful LOGIN_ACK. Entries that cannot be read are skipped (offline messages
-/// that are not JSON are kept as strings so they are still shown).
-pub fn parse_login(v: &Value) -> LoginInfo {
-    let list = |key: &str| -> Vec<Value> {
-        v[key]
-            .as_array()
-            .map(|a| a.iter().map(decode).collect())
-            .unwrap_or_default()
-    };
-    LoginInfo {
-        id: v["id"].as_i64().unwrap_or(0),
-        name: text(&v["name"]),
-        friends: list("friends").iter().filter_map(user).collect(),
-        groups: list("groups").iter().filter_map(group).collect(),
-        offline: list("offlinemsg"),
-    }
-}
-
-/// A list entry: a JSON-encoded string is decoded, anything else is taken as is.
-fn decode(v: &Value) -> Value {
-    match v {
-        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| v.clone()),
-        _ => v.clone(),
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn user(v: &Value) -> Option<UserInfo> {
-    Some(UserInfo {
-        id: v["id"].as_i64()?,
-        name: text(&v["name"]),
-        state: text(&v["state"]),
-    })
-}
-
-fn group(v: &Value) -> Option<GroupInfo> {
-    let users = v["users"].as_array().map(Vec::as_slice).unwrap_or_default();
-    Some(GroupInfo {
-        id: v["id"].as_i64()?,
-        name: text(&v["groupname"]),
-        desc: text(&v["groupdesc"]),
-        users: users
-            .iter()
-            .map(decode)
-            .filter_map(|m| {
-                Some(MemberInfo {
-                    user: user(&m)?,
-                    role: text(&m["role"]),
-                })
-            })
-            .collect(),
-    })
-}
 
 /// A chat (msgid 6) or group chat (msgid 10) frame as one line, `None` for other frames.
 /// The sender's name and the time are the ones the frame carries.
@@ -141,14 +64,18 @@ pub fn groups_lines(groups: &[GroupInfo]) -> Vec<String> {
 }
 
 /// Everything a successful login shows: who you are, friends, groups, offline messages.
-pub fn login_lines(info: &LoginInfo) -> Vec<String> {
+pub fn login_lines(info: &LoginAck) -> Vec<String> {
     let mut out = vec![format!("logged in as {}({})", info.name, info.id)];
     out.extend(friends_lines(&info.friends));
     out.extend(groups_lines(&info.groups));
     if !info.offline.is_empty() {
         out.push(format!("offline messages ({}):", info.offline.len()));
         out.extend(info.offline.iter().map(|m| {
-            let line = chat_line(m).unwrap_or_else(|| text(m));
+            let frame = serde_json::from_str::<Value>(m).ok();
+            let line = frame
+                .as_ref()
+                .and_then(chat_line)
+                .unwrap_or_else(|| m.clone());
             format!("  {line}")
         }));
     }
@@ -167,7 +94,7 @@ pub fn error_text(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clusterchat_proto::login_ok;
+    use clusterchat_proto::MemberInfo;
     use serde_json::json;
 
     fn alice() -> UserInfo {
@@ -218,13 +145,15 @@ mod tests {
         let offline =
             json!({"msgid":6,"id":2,"name":"bob","toid":1,"msg":"while you were out","time":"t"})
                 .to_string();
-        let reply = login_ok(
-            &alice(),
-            std::slice::from_ref(&bob),
-            std::slice::from_ref(&g),
-            &[offline],
-        );
-        let info = parse_login(&reply);
+        let reply = LoginAck {
+            id: 1,
+            name: "alice".into(),
+            friends: vec![bob.clone()],
+            groups: vec![g.clone()],
+            offline: vec![offline],
+        }
+        .encode();
+        let info = LoginAck::decode(&reply);
         assert_eq!((info.id, info.name.as_str()), (1, "alice"));
         assert_eq!(info.friends, [bob]);
         assert_eq!(info.groups, [g]);
@@ -249,7 +178,7 @@ mod tests {
         let reply = json!({"msgid":2,"errno":0,"id":1,"name":"alice",
             "friends":[{"id":5,"name":"eve","state":"online"}, "not json"],
             "offlinemsg":["plain text"]});
-        let info = parse_login(&reply);
+        let info = LoginAck::decode(&reply);
         assert_eq!(info.friends.len(), 1);
         assert_eq!(groups_lines(&info.groups), ["groups: none"]);
         assert_eq!(friends_lines(&[]), ["friends: none"]);

@@ -4,7 +4,7 @@
 
 use crate::command::{self, parse, Command};
 use crate::render;
-use crate::session::Session;
+use crate::state::ClientState;
 use crate::terminal;
 
 use clusterchat_proto::client::{Client, ClientError, FrameReader};
@@ -25,7 +25,7 @@ const LINGER: Duration = Duration::from_secs(2);
 const ACCOUNT_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs the client against `host:port` until `quit`, Ctrl+D or the server closing the
-/// connection. An `Err` is the one line to show when the session could not start.
+/// connection. An `Err` is the one line to show when the state could not start.
 pub fn run(host: &str, port: u16) -> Result<(), String> {
     let mut client = Client::connect((host, port)).map_err(|e| match e {
         ClientError::Io(e) => format!("cannot connect to {host}:{port}: {e}"),
@@ -40,20 +40,20 @@ pub fn run(host: &str, port: u16) -> Result<(), String> {
         Ok(mut p) => Box::new(move |s| drop(p.print(format!("{s}\n")))),
         Err(_) => Box::new(|s| println!("{s}")),
     };
-    let session = Arc::new(Mutex::new(Session::new()));
+    let state = Arc::new(Mutex::new(ClientState::new()));
     let quitting = Arc::new(AtomicBool::new(false));
     let reader = {
-        let (session, quitting) = (session.clone(), quitting.clone());
+        let (state, quitting) = (state.clone(), quitting.clone());
         let saved = SavedMode::save();
         std::thread::Builder::new()
             .name("chat-reader".into())
-            .spawn(move || read_frames(socket, session, quitting, printer, saved))
+            .spawn(move || read_frames(socket, state, quitting, printer, saved))
             .map_err(|e| e.to_string())?
     };
     println!("connected to {host}:{port}; type `help` for the commands");
-    interact(&mut editor, &mut client, &session);
+    interact(&mut editor, &mut client, &state);
 
-    wait_while(&session, LINGER, Session::awaiting);
+    wait_while(&state, LINGER, ClientState::awaiting);
     quitting.store(true, Ordering::SeqCst);
     let _ = client.stream().shutdown(Shutdown::Both);
     let _ = reader.join();
@@ -61,9 +61,9 @@ pub fn run(host: &str, port: u16) -> Result<(), String> {
 }
 
 /// The main thread's loop: read a line, act on it, until the user leaves.
-fn interact(editor: &mut DefaultEditor, client: &mut Client, session: &Mutex<Session>) {
+fn interact(editor: &mut DefaultEditor, client: &mut Client, state: &Mutex<ClientState>) {
     loop {
-        let prompt = lock(session).prompt();
+        let prompt = lock(state).prompt();
         let line = match editor.readline(&prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => continue,
@@ -89,7 +89,7 @@ fn interact(editor: &mut DefaultEditor, client: &mut Client, session: &Mutex<Ses
             Command::Quit => return,
             Command::Help => println!("{}", command::HELP),
             Command::Friends | Command::Groups => {
-                let s = lock(session);
+                let s = lock(state);
                 let lines = match (s.me(), &cmd) {
                     (None, _) => vec!["not logged in".to_string()],
                     (Some(me), Command::Friends) => render::friends_lines(&me.friends),
@@ -98,14 +98,14 @@ fn interact(editor: &mut DefaultEditor, client: &mut Client, session: &Mutex<Ses
                 println!("{}", lines.join("\n"));
             }
             _ => {
-                let Some(request) = lock(session).request(&cmd) else {
+                let Some(request) = lock(state).request(&cmd) else {
                     continue;
                 };
                 if let Err(e) = client.send(&request) {
                     eprintln!("cannot send: {e}");
                     return;
                 }
-                wait_while(session, ACCOUNT_WAIT, Session::awaiting_account);
+                wait_while(state, ACCOUNT_WAIT, ClientState::awaiting_account);
             }
         }
     }
@@ -115,7 +115,7 @@ fn interact(editor: &mut DefaultEditor, client: &mut Client, session: &Mutex<Ses
 /// user) ended it, say so and exit the process, since the main thread is blocked in readline.
 fn read_frames(
     socket: TcpStream,
-    session: Arc<Mutex<Session>>,
+    state: Arc<Mutex<ClientState>>,
     quitting: Arc<AtomicBool>,
     mut print: Printer,
     saved: Option<SavedMode>,
@@ -124,7 +124,7 @@ fn read_frames(
     let why = loop {
         match frames.next_value() {
             Ok(frame) => {
-                let lines = lock(&session).handle(&frame);
+                let lines = lock(&state).handle(&frame);
                 if !lines.is_empty() {
                     print(lines.join("\n"));
                 }
@@ -158,14 +158,14 @@ fn read_frames(
 
 /// Sleeps in short steps while `busy` holds, at most `limit` (the reader thread, which
 /// settles requests, exits the process itself if the connection drops meanwhile).
-fn wait_while(session: &Mutex<Session>, limit: Duration, busy: fn(&Session) -> bool) {
+fn wait_while(state: &Mutex<ClientState>, limit: Duration, busy: fn(&ClientState) -> bool) {
     let deadline = Instant::now() + limit;
-    while busy(&lock(session)) && Instant::now() < deadline {
+    while busy(&lock(state)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
-/// Locks the session; a panic elsewhere must not stop the client from printing.
-fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
-    session.lock().unwrap_or_else(|e| e.into_inner())
+/// Locks the state; a panic elsewhere must not stop the client from printing.
+fn lock(state: &Mutex<ClientState>) -> MutexGuard<'_, ClientState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,8 +1,9 @@
 //! A small blocking client for the wire protocol, used by `chatclient`, `chatbench` and the
 //! tests: frames out, frames in, and typed helpers for the common requests.
 
-use crate::codec::{next_frame, Next, DEFAULT_MAX_FRAME};
-use crate::{msgid, UserId};
+use crate::codec::{Frames, Item, DEFAULT_MAX_FRAME};
+use crate::request::{self, Request};
+use crate::{msgid, GroupId, UserId};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -58,25 +59,18 @@ impl<R: Read> FrameReader<R> {
     /// The next frame's raw bytes.
     pub fn next_bytes(&mut self) -> Result<Vec<u8>, ClientError> {
         loop {
-            match next_frame(&self.buf, DEFAULT_MAX_FRAME * 16) {
-                Next::Frame {
-                    start,
-                    end,
-                    consumed,
-                } => {
-                    let frame = self.buf[start..end].to_vec();
-                    self.buf.drain(..consumed);
-                    return Ok(frame);
-                }
-                Next::Invalid { consumed } => {
-                    let bad = String::from_utf8_lossy(&self.buf[..consumed]).into_owned();
-                    self.buf.drain(..consumed);
-                    return Err(ClientError::BadFrame(bad));
-                }
-                Next::TooLarge => return Err(ClientError::BadFrame("frame too large".into())),
-                Next::Incomplete { skip } => {
-                    self.buf.drain(..skip);
-                }
+            let mut frames = Frames::new(&self.buf, DEFAULT_MAX_FRAME * 16);
+            let item = frames.next().map(|item| match item {
+                Item::Frame { bytes, .. } => Ok(bytes.to_vec()),
+                Item::Invalid(bad) => Err(ClientError::BadFrame(
+                    String::from_utf8_lossy(bad).into_owned(),
+                )),
+                Item::TooLarge => Err(ClientError::BadFrame("frame too large".into())),
+            });
+            let consumed = frames.consumed();
+            self.buf.drain(..consumed);
+            if let Some(found) = item {
+                return found;
             }
             let mut chunk = [0u8; 16 * 1024];
             match self.inner.read(&mut chunk) {
@@ -87,11 +81,6 @@ impl<R: Read> FrameReader<R> {
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &R {
-        &self.inner
     }
 }
 
@@ -211,9 +200,23 @@ impl Client {
         refused(reply)
     }
 
+    /// Sends a typed request with a fresh `reqid` and waits for its reply (see
+    /// [`request`](Self::request)).
+    pub fn call<R: Request>(
+        &mut self,
+        req: &R,
+        reply_msgid: Option<i64>,
+    ) -> Result<Value, ClientError> {
+        self.request(req.encode(), reply_msgid)
+    }
+
     /// Registers an account and returns its id.
     pub fn register(&mut self, name: &str, password: &str) -> Result<UserId, ClientError> {
-        self.send(&json!({"msgid": msgid::REG, "name": name, "password": password}))?;
+        let req = request::Register {
+            name: name.into(),
+            password: password.into(),
+        };
+        self.send(&req.encode())?;
         let reply = refused(
             self.recv_matching(|v| v["msgid"] == msgid::REG_ACK || v["msgid"] == msgid::ERROR)?,
         )?;
@@ -224,7 +227,11 @@ impl Client {
 
     /// Logs in and returns the LOGIN_ACK (with friends, groups and offline messages).
     pub fn login(&mut self, id: UserId, password: &str) -> Result<Value, ClientError> {
-        self.send(&json!({"msgid": msgid::LOGIN, "id": id, "password": password}))?;
+        let req = request::Login {
+            id,
+            password: password.into(),
+        };
+        self.send(&req.encode())?;
         refused(
             self.recv_matching(|v| v["msgid"] == msgid::LOGIN_ACK || v["msgid"] == msgid::ERROR)?,
         )
@@ -232,55 +239,74 @@ impl Client {
 
     /// Sends a one-to-one chat message and waits for the server's ack.
     pub fn chat(&mut self, from: UserId, to: UserId, text: &str) -> Result<Value, ClientError> {
-        self.request(
-            json!({"msgid": msgid::ONE_CHAT, "id": from, "toid": to, "msg": text, "time": now()}),
-            None,
-        )
+        let req = request::OneChat {
+            id: from,
+            name: String::new(),
+            toid: to,
+            msg: text.into(),
+            time: now(),
+        };
+        self.call(&req, None)
     }
 
     /// Sends a group message and waits for the server's ack.
     pub fn group_chat(
         &mut self,
         from: UserId,
-        group: i64,
+        group: GroupId,
         text: &str,
     ) -> Result<Value, ClientError> {
-        self.request(
-            json!({"msgid": msgid::GROUP_CHAT, "id": from, "groupid": group, "msg": text, "time": now()}),
-            None,
-        )
+        let req = request::GroupChat {
+            id: from,
+            name: String::new(),
+            groupid: group,
+            msg: text.into(),
+            time: now(),
+        };
+        self.call(&req, None)
     }
 
     /// Adds a friend and waits for the ack.
     pub fn add_friend(&mut self, me: UserId, friend: UserId) -> Result<Value, ClientError> {
-        self.request(
-            json!({"msgid": msgid::ADD_FRIEND, "id": me, "friendid": friend}),
-            None,
-        )
+        let req = request::AddFriend {
+            id: me,
+            friendid: friend,
+        };
+        self.call(&req, None)
     }
 
     /// Creates a group and returns its id.
-    pub fn create_group(&mut self, me: UserId, name: &str, desc: &str) -> Result<i64, ClientError> {
-        let reply = self.request(
-            json!({"msgid": msgid::CREATE_GROUP, "id": me, "groupname": name, "groupdesc": desc}),
-            Some(msgid::CREATE_GROUP_ACK),
-        )?;
+    pub fn create_group(
+        &mut self,
+        me: UserId,
+        name: &str,
+        desc: &str,
+    ) -> Result<GroupId, ClientError> {
+        let req = request::CreateGroup {
+            id: me,
+            groupname: name.into(),
+            groupdesc: desc.into(),
+        };
+        let reply = self.call(&req, Some(msgid::CREATE_GROUP_ACK))?;
         reply["groupid"]
             .as_i64()
             .ok_or_else(|| ClientError::BadFrame(reply.to_string()))
     }
 
     /// Joins a group and waits for the ack.
-    pub fn join_group(&mut self, me: UserId, group: i64) -> Result<Value, ClientError> {
-        self.request(
-            json!({"msgid": msgid::ADD_GROUP, "id": me, "groupid": group}),
+    pub fn join_group(&mut self, me: UserId, group: GroupId) -> Result<Value, ClientError> {
+        self.call(
+            &request::AddGroup {
+                id: me,
+                groupid: group,
+            },
             None,
         )
     }
 
     /// Logs out (the connection stays open) and waits for the ack.
     pub fn logout(&mut self, me: UserId) -> Result<Value, ClientError> {
-        self.request(json!({"msgid": msgid::LOGOUT, "id": me}), None)
+        self.call(&request::Logout { id: me }, None)
     }
 }
 

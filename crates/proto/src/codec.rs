@@ -104,30 +104,130 @@ pub fn uses_nul(consumed: &[u8]) -> bool {
     consumed.contains(&0)
 }
 
+/// One item of [`Frames`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// A whole object; `nul` when a NUL byte was among the bytes it consumed (see [`uses_nul`]).
+    Frame {
+        /// The object's bytes, `{` to `}`.
+        bytes: &'a [u8],
+        /// Whether the peer terminated it (or what came before it) with NUL.
+        nul: bool,
+    },
+    /// Bytes that cannot start an object (already skipped).
+    Invalid(&'a [u8]),
+    /// The object at the front is longer than the limit; nothing more can be read.
+    TooLarge,
+}
+
+/// The one frame splitter: every whole frame at the front of a buffer, in order. After the
+/// iterator ends, [`consumed`](Frames::consumed) says how many bytes may be dropped (the rest
+/// is the start of a frame still arriving).
+#[derive(Debug)]
+pub struct Frames<'a> {
+    input: &'a [u8],
+    pos: usize,
+    max_frame: usize,
+    done: bool,
+}
+
+impl<'a> Frames<'a> {
+    /// Frames of at most `max_frame` bytes at the front of `input`.
+    pub fn new(input: &'a [u8], max_frame: usize) -> Self {
+        Frames {
+            input,
+            pos: 0,
+            max_frame,
+            done: false,
+        }
+    }
+
+    /// Bytes of the input consumed so far (whole frames, invalid bytes, separators).
+    pub fn consumed(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Item<'a>;
+
+    fn next(&mut self) -> Option<Item<'a>> {
+        if self.done {
+            return None;
+        }
+        let rest = &self.input[self.pos..];
+        match next_frame(rest, self.max_frame) {
+            Next::Frame {
+                start,
+                end,
+                consumed,
+            } => {
+                self.pos += consumed;
+                Some(Item::Frame {
+                    bytes: &rest[start..end],
+                    nul: uses_nul(&rest[..consumed]),
+                })
+            }
+            Next::Invalid { consumed } => {
+                self.pos += consumed;
+                Some(Item::Invalid(&rest[..consumed]))
+            }
+            Next::Incomplete { skip } => {
+                self.pos += skip;
+                self.done = true;
+                None
+            }
+            Next::TooLarge => {
+                self.done = true;
+                Some(Item::TooLarge)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn frames(mut input: &[u8]) -> (Vec<String>, usize) {
+    fn frames(input: &[u8]) -> (Vec<String>, usize) {
         let mut out = Vec::new();
         let mut invalid = 0;
-        loop {
-            match next_frame(input, 64) {
-                Next::Frame {
-                    start,
-                    end,
-                    consumed,
-                } => {
-                    out.push(String::from_utf8(input[start..end].to_vec()).unwrap());
-                    input = &input[consumed..];
-                }
-                Next::Invalid { consumed } => {
-                    invalid += 1;
-                    input = &input[consumed..];
-                }
-                Next::Incomplete { .. } | Next::TooLarge => return (out, invalid),
+        for item in Frames::new(input, 64) {
+            match item {
+                Item::Frame { bytes, .. } => out.push(String::from_utf8(bytes.to_vec()).unwrap()),
+                Item::Invalid(_) => invalid += 1,
+                Item::TooLarge => break,
             }
         }
+        (out, invalid)
+    }
+
+    #[test]
+    fn frames_report_nul_and_what_may_be_dropped() {
+        let input = b"{\"a\":1}\n\0{\"b\":2}\0 {\"c\":";
+        let mut it = Frames::new(input, 64);
+        assert_eq!(
+            it.next(),
+            Some(Item::Frame {
+                bytes: b"{\"a\":1}",
+                nul: false
+            })
+        );
+        assert_eq!(
+            it.next(),
+            Some(Item::Frame {
+                bytes: b"{\"b\":2}",
+                nul: true
+            })
+        );
+        assert_eq!(it.next(), None);
+        assert_eq!(it.next(), None);
+        assert_eq!(&input[it.consumed()..], b"{\"c\":");
+        let mut big = Frames::new(b"{\"m\":\"xxxxxxxxxx", 8);
+        assert_eq!(
+            (big.next(), big.next(), big.consumed()),
+            (Some(Item::TooLarge), None, 0)
+        );
     }
 
     #[test]

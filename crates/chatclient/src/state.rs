@@ -1,14 +1,15 @@
 //! The client's view of its session: who is logged in, what the last login reply listed, and
 //! which tagged requests still wait for their answer.
 //!
-//! The main thread turns commands into requests here ([`Session::request`]) and the reader
-//! thread feeds every frame it receives to [`Session::handle`]; both share one `Session` behind
+//! The main thread turns commands into requests here ([`ClientState::request`]) and the reader
+//! thread feeds every frame it receives to [`ClientState::handle`]; both share one `ClientState` behind
 //! a mutex, held only while a line is built, never across I/O.
 
 use crate::command::Command;
-use crate::render::{self, LoginInfo};
+use crate::render;
 use clusterchat_proto::client::now;
-use clusterchat_proto::msgid;
+use clusterchat_proto::request::{self, Request};
+use clusterchat_proto::{msgid, LoginAck};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 
@@ -23,27 +24,27 @@ struct Pending {
     doing: String,
 }
 
-/// Session state shared by the typing thread and the reader thread.
+/// ClientState state shared by the typing thread and the reader thread.
 #[derive(Debug, Default)]
-pub struct Session {
-    me: Option<LoginInfo>,
+pub struct ClientState {
+    me: Option<LoginAck>,
     next_reqid: u64,
     pending: HashMap<u64, Pending>,
     logins: usize,
     registrations: VecDeque<String>,
 }
 
-impl Session {
+impl ClientState {
     /// A session that is not logged in.
     pub fn new() -> Self {
-        Session {
+        ClientState {
             next_reqid: 1,
-            ..Session::default()
+            ..ClientState::default()
         }
     }
 
     /// The logged-in user as the last successful login reply described them.
-    pub fn me(&self) -> Option<&LoginInfo> {
+    pub fn me(&self) -> Option<&LoginAck> {
         self.me.as_ref()
     }
 
@@ -69,7 +70,7 @@ impl Session {
 
     /// The wire request for `cmd`, or `None` for commands answered locally (help, friends…).
     /// Every request but register and login carries a fresh `reqid`, so the server answers it
-    /// with an ACK or ERROR that [`Session::handle`] matches back to the command.
+    /// with an ACK or ERROR that [`ClientState::handle`] matches back to the command.
     pub fn request(&mut self, cmd: &Command) -> Option<Value> {
         let (id, name) = match &self.me {
             Some(me) => (me.id, me.name.clone()),
@@ -78,42 +79,74 @@ impl Session {
         let (mut req, done, doing) = match cmd {
             Command::Register { name, password } => {
                 self.registrations.push_back(name.clone());
-                return Some(json!({"msgid": msgid::REG, "name": name, "password": password}));
+                let req = request::Register {
+                    name: name.clone(),
+                    password: password.clone(),
+                };
+                return Some(req.encode());
             }
             Command::Login { id, password } => {
                 self.logins += 1;
-                return Some(json!({"msgid": msgid::LOGIN, "id": id, "password": password}));
+                let req = request::Login {
+                    id: *id,
+                    password: password.clone(),
+                };
+                return Some(req.encode());
             }
             Command::Chat { to, text } => (
-                json!({"msgid": msgid::ONE_CHAT, "id": id, "name": name, "toid": to,
-                       "msg": text, "time": now()}),
+                request::OneChat {
+                    id,
+                    name,
+                    toid: *to,
+                    msg: text.clone(),
+                    time: now(),
+                }
+                .encode(),
                 format!("sent to user {to}"),
                 format!("chat to user {to}"),
             ),
             Command::GroupChat { group, text } => (
-                json!({"msgid": msgid::GROUP_CHAT, "id": id, "name": name, "groupid": group,
-                       "msg": text, "time": now()}),
+                request::GroupChat {
+                    id,
+                    name,
+                    groupid: *group,
+                    msg: text.clone(),
+                    time: now(),
+                }
+                .encode(),
                 format!("sent to group {group}"),
                 format!("chat to group {group}"),
             ),
             Command::AddFriend { id: friend } => (
-                json!({"msgid": msgid::ADD_FRIEND, "id": id, "friendid": friend}),
+                request::AddFriend {
+                    id,
+                    friendid: *friend,
+                }
+                .encode(),
                 format!("added friend {friend}"),
                 format!("addfriend {friend}"),
             ),
             Command::CreateGroup { name: g, desc } => (
-                json!({"msgid": msgid::CREATE_GROUP, "id": id, "groupname": g,
-                       "groupdesc": desc}),
+                request::CreateGroup {
+                    id,
+                    groupname: g.clone(),
+                    groupdesc: desc.clone(),
+                }
+                .encode(),
                 format!("created group {g}"),
                 format!("creategroup {g}"),
             ),
             Command::AddGroup { id: group } => (
-                json!({"msgid": msgid::ADD_GROUP, "id": id, "groupid": group}),
+                request::AddGroup {
+                    id,
+                    groupid: *group,
+                }
+                .encode(),
                 format!("joined group {group}"),
                 format!("addgroup {group}"),
             ),
             Command::Logout => (
-                json!({"msgid": msgid::LOGOUT, "id": id}),
+                request::Logout { id }.encode(),
                 "logged out".to_string(),
                 "logout".to_string(),
             ),
@@ -147,7 +180,7 @@ impl Session {
                 if errno != 0 {
                     return vec![format!("login failed: {}", render::error_text(frame))];
                 }
-                let info = render::parse_login(frame);
+                let info = LoginAck::decode(frame);
                 let lines = render::login_lines(&info);
                 self.me = Some(info);
                 lines
@@ -217,8 +250,8 @@ fn failure(pending: Option<&Pending>, frame: &Value) -> String {
 mod tests {
     use super::*;
 
-    fn logged_in() -> Session {
-        let mut s = Session::new();
+    fn logged_in() -> ClientState {
+        let mut s = ClientState::new();
         s.request(&Command::Login {
             id: 1,
             password: "pw".into(),
@@ -259,7 +292,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_failed_command() {
-        let mut s = Session::new();
+        let mut s = ClientState::new();
         let req = s.request(&Command::AddGroup { id: 9 }).unwrap();
         let err = json!({"msgid":13,"errno":104,"errmsg":"not logged in","request":9,
                          "reqid":req["reqid"]});
@@ -281,7 +314,7 @@ mod tests {
 
     #[test]
     fn register_create_group_and_logout() {
-        let mut s = Session::new();
+        let mut s = ClientState::new();
         s.request(&Command::Register {
             name: "bob".into(),
             password: "pw".into(),
@@ -308,7 +341,7 @@ mod tests {
 
     #[test]
     fn incoming_chat_and_unknown_frames() {
-        let mut s = Session::new();
+        let mut s = ClientState::new();
         let req = s.request(&Command::AddGroup { id: 3 }).unwrap();
         let chat = json!({"msgid":10,"id":2,"name":"bob","groupid":3,"msg":"yo","time":"t",
                           "reqid":req["reqid"]});
