@@ -5,13 +5,13 @@ use clusterchat_proto::UserId;
 
 /// In-process bus: every user is either connected here or offline.
 #[derive(Debug)]
-pub struct LocalBus {
+pub(crate) struct LocalBus {
     node: String,
 }
 
 impl LocalBus {
     /// A bus for the node named `node` (its sessions are the only live ones).
-    pub fn new(node: impl Into<String>) -> Self {
+    pub(crate) fn new(node: impl Into<String>) -> Self {
         LocalBus { node: node.into() }
     }
 }

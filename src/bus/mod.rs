@@ -5,8 +5,9 @@
 //! each server subscribes to one channel per user it has online, and publishing reports how
 //! many servers received the message (0 means: store it offline).
 
-pub mod local;
-pub mod redis;
+pub(crate) mod local;
+pub(crate) mod redis;
+mod redis_names;
 mod redis_publisher;
 mod redis_subscriber;
 
@@ -26,7 +27,7 @@ pub enum BusError {
 
 /// What a bus backend reports to the server, from its own thread.
 #[derive(Debug)]
-pub enum BusEvent<'a> {
+pub(crate) enum BusEvent<'a> {
     /// A message arrived for a user this server subscribed to.
     Message {
         /// The receiver.
@@ -41,13 +42,13 @@ pub enum BusEvent<'a> {
 
 /// Receives the outcome of [`Bus::publish_async`]: `Ok(true)` some server took the message,
 /// `Ok(false)` nobody has the user online, `Err` the bus is down (store it offline).
-pub type PublishDone = Box<dyn FnOnce(Result<bool, BusError>) + Send>;
+pub(crate) type PublishDone = Box<dyn FnOnce(Result<bool, BusError>) + Send>;
 
 /// The callback that receives [`BusEvent`]s.
-pub type Inbound = Arc<dyn Fn(BusEvent<'_>) + Send + Sync>;
+pub(crate) type Inbound = Arc<dyn Fn(BusEvent<'_>) + Send + Sync>;
 
 /// Cross-server delivery and node liveness.
-pub trait Bus: Send + Sync {
+pub(crate) trait Bus: Send + Sync {
     /// Starts receiving messages for `user` (called at login, before the login reply).
     fn subscribe(&self, user: UserId);
 
@@ -80,4 +81,4 @@ pub trait Bus: Send + Sync {
 }
 
 /// A shared bus handle.
-pub type SharedBus = Arc<dyn Bus>;
+pub(crate) type SharedBus = Arc<dyn Bus>;

@@ -10,9 +10,11 @@
 //! * While Redis is unreachable, every call fails fast (no per-message timeouts) and the
 //!   outage and the recovery are each logged once.
 
+use super::redis_names::Names;
 use super::redis_publisher::Publisher;
 use super::redis_subscriber::Subscriber;
 use super::{Bus, BusError, Inbound, PublishDone};
+use crate::sync::LockExt;
 use clusterchat_proto::UserId;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +26,7 @@ const NODE_TTL_SECS: u64 = 3;
 const BACKOFF: Duration = Duration::from_millis(500);
 
 /// Redis-backed bus for one node of a cluster.
-pub struct RedisBus {
+pub(crate) struct RedisBus {
     shared: Arc<Shared>,
     subscriber: Subscriber,
     publisher: Mutex<Publisher>,
@@ -34,7 +36,7 @@ pub struct RedisBus {
 /// What the publisher side and the heartbeat thread share.
 struct Shared {
     pool: r2d2::Pool<redis::Client>,
-    prefix: String,
+    names: Names,
     node: String,
     health: Arc<Health>,
     stopping: AtomicBool,
@@ -85,7 +87,7 @@ fn now_ms() -> u64 {
 impl RedisBus {
     /// Connects to `url` as node `node`, with every channel and key under `prefix`. Fails if
     /// Redis cannot be reached now (a cluster node should not start blind).
-    pub fn connect(url: &str, prefix: &str, node: &str) -> Result<RedisBus, BusError> {
+    pub(crate) fn connect(url: &str, prefix: &str, node: &str) -> Result<RedisBus, BusError> {
         let client =
             redis::Client::open(url).map_err(|e| BusError::BadUrl(format!("{url}: {e}")))?;
         let addr = match client.get_connection_info().addr() {
@@ -106,7 +108,7 @@ impl RedisBus {
             .map_err(|e| BusError::Unavailable(format!("{url}: {e}")))?;
         let shared = Arc::new(Shared {
             pool,
-            prefix: prefix.to_string(),
+            names: Names::new(prefix),
             node: node.to_string(),
             health: Arc::new(Health {
                 down_until_ms: AtomicU64::new(0),
@@ -115,7 +117,7 @@ impl RedisBus {
             stopping: AtomicBool::new(false),
         });
         shared.beat()?;
-        let subscriber = Subscriber::start(addr.clone(), format!("{prefix}user:"))
+        let subscriber = Subscriber::start(addr.clone(), Names::new(prefix))
             .map_err(|e| BusError::Unavailable(format!("{url}: {e}")))?;
         let publisher = Publisher::start(addr, Arc::clone(&shared.health))
             .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?;
@@ -137,7 +139,7 @@ impl RedisBus {
 
 impl Shared {
     fn node_key(&self, node: &str) -> String {
-        format!("{}node:{node}", self.prefix)
+        self.names.node_key(node)
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<redis::Client>, BusError> {
@@ -191,7 +193,7 @@ impl Bus for RedisBus {
         let s = &self.shared;
         let mut c = s.conn()?;
         let receivers: i64 = redis::cmd("PUBLISH")
-            .arg(format!("{}user:{user}", s.prefix))
+            .arg(s.names.user_channel(user))
             .arg(frame)
             .query(&mut *c)
             .map_err(|e| s.health.failed("PUBLISH", e))?;
@@ -200,11 +202,8 @@ impl Bus for RedisBus {
     }
 
     fn publish_async(&self, user: UserId, frame: bytes::Bytes, done: PublishDone) {
-        let channel = format!("{}user:{user}", self.shared.prefix);
-        self.publisher
-            .lock()
-            .expect("publisher lock")
-            .publish(channel, frame, done);
+        let channel = self.shared.names.user_channel(user);
+        self.publisher.locked().publish(channel, frame, done);
     }
 
     fn node_alive(&self, node: &str) -> Result<bool, BusError> {
@@ -230,10 +229,10 @@ impl Bus for RedisBus {
 
     fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::Release);
-        if let Some(h) = self.heartbeat.lock().expect("heartbeat lock").take() {
+        if let Some(h) = self.heartbeat.locked().take() {
             let _ = h.join();
         }
         self.subscriber.stop();
-        self.publisher.lock().expect("publisher lock").stop();
+        self.publisher.locked().stop();
     }
 }

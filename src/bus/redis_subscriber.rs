@@ -10,7 +10,9 @@
 //! vanished connection unsubscribes). When the connection breaks, the thread reconnects with
 //! a backoff and subscribes every wanted user again by itself.
 
+use super::redis_names::Names;
 use super::{BusEvent, Inbound};
+use crate::sync::{LockExt, RwLockExt};
 use clusterchat_proto::UserId;
 use crossbeam_channel::{bounded, Sender};
 use redis::Value;
@@ -35,7 +37,7 @@ pub(super) struct Subscriber {
 
 struct State {
     addr: String,
-    channel_prefix: String,
+    names: Names,
     /// Subscription counts, and the socket to write commands on while connected. One lock so
     /// that the order of commands on the wire follows the order of count changes.
     subs: Mutex<Subs>,
@@ -53,11 +55,11 @@ struct Subs {
 
 impl Subscriber {
     /// Connects and starts the thread; fails if Redis is unreachable now.
-    pub(super) fn start(addr: String, channel_prefix: String) -> std::io::Result<Subscriber> {
+    pub(super) fn start(addr: String, names: Names) -> std::io::Result<Subscriber> {
         let first = connect(&addr)?;
         let state = Arc::new(State {
             addr,
-            channel_prefix,
+            names,
             subs: Mutex::new(Subs::default()),
             waiting: Mutex::new(HashMap::new()),
             inbound: RwLock::new(None),
@@ -77,7 +79,7 @@ impl Subscriber {
 
     /// Where inbound messages go.
     pub(super) fn set_inbound(&self, inbound: Inbound) {
-        *self.state.inbound.write().expect("inbound lock") = Some(inbound);
+        *self.state.inbound.write_locked() = Some(inbound);
     }
 
     /// Counts one more subscription of `user`; the first one is sent to Redis and confirmed
@@ -87,7 +89,7 @@ impl Subscriber {
         let channel = self.state.channel(user);
         let (tx, rx) = bounded(1);
         {
-            let mut subs = self.state.subs.lock().expect("subs lock");
+            let mut subs = self.state.subs.locked();
             let n = subs.count.entry(user).or_insert(0);
             *n += 1;
             if *n > 1 {
@@ -95,8 +97,7 @@ impl Subscriber {
             }
             self.state
                 .waiting
-                .lock()
-                .expect("waiting lock")
+                .locked()
                 .entry(channel.clone().into_bytes())
                 .or_default()
                 .push(tx);
@@ -111,7 +112,7 @@ impl Subscriber {
 
     /// Counts one subscription of `user` less; the last one is unsubscribed in Redis.
     pub(super) fn unsubscribe(&self, user: UserId) {
-        let mut subs = self.state.subs.lock().expect("subs lock");
+        let mut subs = self.state.subs.locked();
         let Some(n) = subs.count.get_mut(&user) else {
             return;
         };
@@ -127,10 +128,10 @@ impl Subscriber {
     /// Stops the thread and closes the connection.
     pub(super) fn stop(&self) {
         self.state.stopping.store(true, Ordering::Release);
-        if let Some(w) = self.state.subs.lock().expect("subs lock").writer.take() {
+        if let Some(w) = self.state.subs.locked().writer.take() {
             let _ = w.shutdown(Shutdown::Both);
         }
-        if let Some(t) = self.thread.lock().expect("thread lock").take() {
+        if let Some(t) = self.thread.locked().take() {
             let _ = t.join();
         }
     }
@@ -147,7 +148,7 @@ fn connect(addr: &str) -> std::io::Result<TcpStream> {
 
 impl State {
     fn channel(&self, user: UserId) -> String {
-        format!("{}{user}", self.channel_prefix)
+        self.names.user_channel(user)
     }
 
     /// Writes one command while connected; false when not connected or the write failed
@@ -192,7 +193,7 @@ impl State {
             outage_logged = false;
             reconnected = true;
             let err = self.read_loop(s);
-            self.subs.lock().expect("subs lock").writer = None;
+            self.subs.locked().writer = None;
             if !self.stopping.load(Ordering::Acquire) {
                 log::warn!("Redis subscriber connection lost ({err}); reconnecting");
                 outage_logged = true;
@@ -202,7 +203,7 @@ impl State {
 
     /// Installs `s` as the command socket and subscribes every wanted user in one command.
     fn resubscribe_all(&self, s: &TcpStream) -> std::io::Result<()> {
-        let mut subs = self.subs.lock().expect("subs lock");
+        let mut subs = self.subs.locked();
         let mut writer = s.try_clone()?;
         if !subs.count.is_empty() {
             let channels: Vec<String> = subs.count.keys().map(|u| self.channel(*u)).collect();
@@ -239,10 +240,7 @@ impl State {
                 let Some(Value::BulkString(payload)) = it.next() else {
                     return;
                 };
-                let user = std::str::from_utf8(&channel)
-                    .ok()
-                    .and_then(|c| c.strip_prefix(self.channel_prefix.as_str()))
-                    .and_then(|id| id.parse::<UserId>().ok());
+                let user = self.names.user_of_channel(&channel);
                 if let Some(user) = user {
                     self.emit(BusEvent::Message {
                         user,
@@ -251,7 +249,7 @@ impl State {
                 }
             }
             b"subscribe" => {
-                let waiters = self.waiting.lock().expect("waiting lock").remove(&channel);
+                let waiters = self.waiting.locked().remove(&channel);
                 for w in waiters.unwrap_or_default() {
                     let _ = w.send(());
                 }
@@ -261,7 +259,7 @@ impl State {
     }
 
     fn emit(&self, event: BusEvent<'_>) {
-        if let Some(inbound) = self.inbound.read().expect("inbound lock").as_ref() {
+        if let Some(inbound) = self.inbound.read_locked().as_ref() {
             inbound(event);
         }
     }

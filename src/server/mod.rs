@@ -157,5 +157,6 @@ impl RunningServer {
             Err(e) => log::error!("stopped, but could not set users offline: {e}"),
         }
         self.bus.shutdown();
+        self.workers.stop();
     }
 }

@@ -21,7 +21,12 @@ impl ChatService {
     ///
     /// In a cluster, a receiver who is not here is handed to the bus from here too, without
     /// waiting (see [`relay`](Self::relay)).
-    pub fn try_fast_chat(self: &Arc<Self>, conn: &Conn, env: &Envelope, frame: &[u8]) -> bool {
+    pub(crate) fn try_fast_chat(
+        self: &Arc<Self>,
+        conn: &Conn,
+        env: &Envelope,
+        frame: &[u8],
+    ) -> bool {
         let session = conn.context();
         if session.pending() != 0 {
             return false;
@@ -158,7 +163,7 @@ impl ChatService {
     /// decision and the write), or that arrived from the bus: write it to the user's current
     /// connection if they have one (they may have logged in again meanwhile), else store it
     /// offline. Worker threads only.
-    pub fn redeliver(&self, user: UserId, frame: Bytes) {
+    pub(crate) fn redeliver(&self, user: UserId, frame: Bytes) {
         if frame.is_empty() {
             return self.drain_offline(user); // a nudge: see `nudge`
         }
@@ -187,7 +192,7 @@ impl ChatService {
     /// Delivers `user`'s offline queue to their connection here, if they have one: after a
     /// bus outage, messages from other servers were stored instead of published. Worker
     /// threads only.
-    pub fn drain_offline(&self, user: UserId) {
+    pub(crate) fn drain_offline(&self, user: UserId) {
         let _guard = self.locks.lock(user);
         if self.online.connection(user).is_none() {
             return;
@@ -209,7 +214,7 @@ impl ChatService {
     /// user who left during a database outage would look online for good) and nudges (else
     /// messages stored while the bus was down would wait for the receiver's next login).
     /// Called periodically by the server's housekeeping thread.
-    pub fn retry_pending(&self) {
+    pub(crate) fn retry_pending(&self) {
         for (user, session) in self.retries.take_releases() {
             if let Err(e) = self.store.release_session(user, &session) {
                 log::debug!("user {user}: still cannot mark offline: {e}");
@@ -226,7 +231,7 @@ impl ChatService {
     }
 
     /// Sets offline the sessions of every server whose liveness lapsed (cluster only).
-    pub fn reap_dead_nodes(&self) {
+    pub(crate) fn reap_dead_nodes(&self) {
         let nodes = match self.store.session_nodes() {
             Ok(nodes) => nodes,
             Err(e) => return log::debug!("session reaper: {e}"),

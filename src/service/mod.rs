@@ -7,11 +7,11 @@
 mod chat;
 mod friend;
 mod group;
-pub mod online;
-pub mod password;
+pub(crate) mod online;
+pub(crate) mod password;
 mod relay;
 mod retries;
-pub mod session;
+pub(crate) mod session;
 mod user;
 
 use crate::bus::{BusError, SharedBus};
@@ -24,22 +24,22 @@ use online::{OnlineUsers, UserLocks};
 use password::Hasher;
 use serde_json::value::RawValue;
 use serde_json::Value;
-pub use session::{Conn, Login, Session};
+pub(crate) use session::{Conn, Login, Session};
 use std::sync::Arc;
 
 /// A request that failed: the `errno` and message the client gets.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{errmsg} (errno {errno})")]
-pub struct ServiceError {
+pub(crate) struct ServiceError {
     /// One of [`clusterchat_proto::errno`].
-    pub errno: i64,
+    pub(crate) errno: i64,
     /// A sentence for the user.
-    pub errmsg: String,
+    pub(crate) errmsg: String,
 }
 
 impl ServiceError {
     /// An error with this errno and message.
-    pub fn new(errno: i64, errmsg: impl Into<String>) -> Self {
+    pub(crate) fn new(errno: i64, errmsg: impl Into<String>) -> Self {
         ServiceError {
             errno,
             errmsg: errmsg.into(),
@@ -74,7 +74,7 @@ enum Outcome {
 type Handled = Result<Outcome, ServiceError>;
 
 /// Everything the handlers share. One per server process.
-pub struct ChatService {
+pub(crate) struct ChatService {
     store: SharedStore,
     bus: SharedBus,
     online: OnlineUsers,
@@ -88,7 +88,7 @@ pub struct ChatService {
 
 impl ChatService {
     /// A service over `store` and `bus`, for the server named `node`.
-    pub fn new(
+    pub(crate) fn new(
         store: SharedStore,
         bus: SharedBus,
         node: String,
@@ -108,18 +108,13 @@ impl ChatService {
         }
     }
 
-    /// This server's node id.
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
     /// The users online on this server.
-    pub fn online(&self) -> &OnlineUsers {
+    pub(crate) fn online(&self) -> &OnlineUsers {
         &self.online
     }
 
     /// Handles one request frame on a worker thread, replying on `conn`.
-    pub fn handle(self: &Arc<Self>, conn: &Conn, frame: &[u8]) {
+    pub(crate) fn handle(self: &Arc<Self>, conn: &Conn, frame: &[u8]) {
         let env: Envelope = match serde_json::from_slice(frame) {
             Ok(env) => env,
             Err(e) => {
@@ -167,20 +162,20 @@ impl ChatService {
     }
 
     /// Called when a connection closed: its user (if any) goes offline at once.
-    pub fn disconnected(&self, conn: &Conn) {
+    pub(crate) fn disconnected(&self, conn: &Conn) {
         if let Some(login) = conn.context().take_login() {
             self.end_session(conn, &login);
         }
     }
 
     /// Sets every user of this server offline (graceful shutdown).
-    pub fn release_all_sessions(&self) -> Result<u64, StoreError> {
+    pub(crate) fn release_all_sessions(&self) -> Result<u64, StoreError> {
         self.store.release_node(&self.node)
     }
 }
 
 /// Serialises and queues one reply.
-pub fn send_value(conn: &Conn, value: &Value) {
+pub(crate) fn send_value(conn: &Conn, value: &Value) {
     conn.send(Bytes::from(
         serde_json::to_vec(value).expect("JSON serialises"),
     ));
@@ -188,7 +183,12 @@ pub fn send_value(conn: &Conn, value: &Value) {
 
 /// Queues an error reply. LOGIN and REG failures use their own ack msgids with `errno` and
 /// `errmsg`, as the original does; everything else gets an ERROR.
-pub fn send_error(conn: &Conn, e: &ServiceError, request: Option<i64>, reqid: Option<&RawValue>) {
+pub(crate) fn send_error(
+    conn: &Conn,
+    e: &ServiceError,
+    request: Option<i64>,
+    reqid: Option<&RawValue>,
+) {
     let mut v = match request {
         Some(msgid::LOGIN) => reply::ack_error(msgid::LOGIN_ACK, e.errno, &e.errmsg),
         Some(msgid::REG) => reply::ack_error(msgid::REG_ACK, e.errno, &e.errmsg),

@@ -7,6 +7,7 @@
 //! never twice.
 
 use super::session::Conn;
+use crate::sync::LockExt;
 use clusterchat_net::Bytes;
 use clusterchat_proto::UserId;
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ struct Entry {
 
 /// The result of [`OnlineUsers::deliver`].
 #[derive(Debug)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     /// Queued on the user's connection (or its login backlog).
     Queued,
     /// The user has no connection on this server; the frame is handed back.
@@ -32,7 +33,7 @@ pub enum Delivery {
 
 /// Users online on this server. Shards keep lock hold times short and contention low; no lock
 /// is ever held across IO or a database call.
-pub struct OnlineUsers {
+pub(crate) struct OnlineUsers {
     shards: Vec<Mutex<HashMap<UserId, Entry>>>,
 }
 
@@ -46,15 +47,13 @@ impl Default for OnlineUsers {
 
 impl OnlineUsers {
     fn shard(&self, user: UserId) -> MutexGuard<'_, HashMap<UserId, Entry>> {
-        self.shards[user.rem_euclid(SHARDS as i64) as usize]
-            .lock()
-            .expect("online table lock")
+        self.shards[user.rem_euclid(SHARDS as i64) as usize].locked()
     }
 
     /// Queues `frame` for `user` if they are online here on an open connection. Thread safe,
     /// never blocks on IO. A connection that closed but is not yet removed counts as gone, so
     /// the caller stores the frame offline in order with the user's other messages.
-    pub fn deliver(&self, user: UserId, frame: Bytes) -> Delivery {
+    pub(crate) fn deliver(&self, user: UserId, frame: Bytes) -> Delivery {
         let mut shard = self.shard(user);
         match shard.get_mut(&user) {
             Some(Entry {
@@ -73,7 +72,7 @@ impl OnlineUsers {
     }
 
     /// The open connection `user` has here, if any.
-    pub fn connection(&self, user: UserId) -> Option<Conn> {
+    pub(crate) fn connection(&self, user: UserId) -> Option<Conn> {
         self.shard(user)
             .get(&user)
             .filter(|e| !e.conn.is_closed())
@@ -82,7 +81,7 @@ impl OnlineUsers {
 
     /// Starts a login: `conn` becomes `user`'s connection with an empty backlog, replacing a
     /// stale (closed) one.
-    pub fn begin_login(&self, user: UserId, conn: &Conn) {
+    pub(crate) fn begin_login(&self, user: UserId, conn: &Conn) {
         self.shard(user).insert(
             user,
             Entry {
@@ -94,7 +93,7 @@ impl OnlineUsers {
 
     /// Ends a login after its reply was queued: writes the held messages, in order, then lets
     /// deliveries go straight to the connection.
-    pub fn finish_login(&self, user: UserId, conn: &Conn) {
+    pub(crate) fn finish_login(&self, user: UserId, conn: &Conn) {
         let mut shard = self.shard(user);
         if let Some(entry) = shard.get_mut(&user) {
             if entry.conn.id() == conn.id() {
@@ -107,7 +106,7 @@ impl OnlineUsers {
 
     /// Removes `user` if `conn` is still their connection; returns the held backlog, if the
     /// login never finished (the caller stores it offline).
-    pub fn remove(&self, user: UserId, conn: &Conn) -> Vec<Bytes> {
+    pub(crate) fn remove(&self, user: UserId, conn: &Conn) -> Vec<Bytes> {
         let mut shard = self.shard(user);
         match shard.get(&user) {
             Some(e) if e.conn.id() == conn.id() => shard
@@ -119,30 +118,11 @@ impl OnlineUsers {
     }
 
     /// The users online here (a snapshot).
-    pub fn users(&self) -> Vec<UserId> {
+    pub(crate) fn users(&self) -> Vec<UserId> {
         self.shards
             .iter()
-            .flat_map(|s| {
-                s.lock()
-                    .expect("online table lock")
-                    .keys()
-                    .copied()
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|s| s.locked().keys().copied().collect::<Vec<_>>())
             .collect()
-    }
-
-    /// Number of users online here.
-    pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().expect("lock").len())
-            .sum()
-    }
-
-    /// Whether nobody is online here.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -150,7 +130,7 @@ impl OnlineUsers {
 /// "deliver" and "store offline" for a user, and while a login of that user joins the table
 /// and reads its offline messages. Only worker threads take them (they may be held across a
 /// database call); IO threads never do.
-pub struct UserLocks {
+pub(crate) struct UserLocks {
     stripes: Vec<Mutex<()>>,
 }
 
@@ -164,9 +144,7 @@ impl Default for UserLocks {
 
 impl UserLocks {
     /// Locks `user`'s stripe.
-    pub fn lock(&self, user: UserId) -> MutexGuard<'_, ()> {
-        self.stripes[user.rem_euclid(self.stripes.len() as i64) as usize]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn lock(&self, user: UserId) -> MutexGuard<'_, ()> {
+        self.stripes[user.rem_euclid(self.stripes.len() as i64) as usize].locked()
     }
 }

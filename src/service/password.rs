@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 /// Hashes and verifies passwords. Costly by design (~15–20 ms of CPU at the default cost):
 /// call it on worker threads only.
 #[derive(Clone)]
-pub struct Hasher {
+pub(crate) struct Hasher {
     params: Params,
     buffers: Arc<Buffers>,
 }
@@ -53,7 +53,7 @@ impl Buffers {
 
 impl Hasher {
     /// A hasher with `memory_kib` of memory cost, 2 passes, 1 lane (OWASP: 19456 KiB).
-    pub fn new(memory_kib: u32) -> Self {
+    pub(crate) fn new(memory_kib: u32) -> Self {
         let params = Params::new(memory_kib.max(8), 2, 1, None).expect("valid argon2 parameters");
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Hasher {
@@ -66,7 +66,7 @@ impl Hasher {
     }
 
     /// The PHC string of `password` with a fresh random salt.
-    pub fn hash(&self, password: &str) -> String {
+    pub(crate) fn hash(&self, password: &str) -> String {
         let salt = generate_salt();
         let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone());
@@ -87,7 +87,7 @@ impl Hasher {
 
     /// Whether `password` matches `phc` (false for a malformed stored hash). The comparison
     /// takes constant time.
-    pub fn verify(&self, password: &str, phc: &str) -> bool {
+    pub(crate) fn verify(&self, password: &str, phc: &str) -> bool {
         self.try_verify(password, phc).unwrap_or(false)
     }
 

@@ -14,6 +14,7 @@ use super::chat::as_text;
 use super::online::Delivery;
 use super::session::Conn;
 use super::{send_error, send_value, ChatService, ServiceError};
+use crate::sync::LockExt;
 use clusterchat_net::Bytes;
 use clusterchat_proto::{errno, msgid, reply, UserId};
 use serde_json::value::RawValue;
@@ -29,23 +30,15 @@ pub(super) struct Redeliveries {
 
 impl Redeliveries {
     fn is_pending(&self, user: UserId) -> bool {
-        self.pending
-            .lock()
-            .expect("redeliveries lock")
-            .contains_key(&user)
+        self.pending.locked().contains_key(&user)
     }
 
     fn add(&self, user: UserId) {
-        *self
-            .pending
-            .lock()
-            .expect("redeliveries lock")
-            .entry(user)
-            .or_insert(0) += 1;
+        *self.pending.locked().entry(user).or_insert(0) += 1;
     }
 
     fn done(&self, user: UserId) {
-        let mut pending = self.pending.lock().expect("redeliveries lock");
+        let mut pending = self.pending.locked();
         if let Some(n) = pending.get_mut(&user) {
             *n -= 1;
             if *n == 0 {
@@ -61,7 +54,7 @@ impl ChatService {
     /// the bus thread, which never blocks on it; otherwise (they left, or a login is racing
     /// it), and while earlier messages for them still wait on a worker, a worker delivers or
     /// stores it under the user's lock. An empty message is a nudge: drain their queue.
-    pub fn inbound(self: &Arc<Self>, user: UserId, frame: Bytes) {
+    pub(crate) fn inbound(self: &Arc<Self>, user: UserId, frame: Bytes) {
         let frame = if frame.is_empty() || self.redeliveries.is_pending(user) {
             frame
         } else {

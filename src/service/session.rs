@@ -1,6 +1,7 @@
 //! What the server knows about one connection: who is logged in on it, and how many of its
 //! requests are still queued on a worker.
 
+use crate::sync::RwLockExt;
 use clusterchat_net::ConnRef;
 use clusterchat_proto::UserId;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,59 +9,59 @@ use std::sync::{Arc, RwLock};
 
 /// The logged-in user of a connection.
 #[derive(Debug, Clone)]
-pub struct Login {
+pub(crate) struct Login {
     /// The user's id: every request on the connection acts as this user.
-    pub id: UserId,
+    pub(crate) id: UserId,
     /// The user's name, stamped on the messages they send.
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// The presence claim in the database (`"<node>/<connection id>"`).
-    pub session: Arc<str>,
+    pub(crate) session: Arc<str>,
 }
 
 /// Per-connection state (the connection's `context`).
 #[derive(Debug, Default)]
-pub struct Session {
+pub(crate) struct Session {
     login: RwLock<Option<Login>>,
     pending: AtomicUsize,
 }
 
 /// A connection of the chat server.
-pub type Conn = ConnRef<Session>;
+pub(crate) type Conn = ConnRef<Session>;
 
 impl Session {
     /// The user logged in on this connection, if any.
-    pub fn login(&self) -> Option<Login> {
-        self.login.read().expect("session lock").clone()
+    pub(crate) fn login(&self) -> Option<Login> {
+        self.login.read_locked().clone()
     }
 
     /// Whether a user is logged in on this connection.
-    pub fn is_logged_in(&self) -> bool {
-        self.login.read().expect("session lock").is_some()
+    pub(crate) fn is_logged_in(&self) -> bool {
+        self.login.read_locked().is_some()
     }
 
     /// Records a successful login.
-    pub fn set_login(&self, login: Login) {
-        *self.login.write().expect("session lock") = Some(login);
+    pub(crate) fn set_login(&self, login: Login) {
+        *self.login.write_locked() = Some(login);
     }
 
     /// Forgets the login and returns it.
-    pub fn take_login(&self) -> Option<Login> {
-        self.login.write().expect("session lock").take()
+    pub(crate) fn take_login(&self) -> Option<Login> {
+        self.login.write_locked().take()
     }
 
     /// Requests of this connection queued on a worker and not finished. While it is non-zero,
     /// new requests must queue behind them (never take the IO-thread fast path).
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.pending.load(Ordering::Acquire)
     }
 
     /// Counts a request handed to a worker.
-    pub fn begin_job(&self) {
+    pub(crate) fn begin_job(&self) {
         self.pending.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Counts a worker request done (after its replies are queued).
-    pub fn end_job(&self) {
+    pub(crate) fn end_job(&self) {
         self.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
