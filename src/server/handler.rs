@@ -1,6 +1,6 @@
 //! The reactor callbacks of the chat server: framing, the fast path, the worker hand-off.
 
-use crate::service::{send_error, ChatService, Conn, ServiceError, Session};
+use crate::service::{send_error, ChatConn, ChatService, ConnContext, ServiceError};
 use crate::worker_pool::WorkerPool;
 use clusterchat_net::{Bytes, Handler};
 use clusterchat_proto::codec::{self, Frames, Item};
@@ -19,7 +19,7 @@ pub(super) struct ChatHandler {
 
 impl ChatHandler {
     /// Queues `frame` to the connection's worker, behind its earlier requests.
-    fn to_worker(&self, conn: &Conn, frame: &[u8]) {
+    fn to_worker(&self, conn: &ChatConn, frame: &[u8]) {
         let service = Arc::clone(&self.service);
         let conn2 = Arc::clone(conn);
         let frame = frame.to_vec();
@@ -34,7 +34,7 @@ impl ChatHandler {
     }
 
     /// Replies with an error in order with the connection's other replies.
-    fn reject(&self, conn: &Conn, err: ServiceError) {
+    fn reject(&self, conn: &ChatConn, err: ServiceError) {
         if conn.context().pending() == 0 {
             return send_error(conn, &err, None, None);
         }
@@ -50,8 +50,8 @@ impl ChatHandler {
     }
 }
 
-impl Handler<Session> for ChatHandler {
-    fn on_message(&self, conn: &Conn, input: &[u8]) -> usize {
+impl Handler<ConnContext> for ChatHandler {
+    fn on_message(&self, conn: &ChatConn, input: &[u8]) -> usize {
         let mut frames = Frames::new(input, self.max_frame);
         for item in frames.by_ref() {
             match item {
@@ -91,14 +91,14 @@ impl Handler<Session> for ChatHandler {
         used
     }
 
-    fn on_close(&self, conn: &Conn) {
+    fn on_close(&self, conn: &ChatConn) {
         let service = Arc::clone(&self.service);
         let conn2 = Arc::clone(conn);
         self.workers
             .execute(conn.id(), Box::new(move || service.disconnected(&conn2)));
     }
 
-    fn on_undelivered(&self, _conn: &Conn, frame: Bytes, tag: u64) {
+    fn on_undelivered(&self, _conn: &ChatConn, frame: Bytes, tag: u64) {
         let service = Arc::clone(&self.service);
         self.workers
             .execute(tag, Box::new(move || service.redeliver(tag as i64, frame)));
@@ -107,7 +107,7 @@ impl Handler<Session> for ChatHandler {
 
 impl ChatHandler {
     /// Routes one frame: the fast path if it applies, else the worker.
-    fn dispatch(&self, conn: &Conn, frame: &[u8]) {
+    fn dispatch(&self, conn: &ChatConn, frame: &[u8]) {
         if conn.context().pending() == 0 {
             if let Ok(env) = serde_json::from_slice::<Envelope>(frame) {
                 if env.msgid() == Some(msgid::ONE_CHAT)

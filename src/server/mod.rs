@@ -12,7 +12,7 @@ mod housekeeper;
 use crate::bus::{local::LocalBus, redis::RedisBus, BusEvent, SharedBus};
 use crate::config::Config;
 use crate::service::password::Hasher;
-use crate::service::{ChatService, Session};
+use crate::service::{ChatService, ConnContext};
 use crate::store::{self, SharedStore, StoreError};
 use crate::worker_pool::WorkerPool;
 use clusterchat_net::{Bytes, ServerHandle, ServerOptions, TcpServer};
@@ -52,7 +52,7 @@ pub enum StartError {
 
 /// A running chat server.
 pub struct RunningServer {
-    net: ServerHandle<Session>,
+    net: ServerHandle<ConnContext>,
     workers: Arc<WorkerPool>,
     service: Arc<ChatService>,
     bus: SharedBus,

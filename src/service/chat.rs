@@ -5,8 +5,8 @@
 //! `id` and `name` are stamped from the session (never trusted from the frame); when they are
 //! right already, the frame is forwarded byte for byte without re-serialising.
 
+use super::context::{ChatConn, Login};
 use super::online::Delivery;
-use super::session::{Conn, Login};
 use super::{current, ChatService, Handled, Outcome, ServiceError};
 use clusterchat_net::Bytes;
 use clusterchat_proto::{errno, int_field, msgid, reply, Envelope, GroupId, UserId};
@@ -23,7 +23,7 @@ impl ChatService {
     /// waiting (see [`relay`](Self::relay)).
     pub(crate) fn try_fast_chat(
         self: &Arc<Self>,
-        conn: &Conn,
+        conn: &ChatConn,
         env: &Envelope,
         frame: &[u8],
     ) -> bool {
@@ -56,7 +56,12 @@ impl ChatService {
     }
 
     /// ONE_CHAT on a worker: deliver here, relay through the bus, or store.
-    pub(super) fn one_chat(self: &Arc<Self>, conn: &Conn, env: &Envelope, frame: &[u8]) -> Handled {
+    pub(super) fn one_chat(
+        self: &Arc<Self>,
+        conn: &ChatConn,
+        env: &Envelope,
+        frame: &[u8],
+    ) -> Handled {
         let login = current(conn)?;
         let to = int_field(env.toid, "toid").map_err(bad_field)?;
         let out = stamped_frame(env, frame, &login)?;
@@ -74,7 +79,7 @@ impl ChatService {
     }
 
     /// GROUP_CHAT: to every other member of a group the sender belongs to.
-    pub(super) fn group_chat(&self, conn: &Conn, env: &Envelope, frame: &[u8]) -> Handled {
+    pub(super) fn group_chat(&self, conn: &ChatConn, env: &Envelope, frame: &[u8]) -> Handled {
         let login = current(conn)?;
         let group: GroupId = int_field(env.groupid, "groupid").map_err(bad_field)?;
         let members = self

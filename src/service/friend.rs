@@ -1,13 +1,13 @@
 //! ADD_FRIEND.
 
-use super::session::Conn;
+use super::context::ChatConn;
 use super::{body, current, ChatService, Handled, Outcome, ServiceError};
 use clusterchat_proto::errno;
 use clusterchat_proto::request::AddFriend;
 
 impl ChatService {
     /// Adds an existing user (not oneself) to the session user's friends.
-    pub(super) fn add_friend(&self, conn: &Conn, frame: &[u8]) -> Handled {
+    pub(super) fn add_friend(&self, conn: &ChatConn, frame: &[u8]) -> Handled {
         let login = current(conn)?;
         let req = body::<AddFriend>(frame)?;
         if req.friendid == login.id {

@@ -1,6 +1,6 @@
 //! CREATE_GROUP and ADD_GROUP.
 
-use super::session::Conn;
+use super::context::ChatConn;
 use super::{body, current, ChatService, Handled, Outcome, ServiceError};
 use crate::store::{JoinOutcome, StoreError};
 use clusterchat_proto::request::{AddGroup, CreateGroup};
@@ -12,7 +12,7 @@ const MAX_GROUP_NAME: usize = 50;
 
 impl ChatService {
     /// Creates a group with the session user as its `creator`; answers with the new id.
-    pub(super) fn create_group(&self, conn: &Conn, frame: &[u8]) -> Handled {
+    pub(super) fn create_group(&self, conn: &ChatConn, frame: &[u8]) -> Handled {
         let login = current(conn)?;
         let req = body::<CreateGroup>(frame)?;
         let name = req.groupname.trim();
@@ -39,7 +39,7 @@ impl ChatService {
     }
 
     /// Joins an existing group as a `normal` member (joining twice is fine).
-    pub(super) fn join_group(&self, conn: &Conn, frame: &[u8]) -> Handled {
+    pub(super) fn join_group(&self, conn: &ChatConn, frame: &[u8]) -> Handled {
         let login = current(conn)?;
         let req = body::<AddGroup>(frame)?;
         match self.store.join_group(login.id, req.groupid)? {

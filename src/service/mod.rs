@@ -5,13 +5,13 @@
 //! hashing), except [`ChatService::try_fast_chat`], which the IO thread calls for the hot path.
 
 mod chat;
+pub(crate) mod context;
 mod friend;
 mod group;
 pub(crate) mod online;
 pub(crate) mod password;
 mod relay;
 mod retries;
-pub(crate) mod session;
 mod user;
 
 use crate::bus::{BusError, SharedBus};
@@ -20,11 +20,11 @@ use crate::worker_pool::WorkerPool;
 use clusterchat_net::Bytes;
 use clusterchat_proto::request::Request;
 use clusterchat_proto::{errno, msgid, reply, Envelope, RequestKind};
+pub(crate) use context::{ChatConn, ConnContext, Login};
 use online::{OnlineUsers, UserLocks};
 use password::Hasher;
 use serde_json::value::RawValue;
 use serde_json::Value;
-pub(crate) use session::{Conn, Login, Session};
 use std::sync::Arc;
 
 /// A request that failed: the `errno` and message the client gets.
@@ -114,7 +114,7 @@ impl ChatService {
     }
 
     /// Handles one request frame on a worker thread, replying on `conn`.
-    pub(crate) fn handle(self: &Arc<Self>, conn: &Conn, frame: &[u8]) {
+    pub(crate) fn handle(self: &Arc<Self>, conn: &ChatConn, frame: &[u8]) {
         let env: Envelope = match serde_json::from_slice(frame) {
             Ok(env) => env,
             Err(e) => {
@@ -162,7 +162,7 @@ impl ChatService {
     }
 
     /// Called when a connection closed: its user (if any) goes offline at once.
-    pub(crate) fn disconnected(&self, conn: &Conn) {
+    pub(crate) fn disconnected(&self, conn: &ChatConn) {
         if let Some(login) = conn.context().take_login() {
             self.end_session(conn, &login);
         }
@@ -175,7 +175,7 @@ impl ChatService {
 }
 
 /// Serialises and queues one reply.
-pub(crate) fn send_value(conn: &Conn, value: &Value) {
+pub(crate) fn send_value(conn: &ChatConn, value: &Value) {
     conn.send(Bytes::from(
         serde_json::to_vec(value).expect("JSON serialises"),
     ));
@@ -184,7 +184,7 @@ pub(crate) fn send_value(conn: &Conn, value: &Value) {
 /// Queues an error reply. LOGIN and REG failures use their own ack msgids with `errno` and
 /// `errmsg`, as the original does; everything else gets an ERROR.
 pub(crate) fn send_error(
-    conn: &Conn,
+    conn: &ChatConn,
     e: &ServiceError,
     request: Option<i64>,
     reqid: Option<&RawValue>,
@@ -205,7 +205,7 @@ fn body<R: Request>(frame: &[u8]) -> Result<R, ServiceError> {
 }
 
 /// The logged-in user of `conn` (handlers after the login check).
-fn current(conn: &Conn) -> Result<Login, ServiceError> {
+fn current(conn: &ChatConn) -> Result<Login, ServiceError> {
     conn.context()
         .login()
         .ok_or_else(|| ServiceError::new(errno::NOT_LOGGED_IN, "log in first"))

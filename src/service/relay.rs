@@ -11,8 +11,8 @@
 //! here meanwhile), then nudges, then acks.
 
 use super::chat::as_text;
+use super::context::ChatConn;
 use super::online::Delivery;
-use super::session::Conn;
 use super::{send_error, send_value, ChatService, ServiceError};
 use crate::sync::LockExt;
 use clusterchat_net::Bytes;
@@ -77,7 +77,7 @@ impl ChatService {
     /// Publishes `frame` for `to` without waiting, then completes `conn`'s request.
     pub(super) fn relay(
         self: &Arc<Self>,
-        conn: &Conn,
+        conn: &ChatConn,
         to: UserId,
         frame: Bytes,
         reqid: Option<Box<RawValue>>,
@@ -125,7 +125,7 @@ impl ChatService {
     /// Answers the relayed request.
     fn finish_relay(
         &self,
-        conn: &Conn,
+        conn: &ChatConn,
         result: Result<(), ServiceError>,
         reqid: Option<Box<RawValue>>,
     ) {

@@ -1,6 +1,6 @@
 //! Register, log in, log out, and the end of a session when a connection closes.
 
-use super::session::{Conn, Login};
+use super::context::{ChatConn, Login};
 use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
 use crate::store::Claim;
 use clusterchat_proto::request::{Login as LoginReq, Register};
@@ -43,7 +43,7 @@ impl ChatService {
 
     /// LOGIN: checks the password, claims the user's presence, joins the online table, reads
     /// the offline messages and answers with friends, groups and those messages.
-    pub(super) fn login(&self, conn: &Conn, frame: &[u8], reqid: Option<&RawValue>) -> Handled {
+    pub(super) fn login(&self, conn: &ChatConn, frame: &[u8], reqid: Option<&RawValue>) -> Handled {
         if let Some(login) = conn.context().login() {
             return Err(ServiceError::new(
                 errno::ALREADY_LOGGED_IN,
@@ -69,17 +69,17 @@ impl ChatService {
                 member.user.state = "online".into();
             }
         }
-        let session: Arc<str> = format!("{}/{}", self.node, conn.id()).into();
+        let claim: Arc<str> = format!("{}/{}", self.node, conn.id()).into();
         let login = Login {
             id: user.id,
             name: user.name.clone().into(),
-            session,
+            claim,
         };
         // Under the user's lock: claim presence, join the table, read the offline queue. A
         // message for this user is then either in that queue or held for after the reply.
         let offline = {
             let _guard = self.locks.lock(user.id);
-            self.claim_presence(user.id, &login.session)?;
+            self.claim_presence(user.id, &login.claim)?;
             self.bus.subscribe(user.id);
             self.online.begin_login(user.id, conn);
             self.store.take_offline(user.id)
@@ -165,7 +165,7 @@ impl ChatService {
     }
 
     /// LOGOUT: the user goes offline; the connection stays open and may log in again.
-    pub(super) fn logout(&self, conn: &Conn) -> Handled {
+    pub(super) fn logout(&self, conn: &ChatConn) -> Handled {
         let login = current(conn)?;
         conn.context().take_login();
         self.end_session(conn, &login);
@@ -174,7 +174,7 @@ impl ChatService {
 
     /// Takes `login` off this server: out of the online table and the bus, presence released.
     /// Messages that were held for an unfinished login are stored offline.
-    pub(super) fn end_session(&self, conn: &Conn, login: &Login) {
+    pub(super) fn end_session(&self, conn: &ChatConn, login: &Login) {
         let held = {
             let _guard = self.locks.lock(login.id);
             self.online.remove(login.id, conn)
@@ -183,13 +183,13 @@ impl ChatService {
         for frame in held {
             self.redeliver(login.id, frame);
         }
-        if let Err(e) = self.store.release_session(login.id, &login.session) {
+        if let Err(e) = self.store.release_session(login.id, &login.claim) {
             log::warn!(
                 "user {}: could not mark offline ({e}); will retry",
                 login.id
             );
             self.retries
-                .release_later(login.id, Arc::clone(&login.session));
+                .release_later(login.id, Arc::clone(&login.claim));
         }
         log::debug!("user {} logged out of connection {}", login.id, conn.id());
     }

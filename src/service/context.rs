@@ -14,21 +14,21 @@ pub(crate) struct Login {
     pub(crate) id: UserId,
     /// The user's name, stamped on the messages they send.
     pub(crate) name: Arc<str>,
-    /// The presence claim in the database (`"<node>/<connection id>"`).
-    pub(crate) session: Arc<str>,
+    /// The presence claim, as the user row's `session` column holds it (`"<node>/<connection id>"`).
+    pub(crate) claim: Arc<str>,
 }
 
 /// Per-connection state (the connection's `context`).
 #[derive(Debug, Default)]
-pub(crate) struct Session {
+pub(crate) struct ConnContext {
     login: RwLock<Option<Login>>,
     pending: AtomicUsize,
 }
 
 /// A connection of the chat server.
-pub(crate) type Conn = ConnRef<Session>;
+pub(crate) type ChatConn = ConnRef<ConnContext>;
 
-impl Session {
+impl ConnContext {
     /// The user logged in on this connection, if any.
     pub(crate) fn login(&self) -> Option<Login> {
         self.login.read_locked().clone()
