@@ -3,7 +3,8 @@
 #
 # The `server` lines between "# BEGIN servers" and "# END servers" become one line per SERVER
 # (with the parameters of the first one), and the `listen` address becomes LISTEN. Used by
-# run_cluster.sh and benches/run.sh, so the committed nginx.conf is the one template.
+# run_cluster.sh, benches/run.sh and tests/util/nginx.rs, so the committed nginx.conf is the
+# one template.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 LISTEN SERVER..." >&2; exit 2; }
 listen=$1
