@@ -59,8 +59,9 @@ impl Buffer {
         }
     }
 
-    /// Bytes of memory held (for tests and metrics).
-    pub fn capacity(&self) -> usize {
+    /// Bytes of memory held (tests only).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
         self.data.capacity()
     }
 }

@@ -106,9 +106,4 @@ impl<C: Send + Sync + 'static> TcpConnection<C> {
     pub fn shutdown(self: &Arc<Self>) {
         self.owner.queue(Task::Shutdown(Arc::clone(self)));
     }
-
-    /// Closes the connection now, dropping unsent output. Thread safe.
-    pub fn force_close(self: &Arc<Self>) {
-        self.owner.queue(Task::Close(Arc::clone(self)));
-    }
 }

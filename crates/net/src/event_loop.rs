@@ -39,8 +39,6 @@ pub(crate) enum Task<C> {
     },
     /// Half-close after flushing.
     Shutdown(ConnRef<C>),
-    /// Close now.
-    Close(ConnRef<C>),
     /// Stop taking requests from every connection (shutdown, phase 1): what arrives is read
     /// and discarded (so that closing later does not reset the connection and destroy replies
     /// the peer has not read yet); requests already taken are still answered.
@@ -86,10 +84,10 @@ struct Conn<C> {
 
 /// Limits that protect the server from one connection.
 #[derive(Debug, Clone, Copy)]
-pub struct LoopLimits {
+pub(crate) struct LoopLimits {
     /// Output bytes queued for one connection before it is cut off (a client that stopped
     /// reading must not grow the server's memory without bound).
-    pub max_output: usize,
+    pub(crate) max_output: usize,
 }
 
 /// One IO thread's event loop. Created on, and used only by, its own thread.
@@ -183,11 +181,6 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                         if let Some(key) = self.live_key(&conn) {
                             self.conns[key].closing = true;
                             self.mark_dirty(key);
-                        }
-                    }
-                    Task::Close(conn) => {
-                        if let Some(key) = self.live_key(&conn) {
-                            self.close(key);
                         }
                     }
                     Task::StopReading => self.reading = false,

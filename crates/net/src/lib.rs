@@ -3,11 +3,12 @@
 //! loop round-robin, and [`TcpConnection`](connection::TcpConnection), whose `send` is thread
 //! safe. This layer moves bytes; it knows nothing of JSON or chat.
 
-pub mod buffer;
-pub mod connection;
-pub mod event_loop;
-pub mod tcp_server;
+mod buffer;
+mod connection;
+mod event_loop;
+mod tcp_server;
 
+pub use buffer::Buffer;
 pub use bytes::Bytes;
 pub use connection::{ConnRef, TcpConnection};
 pub use tcp_server::{ServerHandle, ServerOptions, TcpServer};
