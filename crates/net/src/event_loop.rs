@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The waker's token; connections use slab keys, which never reach it.
 const WAKER: Token = Token(usize::MAX);
@@ -55,10 +55,17 @@ pub(crate) struct LoopShared<C> {
 }
 
 impl<C> LoopShared<C> {
+    /// Locks the task queue, ignoring poison. The lock is only ever held for a `push` or a
+    /// `take` of the Vec, so the queue is consistent even if a holder panicked; and a panic on
+    /// another thread (a handler's, a worker's) must never turn into a panic on an IO thread.
+    fn inbox(&self) -> MutexGuard<'_, Vec<Task<C>>> {
+        self.inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Queues a task and wakes the loop unless it is the caller's own loop or a wake-up is
     /// already pending. Thread safe.
     pub(crate) fn queue(&self, task: Task<C>) {
-        self.inbox.lock().expect("inbox lock").push(task);
+        self.inbox().push(task);
         let own = CURRENT_LOOP.with(|c| c.get()) == self as *const _ as usize;
         if !own && !self.wake_pending.swap(true, Ordering::AcqRel) {
             if let Err(e) = self.waker.wake() {
@@ -169,7 +176,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     fn run_tasks(&mut self) -> bool {
         loop {
             self.shared.wake_pending.store(false, Ordering::Release);
-            let tasks = std::mem::take(&mut *self.shared.inbox.lock().expect("inbox lock"));
+            let tasks = std::mem::take(&mut *self.shared.inbox());
             if tasks.is_empty() {
                 return true;
             }
