@@ -91,13 +91,13 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     pub(crate) fn run(mut self) {
         self.shared.enter();
         let mut events = Events::with_capacity(1024);
-        loop {
+        'run: loop {
             if let Err(e) = self.poll.poll(&mut events, None) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 log::error!("IO loop poll failed: {e}");
-                return;
+                break;
             }
             for event in events.iter() {
                 match event.token() {
@@ -113,13 +113,20 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                     }
                 }
             }
-            if !self.run_tasks() {
+            // A flush that closes a connection (a write error) calls `on_close`, which may
+            // queue tasks from this thread, without a wake-up: run them before polling again.
+            loop {
+                if !self.run_tasks() {
+                    self.flush_dirty();
+                    break 'run;
+                }
                 self.flush_dirty();
-                break;
+                if !self.shared.has_tasks() {
+                    break;
+                }
             }
-            self.flush_dirty();
         }
-        // Leaving: drop every socket without callbacks; the server releases sessions itself.
+        // Leaving: drop every socket without callbacks; the application releases its state itself.
         for conn in self.conns.drain() {
             conn.handle.mark_closed();
         }

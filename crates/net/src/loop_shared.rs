@@ -98,6 +98,15 @@ impl<C> LoopShared<C> {
         std::mem::take(&mut *self.inbox())
     }
 
+    /// Whether tasks are queued. Loop thread only (elsewhere the answer is stale at once).
+    pub(crate) fn has_tasks(&self) -> bool {
+        debug_assert!(
+            self.is_in_loop_thread(),
+            "has_tasks outside the loop thread"
+        );
+        !self.inbox().is_empty()
+    }
+
     /// Makes the calling thread this loop's thread (one loop per thread).
     pub(crate) fn enter(&self) {
         CURRENT_LOOP.with(|c| {
