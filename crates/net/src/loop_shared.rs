@@ -124,3 +124,38 @@ impl<C> LoopShared<C> {
         CURRENT_LOOP.with(|c| c.set(0));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::LoopShared;
+    use mio::{Poll, Token};
+
+    fn shared() -> (Poll, LoopShared<()>) {
+        let poll = Poll::new().expect("poll");
+        let shared = LoopShared::new(poll.registry(), Token(0)).expect("waker");
+        (poll, shared)
+    }
+
+    #[test]
+    fn the_thread_that_enters_is_the_loop_thread_until_it_leaves() {
+        let (_poll, shared) = shared();
+        assert!(!shared.is_in_loop_thread());
+        shared.enter();
+        assert!(shared.is_in_loop_thread());
+        std::thread::scope(|s| {
+            let other = s.spawn(|| shared.is_in_loop_thread());
+            assert!(!other.join().expect("other thread"));
+        });
+        shared.leave();
+        assert!(!shared.is_in_loop_thread());
+    }
+
+    /// `assertInLoopThread`: loop-thread-only methods refuse another thread in debug builds.
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "outside the loop thread")]
+    fn taking_tasks_off_the_loop_thread_is_a_bug() {
+        let (_poll, shared) = shared();
+        let _ = shared.take();
+    }
+}
