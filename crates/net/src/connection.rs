@@ -28,6 +28,7 @@ pub struct TcpConnection<C> {
 }
 
 impl<C> TcpConnection<C> {
+    /// A handle for a connection the loop is registering. The owning loop's thread.
     pub(crate) fn new(
         id: u64,
         token: usize,
@@ -89,8 +90,9 @@ impl<C> TcpConnection<C> {
 }
 
 impl<C: Send + Sync + 'static> TcpConnection<C> {
-    /// Queues `frame` (plus the terminator) for sending (muduo's `send`, which also queues to
-    /// the owning loop). Thread safe: from another thread it wakes the owning loop; frames
+    /// Queues `frame` (plus the terminator) for sending (muduo's `send`; unlike it, the frame
+    /// is queued even on the loop thread). Thread safe: from another thread it wakes the owning
+    /// loop; frames
     /// queued by one thread go out in the order queued. Output queued in one loop iteration is
     /// written at the end of it, in one system call when the socket takes it all. Dropped if
     /// the connection is closed, or closed for it if its unwritten output would pass

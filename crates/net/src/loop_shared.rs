@@ -1,5 +1,6 @@
 //! The part of a loop that other threads touch: its task queue and its waker (muduo's
-//! `pendingFunctors_` and `wakeupFd_`). Everything here is thread safe.
+//! `pendingFunctors_` and `wakeupFd_`). Queuing is thread safe; taking the tasks is for the
+//! loop thread only, which `enter` designates.
 
 use crate::connection::ConnRef;
 use bytes::Bytes;
@@ -60,9 +61,10 @@ impl<C> LoopShared<C> {
         })
     }
 
-    /// Locks the task queue, ignoring poison. The lock is only ever held for a `push` or a
-    /// `take` of the Vec, so the queue is consistent even if a holder panicked; and a panic on
-    /// another thread (a handler's, a worker's) must never turn into a panic on an IO thread.
+    /// Locks the task queue, ignoring poison. The lock is only ever held for a `push`, a
+    /// `take` or an `is_empty` of the Vec, so the queue is consistent even if a holder
+    /// panicked; and a panic on another thread (a handler's, a worker's) must never turn into a
+    /// panic on an IO thread. Thread safe.
     fn inbox(&self) -> MutexGuard<'_, Vec<Task<C>>> {
         self.inbox
             .lock()
@@ -107,7 +109,8 @@ impl<C> LoopShared<C> {
         !self.inbox().is_empty()
     }
 
-    /// Makes the calling thread this loop's thread (one loop per thread).
+    /// Makes the calling thread this loop's thread (one loop per thread). The loop's thread,
+    /// once, before it runs.
     pub(crate) fn enter(&self) {
         CURRENT_LOOP.with(|c| {
             debug_assert_eq!(c.get(), 0, "another EventLoop runs on this thread");
