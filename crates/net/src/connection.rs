@@ -92,10 +92,9 @@ impl<C> TcpConnection<C> {
 impl<C: Send + Sync + 'static> TcpConnection<C> {
     /// Queues `frame` (plus the terminator) for sending (muduo's `send`; unlike it, the frame
     /// is queued even on the loop thread). Thread safe: from another thread it wakes the owning
-    /// loop; frames
-    /// queued by one thread go out in the order queued. Output queued in one loop iteration is
-    /// written at the end of it, in one system call when the socket takes it all. Dropped if
-    /// the connection is closed, or closed for it if its unwritten output would pass
+    /// loop; frames queued by one thread go out in the order queued. Output queued in one loop
+    /// iteration is written at the end of it, in one system call when the socket takes it all.
+    /// Dropped if the connection is closed, or closed for it if its unwritten output would pass
     /// `ServerOptions::max_output`.
     pub fn send(self: &Arc<Self>, frame: Bytes) {
         self.owner.queue(Task::Send {
