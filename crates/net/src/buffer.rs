@@ -1,8 +1,10 @@
-//! A growable byte buffer with a read cursor: muduo's `Buffer`, reduced to what a
+//! A growable byte buffer with a read cursor: `muduo::net::Buffer`, reduced to what a
 //! connection needs for its leftover input and its pending output.
 
-/// Bytes appended at the back and consumed from the front. Memory is given back once the
-/// buffer drains after a burst, so an idle connection costs (almost) nothing.
+/// Bytes appended at the back and consumed from the front (muduo's `append`, `peek`,
+/// `retrieve`; no cheap prepend). Memory is given back once the buffer drains after a burst,
+/// so an idle connection costs (almost) nothing. A plain value: its owner uses it (the loop
+/// thread, for a connection's buffers); no locking inside.
 #[derive(Debug, Default)]
 pub struct Buffer {
     data: Vec<u8>,
@@ -33,16 +35,14 @@ impl Buffer {
         self.len() == 0
     }
 
-    /// Appends bytes at the back.
+    /// Appends bytes at the back (a drained buffer always starts at 0: see
+    /// [`consume`](Self::consume)).
     pub fn append(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.data.len() {
-            self.data.clear();
-            self.start = 0;
-        }
         self.data.extend_from_slice(bytes);
     }
 
-    /// Drops `n` bytes from the front. When everything is consumed the storage is reset (and
+    /// Drops `n` bytes from the front (muduo's `retrieve`); panics if `n` exceeds
+    /// [`len`](Self::len). When everything is consumed the storage is reset (and
     /// released if it grew large), so the buffer never creeps.
     pub fn consume(&mut self, n: usize) {
         assert!(n <= self.len(), "consume past the end of the buffer");
@@ -59,8 +59,9 @@ impl Buffer {
         }
     }
 
-    /// Bytes of memory held (for tests and metrics).
-    pub fn capacity(&self) -> usize {
+    /// Bytes of memory held (tests only).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
         self.data.capacity()
     }
 }

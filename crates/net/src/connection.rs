@@ -1,18 +1,22 @@
-//! A TCP connection as the rest of the program sees it: a thread-safe handle.
+//! A TCP connection as the rest of the program sees it: a thread-safe handle, the public face
+//! of muduo's `TcpConnection`.
 //!
-//! The socket and its buffers belong to the IO loop thread that owns the connection; this
-//! handle only queues work to that loop, so it can be cloned into any thread.
+//! The socket and its buffers belong to the IO loop thread that owns the connection (the
+//! `EventLoop`); this handle only queues work to that loop, so it can be cloned into any
+//! thread. Every method here is thread safe.
 
-use crate::event_loop::{LoopShared, Task};
+use crate::loop_shared::{LoopShared, Task};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
-/// A shared handle to a connection.
+/// A shared handle to a connection (muduo's `TcpConnectionPtr`).
 pub type ConnRef<C> = Arc<TcpConnection<C>>;
 
-/// One client connection, with application state `C` (muduo's `context`).
+/// One client connection, with application state `C` (muduo's `context`). The state is
+/// created with `C::default()` when the connection is registered; use interior mutability
+/// for what changes.
 pub struct TcpConnection<C> {
     id: u64,
     pub(crate) token: usize,
@@ -24,6 +28,7 @@ pub struct TcpConnection<C> {
 }
 
 impl<C> TcpConnection<C> {
+    /// A handle for a connection the loop is registering. The owning loop's thread.
     pub(crate) fn new(
         id: u64,
         token: usize,
@@ -52,7 +57,9 @@ impl<C> TcpConnection<C> {
         self.peer
     }
 
-    /// The application state attached to this connection. Thread safe (C decides how).
+    /// The application state attached to this connection (muduo's `getContext`; there is no
+    /// `setContext`: the state lives as long as the connection). Thread safe (`C` decides how
+    /// its contents are shared).
     pub fn context(&self) -> &C {
         &self.context
     }
@@ -63,26 +70,32 @@ impl<C> TcpConnection<C> {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Records that the loop dropped the connection. Loop thread only (the owning loop's).
     pub(crate) fn mark_closed(&self) {
         self.closed.store(true, Ordering::Release);
     }
 
-    /// The byte appended to every frame sent: `\n` by default, NUL for peers that use NUL
-    /// (the old C++ client reads replies as C strings). Thread safe.
+    /// Sets the byte appended to every frame sent: `\n` by default, NUL for peers that use
+    /// NUL (the old C++ client reads replies as C strings). The loop reads it when it appends
+    /// a frame to the output, so it applies to the frames the loop has not yet taken from its
+    /// queue. Thread safe.
     pub fn set_terminator(&self, byte: u8) {
         self.terminator.store(byte, Ordering::Relaxed);
     }
 
-    /// The byte appended to every frame sent.
+    /// The byte appended to every frame sent. Thread safe.
     pub fn terminator(&self) -> u8 {
         self.terminator.load(Ordering::Relaxed)
     }
 }
 
 impl<C: Send + Sync + 'static> TcpConnection<C> {
-    /// Queues `frame` (plus the terminator) for sending. Thread safe: from another thread it
-    /// wakes the owning loop; frames queued by one thread go out in the order queued. Writes
-    /// queued in one loop iteration are flushed together in one system call.
+    /// Queues `frame` (plus the terminator) for sending (muduo's `send`; unlike it, the frame
+    /// is queued even on the loop thread). Thread safe: from another thread it wakes the owning
+    /// loop; frames queued by one thread go out in the order queued. Output queued in one loop
+    /// iteration is written at the end of it, in one system call when the socket takes it all.
+    /// Dropped if the connection is closed, or closed for it if its unwritten output would pass
+    /// `ServerOptions::max_output`.
     pub fn send(self: &Arc<Self>, frame: Bytes) {
         self.owner.queue(Task::Send {
             conn: Arc::clone(self),
@@ -91,8 +104,11 @@ impl<C: Send + Sync + 'static> TcpConnection<C> {
         });
     }
 
-    /// Like [`send`](Self::send), but if the connection turns out to be closed the frame is
-    /// handed back through `Handler::on_undelivered` with `tag`, so no message is silently lost.
+    /// Like [`send`](Self::send), but if the connection turns out to be closed (or is cut off
+    /// by this frame passing `max_output`) the frame is handed back through
+    /// `Handler::on_undelivered` with `tag`, on the owning loop's thread, so no message is
+    /// silently lost. Frames already queued and unwritten when a connection closes are not
+    /// reported. Thread safe.
     pub fn deliver(self: &Arc<Self>, frame: Bytes, tag: u64) {
         self.owner.queue(Task::Send {
             conn: Arc::clone(self),
@@ -101,14 +117,11 @@ impl<C: Send + Sync + 'static> TcpConnection<C> {
         });
     }
 
-    /// Closes the connection once everything queued before has been written (half-close, so
-    /// the peer reads all of it). Thread safe.
+    /// Half-closes the connection once everything queued before has been written (muduo's
+    /// `shutdown`: the writing side is shut down, so the peer reads all of it and then end of
+    /// file); what the peer sends from then on is discarded, and the connection closes (with
+    /// `on_close`) when the peer closes its side. Thread safe.
     pub fn shutdown(self: &Arc<Self>) {
         self.owner.queue(Task::Shutdown(Arc::clone(self)));
-    }
-
-    /// Closes the connection now, dropping unsent output. Thread safe.
-    pub fn force_close(self: &Arc<Self>) {
-        self.owner.queue(Task::Close(Arc::clone(self)));
     }
 }

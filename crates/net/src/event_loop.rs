@@ -1,18 +1,23 @@
-//! One IO thread's loop: poll, read, hand bytes to the handler, run queued tasks, and flush
-//! every connection written to in this iteration with one write each.
+//! One IO thread's loop, muduo's `EventLoop` ("one loop per thread"): poll, read, hand bytes
+//! to the handler, run queued tasks (muduo's `doPendingFunctors`), and flush every connection
+//! written to in this iteration with one write each.
+//!
+//! Thread contracts: [`LoopShared`] is the part other threads may touch (thread safe); the
+//! [`EventLoop`] itself, its sockets and buffers are used by its loop thread only, which the
+//! loop-thread-only methods check with a `debug_assert!` (muduo's `assertInLoopThread`).
 
 use crate::buffer::Buffer;
 use crate::connection::{ConnRef, TcpConnection};
+use crate::loop_shared::{LoopShared, Task};
 use crate::Handler;
 use bytes::Bytes;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
-use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// The waker's token; connections use slab keys, which never reach it.
 const WAKER: Token = Token(usize::MAX);
@@ -20,55 +25,6 @@ const WAKER: Token = Token(usize::MAX);
 const SCRATCH: usize = 64 * 1024;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
-
-thread_local! {
-    /// The loop running on this thread (its shared part's address), so that a loop queuing
-    /// work to itself skips the wake-up system call.
-    static CURRENT_LOOP: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Work for a loop, queued from any thread.
-pub(crate) enum Task<C> {
-    /// Adopt a freshly accepted socket.
-    Register(TcpStream, SocketAddr),
-    /// Write a frame; `tag` set means "report it if the connection is gone".
-    Send {
-        conn: ConnRef<C>,
-        frame: Bytes,
-        tag: Option<u64>,
-    },
-    /// Half-close after flushing.
-    Shutdown(ConnRef<C>),
-    /// Close now.
-    Close(ConnRef<C>),
-    /// Stop taking requests from every connection (shutdown, phase 1): what arrives is read
-    /// and discarded (so that closing later does not reset the connection and destroy replies
-    /// the peer has not read yet); requests already taken are still answered.
-    StopReading,
-    /// Write what can be written without waiting, then leave the loop (shutdown, phase 2).
-    Quit,
-}
-
-/// The part of a loop that other threads touch: its task queue and its waker.
-pub(crate) struct LoopShared<C> {
-    inbox: Mutex<Vec<Task<C>>>,
-    waker: Waker,
-    wake_pending: AtomicBool,
-}
-
-impl<C> LoopShared<C> {
-    /// Queues a task and wakes the loop unless it is the caller's own loop or a wake-up is
-    /// already pending. Thread safe.
-    pub(crate) fn queue(&self, task: Task<C>) {
-        self.inbox.lock().expect("inbox lock").push(task);
-        let own = CURRENT_LOOP.with(|c| c.get()) == self as *const _ as usize;
-        if !own && !self.wake_pending.swap(true, Ordering::AcqRel) {
-            if let Err(e) = self.waker.wake() {
-                log::error!("cannot wake IO loop: {e}");
-            }
-        }
-    }
-}
 
 /// A connection as its loop holds it.
 struct Conn<C> {
@@ -84,15 +40,17 @@ struct Conn<C> {
     closing: bool,
 }
 
-/// Limits that protect the server from one connection.
+/// Limits that protect the server from one connection (from `ServerOptions`).
 #[derive(Debug, Clone, Copy)]
-pub struct LoopLimits {
-    /// Output bytes queued for one connection before it is cut off (a client that stopped
-    /// reading must not grow the server's memory without bound).
-    pub max_output: usize,
+pub(crate) struct LoopLimits {
+    /// Output bytes queued and not yet written for one connection before it is cut off (a
+    /// client that stopped reading must not grow the server's memory without bound).
+    pub(crate) max_output: usize,
 }
 
-/// One IO thread's event loop. Created on, and used only by, its own thread.
+/// One IO thread's event loop, muduo's `EventLoop` with the `TcpConnection` internals (socket,
+/// input and output buffers) of the connections it owns. Created by `TcpServer::start` and
+/// moved to its thread, which [`run`](Self::run) makes the loop thread; used only there.
 pub(crate) struct EventLoop<C, H> {
     poll: Poll,
     shared: Arc<LoopShared<C>>,
@@ -105,17 +63,14 @@ pub(crate) struct EventLoop<C, H> {
 }
 
 impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
-    /// Creates a loop; its [`LoopShared`] is how other threads reach it.
+    /// Creates a loop; its [`LoopShared`] is how other threads reach it. Any thread (the loop
+    /// is not running yet).
     pub(crate) fn new(handler: Arc<H>, limits: LoopLimits) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
+        let shared = Arc::new(LoopShared::new(poll.registry(), WAKER)?);
         Ok(EventLoop {
             poll,
-            shared: Arc::new(LoopShared {
-                inbox: Mutex::new(Vec::new()),
-                waker,
-                wake_pending: AtomicBool::new(false),
-            }),
+            shared,
             conns: Slab::new(),
             dirty: Vec::new(),
             scratch: vec![0; SCRATCH],
@@ -125,21 +80,24 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         })
     }
 
+    /// The handle other threads queue tasks with. Any thread (before the loop is moved to its
+    /// thread).
     pub(crate) fn shared(&self) -> Arc<LoopShared<C>> {
         Arc::clone(&self.shared)
     }
 
-    /// Runs until a [`Task::Quit`]. Loop thread only.
+    /// Runs until a [`Task::Quit`] (muduo's `loop`). The calling thread becomes the loop
+    /// thread; one loop per thread.
     pub(crate) fn run(mut self) {
-        CURRENT_LOOP.with(|c| c.set(Arc::as_ptr(&self.shared) as usize));
+        self.shared.enter();
         let mut events = Events::with_capacity(1024);
-        loop {
+        'run: loop {
             if let Err(e) = self.poll.poll(&mut events, None) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 log::error!("IO loop poll failed: {e}");
-                return;
+                break;
             }
             for event in events.iter() {
                 match event.token() {
@@ -155,23 +113,40 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                     }
                 }
             }
-            if !self.run_tasks() {
+            // A flush that closes a connection (a write error) calls `on_close`, which may
+            // queue tasks from this thread, without a wake-up: run them before polling again.
+            loop {
+                if !self.run_tasks() {
+                    self.flush_dirty();
+                    break 'run;
+                }
                 self.flush_dirty();
-                break;
+                if !self.shared.has_tasks() {
+                    break;
+                }
             }
-            self.flush_dirty();
         }
-        // Leaving: drop every socket without callbacks; the server releases sessions itself.
+        // Leaving: drop every socket without callbacks; the application releases its state itself.
         for conn in self.conns.drain() {
             conn.handle.mark_closed();
         }
+        self.shared.leave();
     }
 
-    /// Drains the task queue until it stays empty (handlers may queue more). False on Quit.
+    /// muduo's `assertInLoopThread`, in debug builds.
+    fn assert_in_loop_thread(&self) {
+        debug_assert!(
+            self.shared.is_in_loop_thread(),
+            "EventLoop method called outside its loop thread"
+        );
+    }
+
+    /// Runs queued tasks until the queue stays empty (handlers may queue more), muduo's
+    /// `doPendingFunctors`. False on Quit. Loop thread only.
     fn run_tasks(&mut self) -> bool {
+        self.assert_in_loop_thread();
         loop {
-            self.shared.wake_pending.store(false, Ordering::Release);
-            let tasks = std::mem::take(&mut *self.shared.inbox.lock().expect("inbox lock"));
+            let tasks = self.shared.take();
             if tasks.is_empty() {
                 return true;
             }
@@ -185,11 +160,6 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                             self.mark_dirty(key);
                         }
                     }
-                    Task::Close(conn) => {
-                        if let Some(key) = self.live_key(&conn) {
-                            self.close(key);
-                        }
-                    }
                     Task::StopReading => self.reading = false,
                     Task::Quit => return false,
                 }
@@ -197,7 +167,10 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         }
     }
 
+    /// Adopts an accepted socket (muduo's `TcpConnection::connectEstablished`), tells the
+    /// handler, and reads what already arrived. Loop thread only.
     fn register(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        self.assert_in_loop_thread();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) = self
@@ -227,19 +200,27 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             closing: false,
         });
         self.handler.on_connection(&handle);
-        // Bytes may have arrived before registration.
+        // Bytes may have arrived before registration: take them now rather than after the
+        // next poll (which reports them too).
         self.read(key, false);
     }
 
-    /// The slab key of `conn` if it is still open on this loop.
+    /// The slab key of `conn` if it is still open on this loop (a key may have been reused by
+    /// a newer connection, hence the pointer comparison). Loop thread only.
     fn live_key(&self, conn: &ConnRef<C>) -> Option<usize> {
+        self.assert_in_loop_thread();
         match self.conns.get(conn.token) {
             Some(c) if Arc::ptr_eq(&c.handle, conn) => Some(conn.token),
             _ => None,
         }
     }
 
+    /// Appends `frame` and the terminator to the connection's output and marks it for the
+    /// end-of-iteration flush. A connection whose unwritten output would pass `max_output` is
+    /// closed instead. A tagged frame that is not queued goes to `on_undelivered`; an untagged
+    /// one is dropped. Loop thread only.
     fn queue_output(&mut self, conn: &ConnRef<C>, frame: Bytes, tag: Option<u64>) {
+        self.assert_in_loop_thread();
         let Some(key) = self.live_key(conn) else {
             if let Some(tag) = tag {
                 self.handler.on_undelivered(conn, frame, tag);
@@ -265,7 +246,9 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         self.mark_dirty(key);
     }
 
+    /// Schedules a connection for the flush at the end of this iteration. Loop thread only.
     fn mark_dirty(&mut self, key: usize) {
+        self.assert_in_loop_thread();
         if let Some(c) = self.conns.get_mut(key) {
             if !c.dirty {
                 c.dirty = true;
@@ -274,13 +257,23 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         }
     }
 
-    /// Reads until the socket is drained, feeding the handler. Loop thread only.
+    /// Reads what the socket holds and feeds it to the handler; closes the connection on end
+    /// of file or a read error. Loop thread only.
     ///
-    /// A read that returns less than the scratch space means the socket's queue was empty at
-    /// that moment, and (edge-triggered) any later data raises a new event, so the usual extra
-    /// read that only returns WouldBlock is skipped: one system call less per message on the
-    /// hot path. With `to_eof` (the peer closed or the socket failed) it reads until the end.
+    /// It stops after a read that returned less than the scratch space, without the final read
+    /// that would only return WouldBlock: one system call less per message on the hot path.
+    /// That is right with Linux epoll only. mio registers sockets edge-triggered (EPOLLET), and
+    /// epoll raises a new event whenever more data arrives, whether or not the last read hit
+    /// WouldBlock; a short read took everything the receive queue held at that moment, so no
+    /// data is left behind without an event to come. mio itself only promises a new event
+    /// after WouldBlock, and other backends rely on that (its Windows one re-arms only then):
+    /// on other platforms this must read until WouldBlock.
+    ///
+    /// With `to_eof` (the peer closed or the socket failed), and while the connection is
+    /// closing or the loop has stopped reading (input is then read and discarded), it reads
+    /// until end of file, an error or WouldBlock.
     fn read(&mut self, key: usize, to_eof: bool) {
+        self.assert_in_loop_thread();
         loop {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
@@ -304,7 +297,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                             c.input.consume(used);
                         }
                     }
-                    if handle.is_closed() || (n < self.scratch.len() && !to_eof) {
+                    if n < self.scratch.len() && !to_eof {
                         return;
                     }
                 }
@@ -318,9 +311,11 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         }
     }
 
-    /// Writes every dirty connection's output once (one system call each, in the common
-    /// case), then completes pending half-closes. Loop thread only.
+    /// Writes every dirty connection's output as far as the socket takes it (one system call
+    /// each, in the common case), asks for WRITABLE while output remains, and completes pending
+    /// half-closes. Loop thread only.
     fn flush_dirty(&mut self) {
+        self.assert_in_loop_thread();
         let dirty = std::mem::take(&mut self.dirty);
         for &key in &dirty {
             let Some(c) = self.conns.get_mut(key) else {
@@ -345,8 +340,10 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         self.dirty.clear();
     }
 
-    /// Removes a connection and tells the handler. Loop thread only.
+    /// Removes a connection, dropping its unsent output, and tells the handler (muduo's
+    /// `handleClose` and `connectDestroyed`). Loop thread only.
     fn close(&mut self, key: usize) {
+        self.assert_in_loop_thread();
         if !self.conns.contains(key) {
             return;
         }
@@ -371,7 +368,8 @@ fn write_out<C>(c: &mut Conn<C>) -> io::Result<()> {
     Ok(())
 }
 
-/// Asks for WRITABLE events only while output is pending (level of interest follows state).
+/// Asks for WRITABLE events only while output is pending (muduo's `enableWriting` /
+/// `disableWriting`).
 fn update_interest<C>(registry: &Registry, key: usize, c: &mut Conn<C>) -> io::Result<()> {
     let want = !c.output.is_empty();
     if want != c.want_write {

@@ -1,6 +1,9 @@
-//! Accepts connections on one thread and spreads them round-robin over the IO loops.
+//! Accepts connections on one thread and spreads them round-robin over the IO loops: muduo's
+//! `TcpServer` with its `Acceptor` and `EventLoopThreadPool` (here the acceptor has a thread
+//! and a poll of its own rather than running in a base loop).
 
-use crate::event_loop::{EventLoop, LoopLimits, LoopShared, Task};
+use crate::event_loop::{EventLoop, LoopLimits};
+use crate::loop_shared::{LoopShared, Task};
 use crate::Handler;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -13,19 +16,22 @@ use std::time::Duration;
 const LISTENER: Token = Token(0);
 const STOP: Token = Token(1);
 
-/// How the server runs.
+/// How the server runs (muduo's `setThreadNum`, plus the output limit).
 #[derive(Debug, Clone, Copy)]
 pub struct ServerOptions {
-    /// Number of IO loop threads.
+    /// Number of IO loop threads; at least one is started.
     pub io_threads: usize,
-    /// Output bytes queued for one connection before it is cut off.
+    /// Output bytes queued and not yet written for one connection before it is cut off (the
+    /// high-water mark; muduo's `setHighWaterMarkCallback`, with closing as the callback).
     pub max_output: usize,
 }
 
-/// Starts the acceptor and the IO loops.
+/// Starts the acceptor and the IO loops: muduo's `TcpServer` + `Acceptor` +
+/// `EventLoopThreadPool`. Each connection belongs to one loop for its whole life.
 pub struct TcpServer;
 
-/// A running server: its address, and the way to stop it.
+/// A running server: its address, and the way to stop it. Dropping it stops nothing: the
+/// threads run until [`stop`](Self::stop).
 pub struct ServerHandle<C> {
     local_addr: SocketAddr,
     stop_waker: Arc<Waker>,
@@ -35,7 +41,8 @@ pub struct ServerHandle<C> {
 
 impl TcpServer {
     /// Binds nothing itself: takes a bound std listener (so the caller reports bind errors and
-    /// may pass port 0), starts `io_threads` loops and an acceptor, and returns at once.
+    /// may pass port 0), starts `io_threads` loop threads (`io-N`) and an `acceptor` thread,
+    /// and returns at once. Every `handler` callback runs on a loop thread. Any thread.
     pub fn start<C, H>(
         listener: std::net::TcpListener,
         handler: Arc<H>,
@@ -81,8 +88,9 @@ impl TcpServer {
     }
 }
 
-/// Accepts until told to stop. On running out of file descriptors it backs off briefly
-/// instead of spinning (the listener stays readable).
+/// Accepts until told to stop, handing each socket to the next loop (round-robin). On an
+/// accept error (typically running out of file descriptors) it backs off 50 ms instead of
+/// spinning (the pending connection stays in the backlog). Acceptor thread only.
 fn accept_loop<C>(mut poll: Poll, listener: TcpListener, loops: Vec<Arc<LoopShared<C>>>) {
     let mut events = Events::with_capacity(64);
     let mut next = 0usize;
@@ -123,12 +131,14 @@ fn accept_loop<C>(mut poll: Poll, listener: TcpListener, loops: Vec<Arc<LoopShar
 }
 
 impl<C: Send + Sync + 'static> ServerHandle<C> {
-    /// The address the server listens on (useful with port 0).
+    /// The address the server listens on (useful with port 0). Thread safe.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// Shutdown, phase 1: stops accepting and stops reading requests. What was read is still
+    /// Shutdown, phase 1: stops accepting (the acceptor thread ends and closes the listener)
+    /// and stops reading requests (what arrives from then on is read and discarded, so that
+    /// closing later does not reset connections with replies unread). What was read is still
     /// handled and its replies and deliveries are still written, so the caller can let the
     /// workers finish before [`stop`](Self::stop). Thread safe.
     pub fn stop_input(&self) {
@@ -140,8 +150,9 @@ impl<C: Send + Sync + 'static> ServerHandle<C> {
         }
     }
 
-    /// Shutdown, phase 2: every loop writes what it can and exits (connections are dropped
-    /// without callbacks); waits for the threads.
+    /// Shutdown, phase 2 (does phase 1 too): every loop writes what it can without waiting and
+    /// exits, dropping its connections without `on_close` (each handle reports `is_closed`);
+    /// waits for all the threads. Any thread but an IO loop's (it joins them); blocks.
     pub fn stop(self) {
         self.stop_input();
         for l in &self.loops {
