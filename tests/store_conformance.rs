@@ -4,8 +4,8 @@
 
 mod util;
 
-use clusterchat_proto::UserId;
 use clusterchat::store::{Claim, JoinOutcome, Store, StoreError};
+use clusterchat_proto::UserId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Barrier;
