@@ -46,12 +46,11 @@ fn cluster_behind_nginx(tag: &str) -> Option<(TestCluster, TestNginx)> {
 
 #[test]
 fn the_committed_config_is_valid_and_renders_for_any_servers_and_port() {
-    let template = std::fs::read_to_string(nginx::template_path()).unwrap();
     let ups: Vec<SocketAddr> = ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
-    let conf = nginx::render(&template, &ups, "127.0.0.1:9999".parse().unwrap());
+    let conf = nginx::render(&ups, "127.0.0.1:9999".parse().unwrap());
     for a in &ups {
         assert!(conf.contains(&format!("server {a} max_fails=1 fail_timeout=5s;")));
     }

@@ -1,5 +1,6 @@
 //! A real nginx (stream module) in front of test servers, run from a temporary folder with a
-//! config generated from the repository's `nginx.conf`, so the tests also check that file.
+//! config generated from the repository's `nginx.conf` by `scripts/render-nginx-conf.sh` (the
+//! renderer `run_cluster.sh` and `benches/run.sh` use), so the tests also check both.
 
 use super::mysql_db::services_required;
 use clusterchat_proto::client::Client;
@@ -18,58 +19,32 @@ pub fn template_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx.conf")
 }
 
-/// The runtime config: `template` with the `server` lines between `# BEGIN servers` and
-/// `# END servers` replaced by one line per upstream (each keeping the parameters of the
-/// template's first `server` line) and the `listen` line's address replaced by `listen`.
-/// The same rewrite as `run_cluster.sh` does with awk.
-pub fn render(template: &str, upstreams: &[SocketAddr], listen: SocketAddr) -> String {
-    let mut out = String::new();
-    let mut in_servers = false;
-    let mut emitted = false;
-    let (mut saw_begin, mut saw_end, mut saw_listen) = (false, false, false);
-    for line in template.lines() {
-        let trimmed = line.trim_start();
-        let indent = &line[..line.len() - trimmed.len()];
-        if trimmed.starts_with("# BEGIN servers") {
-            saw_begin = true;
-            in_servers = true;
-        } else if trimmed.starts_with("# END servers") {
-            saw_end = true;
-            in_servers = false;
-        } else if in_servers && trimmed.starts_with("server ") {
-            if !emitted {
-                // "server ADDR PARAMS;" becomes one line per upstream with the same PARAMS.
-                let params = after_address(trimmed, "server ");
-                for addr in upstreams {
-                    out.push_str(&format!("{indent}server {addr}{params}\n"));
-                }
-                emitted = true;
-            }
-            continue;
-        } else if trimmed.starts_with("listen ") {
-            saw_listen = true;
-            let params = after_address(trimmed, "listen ");
-            out.push_str(&format!("{indent}listen {listen}{params}\n"));
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    assert!(
-        saw_begin && saw_end && emitted && saw_listen,
-        "nginx.conf: expected a `listen` line and `server` lines between \
-         `# BEGIN servers` and `# END servers`"
-    );
-    out
+/// The renderer of the runtime config, shared with `run_cluster.sh` and `benches/run.sh`.
+pub fn render_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/render-nginx-conf.sh")
 }
 
-/// What follows the address in `<directive> ADDR PARAMS;`: ` PARAMS;` (with any comment).
-fn after_address<'a>(line: &'a str, directive: &str) -> &'a str {
-    let rest = line[directive.len()..].trim_start();
-    let end = rest
-        .find(|c: char| c.is_whitespace() || c == ';')
-        .unwrap_or(rest.len());
-    &rest[end..]
+/// The runtime config, as `scripts/render-nginx-conf.sh` prints it: the committed template
+/// with the `server` lines between `# BEGIN servers` and `# END servers` replaced by one line
+/// per upstream (each keeping the parameters of the template's first `server` line) and the
+/// `listen` line's address replaced by `listen`. Panics with the script's error output if it
+/// fails (for example when the template lost its markers or its `listen` line).
+pub fn render(upstreams: &[SocketAddr], listen: SocketAddr) -> String {
+    let script = render_script();
+    let out = Command::new(&script)
+        .arg(listen.to_string())
+        .args(upstreams.iter().map(SocketAddr::to_string))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed ({}): {}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("nginx.conf is UTF-8")
 }
 
 /// An nginx process balancing over some servers, stopped when dropped.
@@ -91,14 +66,13 @@ impl TestNginx {
         if !Path::new(STREAM_MODULE).exists() {
             return missing(&format!("{STREAM_MODULE} is missing (libnginx-mod-stream)"));
         }
-        let template = std::fs::read_to_string(template_path()).expect("read nginx.conf");
         // A free port can be taken by someone else before nginx binds it: try a few.
         let mut last_error = String::new();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("temp dir");
             let listen = free_port();
             let conf = dir.path().join("nginx.conf");
-            std::fs::write(&conf, render(&template, upstreams, listen)).expect("write config");
+            std::fs::write(&conf, render(upstreams, listen)).expect("write config");
             let mut prefix = dir.path().as_os_str().to_owned();
             prefix.push("/");
             let child = Command::new(&nginx)
