@@ -139,3 +139,28 @@ impl ChatService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Redeliveries;
+
+    /// The ordering rule of `inbound`: while any bus message for a receiver is still queued on
+    /// a worker, the receiver stays pending, so later messages queue behind it instead of
+    /// overtaking it on the subscriber thread.
+    #[test]
+    fn a_receiver_stays_pending_until_its_last_queued_message_is_done() {
+        let r = Redeliveries::default();
+        assert!(!r.is_pending(5));
+        r.add(5);
+        r.add(5);
+        r.add(6);
+        r.done(5);
+        assert!(r.is_pending(5), "one message for 5 still waits on a worker");
+        r.done(5);
+        assert!(!r.is_pending(5));
+        assert!(r.is_pending(6), "receivers are counted apart");
+        r.done(6);
+        r.done(6); // a stray done never underflows into "pending"
+        assert!(!r.is_pending(6));
+    }
+}

@@ -26,8 +26,9 @@ const SCRATCH: usize = 64 * 1024;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
-/// A connection as its loop holds it.
-struct Conn<C> {
+/// A connection as its loop holds it (its slot in the loop's slab): the socket and buffers that
+/// only the loop thread touches, beside the thread-safe [`TcpConnection`] handle.
+struct Slot<C> {
     stream: TcpStream,
     handle: ConnRef<C>,
     input: Buffer,
@@ -54,7 +55,7 @@ pub(crate) struct LoopLimits {
 pub(crate) struct EventLoop<C, H> {
     poll: Poll,
     shared: Arc<LoopShared<C>>,
-    conns: Slab<Conn<C>>,
+    conns: Slab<Slot<C>>,
     dirty: Vec<usize>,
     scratch: Vec<u8>,
     handler: Arc<H>,
@@ -190,7 +191,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             Arc::clone(&self.shared),
             C::default(),
         ));
-        entry.insert(Conn {
+        entry.insert(Slot {
             stream,
             handle: Arc::clone(&handle),
             input: Buffer::new(),
@@ -355,7 +356,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
 }
 
 /// Writes as much pending output as the socket takes.
-fn write_out<C>(c: &mut Conn<C>) -> io::Result<()> {
+fn write_out<C>(c: &mut Slot<C>) -> io::Result<()> {
     while !c.output.is_empty() {
         match c.stream.write(c.output.peek()) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -370,7 +371,7 @@ fn write_out<C>(c: &mut Conn<C>) -> io::Result<()> {
 
 /// Asks for WRITABLE events only while output is pending (muduo's `enableWriting` /
 /// `disableWriting`).
-fn update_interest<C>(registry: &Registry, key: usize, c: &mut Conn<C>) -> io::Result<()> {
+fn update_interest<C>(registry: &Registry, key: usize, c: &mut Slot<C>) -> io::Result<()> {
     let want = !c.output.is_empty();
     if want != c.want_write {
         let interest = if want {
