@@ -161,7 +161,31 @@ fn a_large_but_legal_message_is_delivered_whole() {
     assert_eq!(bob.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"], text);
 }
 
+/// The old client ends every request with NUL: one request it never closed must cost it that
+/// request only (errno 100), not everything it sends after it.
+fn an_unclosed_frame_before_a_nul_is_refused_and_the_next_is_read() {
+    let srv = TestServer::start();
+    let (mut bob, b) = srv.user("bob");
+    let mut c = srv.client().use_nul();
+    let id = c.register("carl", "pw").unwrap();
+    c.send_raw(format!("{{\"msgid\":1,\"id\":{id},\"password\":\"pw\"\0").as_bytes())
+        .unwrap();
+    let reply = c.recv().unwrap();
+    assert_eq!(
+        (reply["msgid"].as_i64(), reply["errno"].as_i64()),
+        (Some(msgid::ERROR), Some(errno::MALFORMED)),
+        "{reply}"
+    );
+    c.login(id, "pw").unwrap();
+    c.chat(id, b, "the next frame counts").unwrap();
+    assert_eq!(
+        bob.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"],
+        "the next frame counts"
+    );
+}
+
 on_both_backends!(
+    an_unclosed_frame_before_a_nul_is_refused_and_the_next_is_read,
     pipelined_requests_in_one_write_are_all_handled_in_order,
     a_frame_split_across_writes_is_handled_once_whole,
     malformed_json_and_unknown_msgids_get_error_replies,

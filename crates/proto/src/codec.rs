@@ -4,7 +4,11 @@
 //! pipelining client may send several objects in one write with nothing in between, and TCP may
 //! split any of them across reads. So a frame is found by *structure*, not by a delimiter: skip
 //! separators (NUL and JSON whitespace), then match braces — outside strings, honouring
-//! escapes — until the object closes. Nothing here allocates or knows about sockets.
+//! escapes — until the object closes. One delimiter is honoured all the same: a NUL byte can
+//! never be part of JSON (not even inside a string), so it always ends a frame, and an object
+//! still open at a NUL is invalid up to that NUL; the bytes after it are a new start. (Without
+//! this, one unclosed `{` from the old client would swallow everything it sent after it.)
+//! Nothing here allocates or knows about sockets.
 
 /// Frames at most this large are accepted by default (1 MiB).
 pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
@@ -28,7 +32,8 @@ pub enum Next {
         skip: usize,
     },
     /// Bytes that cannot start an object (up to and including the next NUL or newline, or all
-    /// of the input when there is none): drop `consumed` bytes and report an error.
+    /// of the input when there is none), or an object still open at a NUL byte (up to and
+    /// including that NUL): drop `consumed` bytes and report an error.
     Invalid {
         /// Bytes to drop from the input.
         consumed: usize,
@@ -60,6 +65,9 @@ pub fn next_frame(input: &[u8], max_frame: usize) -> Next {
     let mut escaped = false;
     let limit = input.len().min(start.saturating_add(max_frame));
     for (i, &b) in input[..limit].iter().enumerate().skip(start) {
+        if b == 0 {
+            return Next::Invalid { consumed: i + 1 };
+        }
         if in_string {
             if escaped {
                 escaped = false;
@@ -282,6 +290,14 @@ mod tests {
         big.extend(std::iter::repeat_n(b'x', 100));
         assert_eq!(next_frame(&big, 64), Next::TooLarge);
         assert_eq!(next_frame(&big[..30], 64), Next::Incomplete { skip: 0 });
+    }
+
+    #[test]
+    fn a_nul_ends_an_unclosed_object_and_the_next_frame_is_read() {
+        let (f, bad) = frames(b"{\"msgid\":1,\"id\":1\0{\"a\":1}\0{\"s\":\"open\0{\"b\":2}");
+        assert_eq!(f, ["{\"a\":1}", "{\"b\":2}"]);
+        assert_eq!(bad, 2);
+        assert_eq!(next_frame(b"{\"x\":\0", 64), Next::Invalid { consumed: 6 });
     }
 
     #[test]
