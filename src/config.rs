@@ -63,6 +63,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// Checks what clap cannot: `Err` is the one line to print (and exit 2) before anything
+    /// starts.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.db.starts_with("sqlite:") || self.db.starts_with("mysql://")) {
+            return Err(format!(
+                "--db must be sqlite:PATH or mysql://user:pass@host:port/db, not {:?}",
+                crate::store::mask_password(&self.db)
+            ));
+        }
+        Ok(())
+    }
+
     /// IO threads to run.
     pub fn io_threads(&self) -> usize {
         self.io_threads.unwrap_or_else(cores).max(1)

@@ -9,6 +9,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let config = Config::parse();
+    if let Err(e) = config.check() {
+        eprintln!("chatserver: {e}");
+        return ExitCode::from(2);
+    }
     let level = config
         .log_level
         .parse::<LevelFilter>()

@@ -60,8 +60,14 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Opens the store and bus that `config` names, clears stale sessions, binds and starts.
+    /// Binds, opens the store and bus that `config` names, then (only once all of that worked)
+    /// clears stale sessions and starts. A start that fails changes nothing in the database.
     pub fn start(config: &Config) -> Result<RunningServer, StartError> {
+        let listener =
+            std::net::TcpListener::bind(&config.listen).map_err(|source| StartError::Listen {
+                addr: config.listen.clone(),
+                source,
+            })?;
         let node = config.node_id();
         let store: SharedStore = store::open(&config.db, config.db_pool)?;
         if node.is_empty() || node.contains('/') {
@@ -102,11 +108,6 @@ impl RunningServer {
                 }
             }));
         }
-        let listener =
-            std::net::TcpListener::bind(&config.listen).map_err(|source| StartError::Listen {
-                addr: config.listen.clone(),
-                source,
-            })?;
         let handler = Arc::new(ChatHandler {
             service: Arc::clone(&service),
             workers: Arc::clone(&workers),

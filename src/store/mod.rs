@@ -135,7 +135,7 @@ pub trait Store: Send + Sync {
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the store a `--db` URL names: `sqlite:PATH` (or a bare path) or `mysql://…`.
+/// Opens the store a `--db` URL names: `sqlite:PATH` or `mysql://…`; anything else is `BadUrl`.
 pub fn open(url: &str, pool_size: u32) -> StoreResult<SharedStore> {
     if let Some(path) = url.strip_prefix("sqlite:") {
         return Ok(Arc::new(sqlite::SqliteStore::open(path, pool_size)?));
@@ -143,7 +143,10 @@ pub fn open(url: &str, pool_size: u32) -> StoreResult<SharedStore> {
     if url.starts_with("mysql://") {
         return Ok(Arc::new(mysql::MysqlStore::open(url, pool_size)?));
     }
-    Ok(Arc::new(sqlite::SqliteStore::open(url, pool_size)?))
+    Err(StoreError::BadUrl {
+        url: mask_password(url),
+        reason: "use sqlite:PATH or mysql://user:pass@host:port/db".into(),
+    })
 }
 
 /// The URL with any password replaced by `***`, for logs and error messages.
