@@ -52,6 +52,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_FRAME", default_value_t = clusterchat_proto::codec::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,
 
+    /// Largest chat text (`msg`) accepted, in bytes of UTF-8; a longer one gets errno 102.
+    #[arg(long, env = "CHAT_MAX_MESSAGE", default_value_t = 64 << 10)]
+    pub max_message: usize,
+
     /// Output bytes queued for one client before it is disconnected as not reading.
     #[arg(long, env = "CHAT_MAX_OUTPUT", default_value_t = 16 << 20)]
     pub max_output: usize,

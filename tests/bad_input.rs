@@ -156,9 +156,52 @@ fn a_large_but_legal_message_is_delivered_whole() {
     let srv = TestServer::start();
     let (mut alice, a) = srv.user("alice");
     let (mut bob, b) = srv.user("bob");
-    let text: String = "长".repeat(200_000);
+    let text: String = "长".repeat(21_845); // 65,535 bytes: within the default 64 KiB
     alice.chat(a, b, &text).unwrap();
     assert_eq!(bob.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"], text);
+    let over = format!("{text}xy"); // 65,537 bytes
+    match alice.chat(a, b, &over) {
+        Err(ClientError::Refused { errno: e, .. }) => assert_eq!(e, errno::BAD_FIELD),
+        other => panic!("a message over --max-message: {other:?}"),
+    }
+}
+
+/// The old C++ client reads `msg` and `time` as strings without a check: every forwarded chat
+/// has both, or is refused (issue 10, case 7).
+fn chats_without_a_string_msg_are_refused_and_time_is_stamped() {
+    let srv = TestServer::start();
+    let (mut alice, a) = srv.user("alice");
+    let (mut bob, b) = srv.user("bob");
+    let g = alice.create_group(a, "strict", "").unwrap();
+    for req in [
+        json!({"msgid": 6, "toid": b}),
+        json!({"msgid": 6, "toid": b, "msg": 12345, "time": "t"}),
+        json!({"msgid": 6, "toid": b, "msg": null}),
+        json!({"msgid": 10, "groupid": g, "msg": ["x"]}),
+    ] {
+        match alice.request(req.clone(), None) {
+            Err(ClientError::Refused { errno: e, .. }) => assert_eq!(e, errno::BAD_FIELD, "{req}"),
+            other => panic!("{req}: expected errno 102, got {other:?}"),
+        }
+    }
+    for (i, time) in [json!(null), json!(7), json!({"a": 1})]
+        .into_iter()
+        .enumerate()
+    {
+        let mut req = json!({"msgid": 6, "toid": b, "msg": format!("t{i}")});
+        if !time.is_null() {
+            req["time"] = time;
+        }
+        alice.request(req, None).unwrap();
+        let got = bob.recv_msgid(msgid::ONE_CHAT).unwrap();
+        assert_eq!(got["msg"], format!("t{i}"));
+        let stamped = got["time"].as_str().expect("a string time");
+        assert_eq!(stamped.len(), "2026-01-01 00:00:00".len(), "{got}");
+    }
+    // The old client's own frames (string time, no reqid) still go through untouched.
+    let own = json!({"msgid": 6, "id": a, "name": "alice", "toid": b, "msg": "m", "time": "t"});
+    alice.send(&own).unwrap();
+    assert_eq!(bob.recv_msgid(msgid::ONE_CHAT).unwrap()["time"], "t");
 }
 
 /// The old client ends every request with NUL: one request it never closed must cost it that
@@ -185,6 +228,7 @@ fn an_unclosed_frame_before_a_nul_is_refused_and_the_next_is_read() {
 }
 
 on_both_backends!(
+    chats_without_a_string_msg_are_refused_and_time_is_stamped,
     an_unclosed_frame_before_a_nul_is_refused_and_the_next_is_read,
     pipelined_requests_in_one_write_are_all_handled_in_order,
     a_frame_split_across_writes_is_handled_once_whole,

@@ -92,6 +92,7 @@ impl RunningServer {
             node.clone(),
             Hasher::new(config.argon2_m_kib),
             Arc::clone(&workers),
+            config.max_message,
         ));
         {
             let service = Arc::clone(&service);

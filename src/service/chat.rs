@@ -36,7 +36,7 @@ impl ChatService {
         };
         let (Ok(to), Ok(out)) = (
             int_field(env.toid, "toid"),
-            stamped_frame(env, frame, &login),
+            self.stamped_frame(env, frame, &login),
         ) else {
             return false;
         };
@@ -64,7 +64,7 @@ impl ChatService {
     ) -> Handled {
         let login = current(conn)?;
         let to = int_field(env.toid, "toid").map_err(bad_field)?;
-        let out = stamped_frame(env, frame, &login)?;
+        let out = self.stamped_frame(env, frame, &login)?;
         if self.bus.is_standalone() {
             self.deliver_or_store(to, out)?;
             return Ok(Outcome::Ack);
@@ -92,7 +92,7 @@ impl ChatService {
                 format!("you are not a member of group {group}"),
             ));
         }
-        let out = stamped_frame(env, frame, &login)?;
+        let out = self.stamped_frame(env, frame, &login)?;
         let mut later = Vec::new();
         for member in members.into_iter().filter(|m| *m != login.id) {
             let _guard = self.locks.lock(member);
@@ -261,27 +261,53 @@ pub(super) fn as_text(frame: &[u8]) -> &str {
     std::str::from_utf8(frame).unwrap_or("")
 }
 
-/// The frame to forward: the request itself when its `id` and `name` already match the
-/// session and it carries no `reqid`; otherwise the request with `id` and `name` replaced and
-/// `reqid` removed.
-fn stamped_frame(env: &Envelope, frame: &[u8], login: &Login) -> Result<Bytes, ServiceError> {
-    let id_ok = env
-        .id
-        .and_then(|r| serde_json::from_str::<i64>(r.get()).ok())
-        == Some(login.id);
-    let name_ok = env
-        .name
-        .and_then(|r| serde_json::from_str::<Cow<str>>(r.get()).ok())
-        .is_some_and(|n| *n == *login.name);
-    if id_ok && name_ok && env.reqid.is_none() {
-        return Ok(Bytes::copy_from_slice(frame));
+impl ChatService {
+    /// The frame to forward, once its text is checked (`msg` a string of at most
+    /// `--max-message` bytes, else errno 102): the request itself when its `id` and `name`
+    /// already match the session, its `time` is a string and it carries no `reqid`; otherwise
+    /// the request with `id` and `name` replaced, `time` stamped by this server's clock when
+    /// it was missing or not a string, and `reqid` removed. So every forwarded chat has the
+    /// string `msg` and `time` that the old client reads without a check.
+    fn stamped_frame(
+        &self,
+        env: &Envelope,
+        frame: &[u8],
+        login: &Login,
+    ) -> Result<Bytes, ServiceError> {
+        let text = env
+            .msg
+            .ok_or_else(|| bad_field("missing field `msg`".into()))?;
+        let text = serde_json::from_str::<Cow<str>>(text.get())
+            .map_err(|_| bad_field("field `msg` must be a string".into()))?;
+        if text.len() > self.max_message {
+            return Err(bad_field(format!(
+                "`msg` is {} bytes; at most {} are accepted",
+                text.len(),
+                self.max_message
+            )));
+        }
+        let id_ok = env
+            .id
+            .and_then(|r| serde_json::from_str::<i64>(r.get()).ok())
+            == Some(login.id);
+        let name_ok = env
+            .name
+            .and_then(|r| serde_json::from_str::<Cow<str>>(r.get()).ok())
+            .is_some_and(|n| *n == *login.name);
+        let time_ok = env.time.is_some_and(|r| r.get().starts_with('"'));
+        if id_ok && name_ok && time_ok && env.reqid.is_none() {
+            return Ok(Bytes::copy_from_slice(frame));
+        }
+        let mut object: Map<String, Value> = serde_json::from_slice(frame)
+            .map_err(|e| ServiceError::new(errno::MALFORMED, format!("malformed JSON: {e}")))?;
+        object.insert("id".into(), login.id.into());
+        object.insert("name".into(), login.name.as_ref().into());
+        if !time_ok {
+            object.insert("time".into(), clusterchat_proto::client::now().into());
+        }
+        object.remove("reqid");
+        Ok(Bytes::from(
+            serde_json::to_vec(&object).expect("JSON serialises"),
+        ))
     }
-    let mut object: Map<String, Value> = serde_json::from_slice(frame)
-        .map_err(|e| ServiceError::new(errno::MALFORMED, format!("malformed JSON: {e}")))?;
-    object.insert("id".into(), login.id.into());
-    object.insert("name".into(), login.name.as_ref().into());
-    object.remove("reqid");
-    Ok(Bytes::from(
-        serde_json::to_vec(&object).expect("JSON serialises"),
-    ))
 }

@@ -84,6 +84,8 @@ pub(crate) struct ChatService {
     retries: retries::Retries,
     redeliveries: relay::Redeliveries,
     workers: Arc<WorkerPool>,
+    /// Largest chat text accepted (`--max-message`).
+    max_message: usize,
 }
 
 impl ChatService {
@@ -94,6 +96,7 @@ impl ChatService {
         node: String,
         hasher: Hasher,
         workers: Arc<WorkerPool>,
+        max_message: usize,
     ) -> Self {
         ChatService {
             store,
@@ -105,6 +108,7 @@ impl ChatService {
             retries: retries::Retries::default(),
             redeliveries: relay::Redeliveries::default(),
             workers,
+            max_message,
         }
     }
 

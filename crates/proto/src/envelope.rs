@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 
 /// The routing fields of a request, read in one pass over the frame without copying: each is
 /// kept raw and typed only when a handler needs it, so a field that a message does not use can
-/// never fail that message. Unknown fields (`msg`, `time`, …) are skipped.
+/// never fail that message. Unknown fields are skipped.
 #[derive(Debug, Default, Deserialize)]
 pub struct Envelope<'a> {
     /// The message id (an integer when valid).
@@ -26,6 +26,13 @@ pub struct Envelope<'a> {
     /// GROUP_CHAT's group.
     #[serde(borrow, default)]
     pub groupid: Option<&'a RawValue>,
+    /// A chat's text (must be a string).
+    #[serde(borrow, default)]
+    pub msg: Option<&'a RawValue>,
+    /// A chat's time as the sender stamped it (the server stamps its own when this is not a
+    /// string).
+    #[serde(borrow, default)]
+    pub time: Option<&'a RawValue>,
 }
 
 impl Envelope<'_> {
