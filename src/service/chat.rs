@@ -274,17 +274,25 @@ impl ChatService {
         frame: &[u8],
         login: &Login,
     ) -> Result<Bytes, ServiceError> {
-        let text = env
+        let raw = env
             .msg
-            .ok_or_else(|| bad_field("missing field `msg`".into()))?;
-        let text = serde_json::from_str::<Cow<str>>(text.get())
-            .map_err(|_| bad_field("field `msg` must be a string".into()))?;
-        if text.len() > self.max_message {
-            return Err(bad_field(format!(
-                "`msg` is {} bytes; at most {} are accepted",
-                text.len(),
-                self.max_message
-            )));
+            .ok_or_else(|| bad_field("missing field `msg`".into()))?
+            .get();
+        if !raw.starts_with('"') {
+            return Err(bad_field("field `msg` must be a string".into()));
+        }
+        // Escapes only shrink when decoded, so the raw length bounds the text's: most messages
+        // are checked without decoding them (the hot path).
+        if raw.len() - 2 > self.max_message {
+            let text = serde_json::from_str::<Cow<str>>(raw)
+                .map_err(|_| bad_field("field `msg` must be a string".into()))?;
+            if text.len() > self.max_message {
+                return Err(bad_field(format!(
+                    "`msg` is {} bytes; at most {} are accepted",
+                    text.len(),
+                    self.max_message
+                )));
+            }
         }
         let id_ok = env
             .id

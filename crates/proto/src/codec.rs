@@ -171,9 +171,11 @@ impl<'a> Iterator for Frames<'a> {
                 consumed,
             } => {
                 self.pos += consumed;
+                // No NUL inside an object (it would be Invalid): only the separators before it
+                // and the one byte after it can hold one.
                 Some(Item::Frame {
                     bytes: &rest[start..end],
-                    nul: uses_nul(&rest[..consumed]),
+                    nul: uses_nul(&rest[..start]) || rest[end..consumed].contains(&0),
                 })
             }
             Next::Invalid { consumed } => {
