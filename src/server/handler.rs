@@ -61,10 +61,15 @@ impl Handler<ConnContext> for ChatHandler {
                     }
                     self.dispatch(conn, bytes);
                 }
-                Item::Invalid(_) => self.reject(
-                    conn,
-                    ServiceError::new(errno::MALFORMED, "malformed request: not a JSON object"),
-                ),
+                Item::Invalid(bad) => {
+                    if codec::uses_nul(bad) {
+                        conn.set_terminator(0); // its error reply goes out NUL-terminated
+                    }
+                    self.reject(
+                        conn,
+                        ServiceError::new(errno::MALFORMED, "malformed request: not a JSON object"),
+                    )
+                }
                 Item::TooLarge => {
                     log::warn!(
                         "connection {} from {} sent a frame over {} bytes; closing it",
@@ -84,11 +89,10 @@ impl Handler<ConnContext> for ChatHandler {
                 }
             }
         }
-        let used = frames.consumed();
-        if conn.terminator() != 0 && codec::uses_nul(&input[..used]) {
+        if frames.saw_nul() {
             conn.set_terminator(0);
         }
-        used
+        frames.consumed()
     }
 
     fn on_close(&self, conn: &ChatConn) {

@@ -311,7 +311,7 @@ impl ChatService {
         object.insert("id".into(), login.id.into());
         object.insert("name".into(), login.name.as_ref().into());
         if !time_ok {
-            object.insert("time".into(), clusterchat_proto::client::now().into());
+            object.insert("time".into(), clusterchat_proto::clock::now().into());
         }
         object.remove("reqid");
         Ok(Bytes::from(

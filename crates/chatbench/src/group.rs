@@ -195,7 +195,7 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
         kicked: false,
         seq: vec![0; p.users.len()],
         pending: HashMap::new(),
-        time: clusterchat_proto::client::now(),
+        time: clusterchat_proto::clock::now(),
         last: new_histogram(),
         each: new_histogram(),
         delivered: 0,

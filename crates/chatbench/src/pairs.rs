@@ -124,7 +124,7 @@ impl PairsLoop<'_> {
             t_ns: clock_ns(),
         };
         if stamp.t_ns.saturating_sub(self.time_ns) > 1_000_000_000 {
-            self.time = clusterchat_proto::client::now();
+            self.time = clusterchat_proto::clock::now();
             self.time_ns = stamp.t_ns;
         }
         let to = self.users[from ^ 1].id;
@@ -213,7 +213,7 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
                         in_flight: vec![0; n],
                         seq: vec![0; n],
                         total_in_flight: 0,
-                        time: clusterchat_proto::client::now(),
+                        time: clusterchat_proto::clock::now(),
                         time_ns: clock_ns(),
                         hist: new_histogram(),
                         delivered: 0,

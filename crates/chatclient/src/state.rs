@@ -7,7 +7,7 @@
 
 use crate::command::Command;
 use crate::render;
-use clusterchat_proto::client::now;
+use clusterchat_proto::clock::now;
 use clusterchat_proto::request::{self, Request};
 use clusterchat_proto::{msgid, LoginAck};
 use serde_json::{json, Value};

@@ -1,6 +1,7 @@
 //! A small blocking client for the wire protocol, used by `chatclient`, `chatbench` and the
 //! tests: frames out, frames in, and typed helpers for the common requests.
 
+use crate::clock;
 use crate::codec::{Frames, Item, DEFAULT_MAX_FRAME};
 use crate::request::{self, Request};
 use crate::{msgid, GroupId, UserId};
@@ -244,7 +245,7 @@ impl Client {
             name: String::new(),
             toid: to,
             msg: text.into(),
-            time: now(),
+            time: clock::now(),
         };
         self.call(&req, None)
     }
@@ -261,7 +262,7 @@ impl Client {
             name: String::new(),
             groupid: group,
             msg: text.into(),
-            time: now(),
+            time: clock::now(),
         };
         self.call(&req, None)
     }
@@ -322,46 +323,9 @@ fn refused(reply: Value) -> Result<Value, ClientError> {
     }
 }
 
-/// The current local time as the old client formats it (`YYYY-MM-DD HH:MM:SS`, UTC here).
-pub fn now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_civil() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_819), (2027, 1, 1));
-        assert_eq!(now().len(), 19);
-    }
 
     #[test]
     fn reader_handles_mixed_separators() {

@@ -137,6 +137,7 @@ pub struct Frames<'a> {
     pos: usize,
     max_frame: usize,
     done: bool,
+    saw_nul: bool,
 }
 
 impl<'a> Frames<'a> {
@@ -147,7 +148,14 @@ impl<'a> Frames<'a> {
             pos: 0,
             max_frame,
             done: false,
+            saw_nul: false,
         }
+    }
+
+    /// Whether a NUL byte was among the bytes consumed so far (see [`uses_nul`]): found
+    /// without a second pass over the frames, since a NUL can only stand between them.
+    pub fn saw_nul(&self) -> bool {
+        self.saw_nul
     }
 
     /// Bytes of the input consumed so far (whole frames, invalid bytes, separators).
@@ -173,17 +181,21 @@ impl<'a> Iterator for Frames<'a> {
                 self.pos += consumed;
                 // No NUL inside an object (it would be Invalid): only the separators before it
                 // and the one byte after it can hold one.
+                let nul = uses_nul(&rest[..start]) || rest[end..consumed].contains(&0);
+                self.saw_nul |= nul;
                 Some(Item::Frame {
                     bytes: &rest[start..end],
-                    nul: uses_nul(&rest[..start]) || rest[end..consumed].contains(&0),
+                    nul,
                 })
             }
             Next::Invalid { consumed } => {
                 self.pos += consumed;
+                self.saw_nul |= uses_nul(&rest[..consumed]);
                 Some(Item::Invalid(&rest[..consumed]))
             }
             Next::Incomplete { skip } => {
                 self.pos += skip;
+                self.saw_nul |= uses_nul(&rest[..skip]);
                 self.done = true;
                 None
             }
@@ -233,6 +245,13 @@ mod tests {
         assert_eq!(it.next(), None);
         assert_eq!(it.next(), None);
         assert_eq!(&input[it.consumed()..], b"{\"c\":");
+        assert!(it.saw_nul());
+        let mut plain = Frames::new(b"{}\n  \n", 64);
+        while plain.next().is_some() {}
+        assert!(!plain.saw_nul());
+        let mut trailing = Frames::new(b"{}\n \0", 64);
+        while trailing.next().is_some() {}
+        assert!(trailing.saw_nul(), "a NUL after the last frame counts");
         let mut big = Frames::new(b"{\"m\":\"xxxxxxxxxx", 8);
         assert_eq!(
             (big.next(), big.next(), big.consumed()),

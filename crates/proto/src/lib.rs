@@ -8,6 +8,7 @@
 //! | [`reply`] | the replies: LOGIN_ACK (encode and decode), ACK, ERROR, the one `reqid` echo |
 //! | [`envelope`] | a request's routing fields, borrowed (the server's hot path) |
 //! | [`client`] | a small blocking client (tests, `chatbench`'s setup, `chatclient`) |
+//! | [`clock`] | the `time` format of chat messages |
 //!
 //! Messages 1–10 are exactly those of the C++ muduo chat server, so its menu-driven client works
 //! unchanged. Everything newer (acks, errors, the create-group reply) has its own msgid, which
@@ -15,6 +16,7 @@
 //! knows nothing of the reactor or the server.
 
 pub mod client;
+pub mod clock;
 pub mod codec;
 pub mod envelope;
 pub mod errno;
