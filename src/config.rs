@@ -76,6 +76,13 @@ impl Config {
                 crate::store::mask_password(&self.db)
             ));
         }
+        if self
+            .db
+            .strip_prefix("sqlite:")
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            return Err("--db sqlite: needs a file path, e.g. sqlite:chat.db".into());
+        }
         Ok(())
     }
 

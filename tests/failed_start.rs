@@ -30,6 +30,14 @@ fn an_unknown_db_scheme_is_one_line_and_exit_2_and_creates_nothing() {
         err.starts_with("chatserver: --db must be sqlite:PATH or mysql://"),
         "{err}"
     );
+    let out = chatserver(&["--listen", "127.0.0.1:0", "--db", "sqlite:"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("chatserver: --db sqlite: needs a file path"),
+        "{err}"
+    );
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "created {left:?}");
 }
