@@ -5,11 +5,13 @@
 //! and the MySQL backend (a cluster sharing one database) are interchangeable. Every method is
 //! synchronous and may block: call them from worker threads, never from an IO loop.
 
+pub mod log;
 pub mod mysql;
 mod sql;
 pub mod sqlite;
 
-use clusterchat_proto::{GroupId, GroupInfo, UserId, UserInfo};
+use clusterchat_proto::{GroupId, GroupInfo, MemberInfo, UserId, UserInfo};
+pub use log::{with_seq, Append, Appended, ConvId, Logged, Seq, Unread, CMID_WINDOW_MS};
 use std::sync::Arc;
 
 /// What can go wrong in a store. The service turns each into an error reply naming the problem.
@@ -130,6 +132,70 @@ pub trait Store: Send + Sync {
     /// Reads and deletes `user`'s offline messages in one transaction, oldest first: each is
     /// returned exactly once.
     fn take_offline(&self, user: UserId) -> StoreResult<Vec<String>>;
+
+    // ---- The message log (see [`log`]) ----
+
+    /// Appends `batch` in ONE transaction (group commit) and returns one outcome per message,
+    /// in order. Seqs are assigned per conversation, gap-free, in batch order, atomically
+    /// across every server sharing the database (conversation rows are locked in ascending
+    /// `ConvId` order, so concurrent batches never deadlock each other). A message whose
+    /// `(sender, cmid)` was stored within [`CMID_WINDOW_MS`] of its `created_ms` (earlier in
+    /// the database, or earlier in this batch) is not stored: [`Appended::Duplicate`] names
+    /// the original. On error nothing of the batch is stored.
+    fn append(&self, batch: &[Append<'_>]) -> StoreResult<Vec<Appended>> {
+        Err(StoreError::Query("message log: not implemented yet".into()))
+    }
+
+    /// Up to `limit` messages of `conv` with seq > `after`, ascending.
+    fn read_after(&self, conv: ConvId, after: Seq, limit: usize) -> StoreResult<Vec<Logged>> {
+        Err(StoreError::Query("message log: not implemented yet".into()))
+    }
+
+    /// The newest `limit` messages of `conv` with `floor < seq < before`, returned ascending,
+    /// and whether older ones (seq > floor) exist beyond them.
+    fn read_before(
+        &self,
+        conv: ConvId,
+        before: Seq,
+        floor: Seq,
+        limit: usize,
+    ) -> StoreResult<(Vec<Logged>, bool)> {
+        Err(StoreError::Query("message log: not implemented yet".into()))
+    }
+
+    /// The conversations of `user` (pairs they are in, groups they are a member of) whose
+    /// last seq is above the user's cursor, ascending by conversation.
+    fn unread(&self, user: UserId) -> StoreResult<Vec<Unread>> {
+        Err(StoreError::Query("message log: not implemented yet".into()))
+    }
+
+    /// Raises `user`'s cursors to the given seqs (a cursor never goes down), one transaction.
+    fn advance_cursors(&self, user: UserId, cursors: &[(ConvId, Seq)]) -> StoreResult<()> {
+        Err(StoreError::Query("message log: not implemented yet".into()))
+    }
+
+    /// The seq `group` had when `user` joined it (0 for its creator and for members from
+    /// before the log): group history shows them only later messages. `None`: not a member.
+    fn join_floor(&self, group: GroupId, user: UserId) -> StoreResult<Option<Seq>> {
+        Err(StoreError::Query("message log: not implemented yet".into()))
+    }
+
+    /// Deletes at most `limit` messages created before `before_ms`, and `(sender, cmid)`
+    /// records older than [`CMID_WINDOW_MS`]; returns how many messages were deleted.
+    fn prune(&self, before_ms: i64, limit: usize) -> StoreResult<u64> {
+        Err(StoreError::Query("message log: not implemented yet".into()))
+    }
+
+    /// Members of `group` with id > `after`, ascending by id, at most `limit`.
+    fn members_page(&self, group: GroupId, after: UserId, limit: usize)
+        -> StoreResult<Vec<MemberInfo>> {
+        Err(StoreError::Query("message log: not implemented yet".into()))
+    }
+
+    /// The groups of `user` without their member lists, each with its member count.
+    fn group_summaries(&self, user: UserId) -> StoreResult<Vec<(GroupInfo, u64)>> {
+        Err(StoreError::Query("message log: not implemented yet".into()))
+    }
 }
 
 /// A shared store handle.
