@@ -94,6 +94,7 @@ impl RunningServer {
             Arc::clone(&workers),
             config.max_message,
         ));
+        service.start_log_writer()?;
         {
             let service = Arc::clone(&service);
             let workers = Arc::clone(&workers);
@@ -103,8 +104,7 @@ impl RunningServer {
                 }
                 BusEvent::Reconnected => {
                     for user in service.online().users() {
-                        let service = Arc::clone(&service);
-                        workers.execute(user as u64, Box::new(move || service.drain_offline(user)));
+                        service.schedule_resync(user);
                     }
                 }
             }));
@@ -129,7 +129,11 @@ impl RunningServer {
             config.io_threads(),
             config.workers()
         );
-        let housekeeper = Housekeeper::start(Arc::clone(&service), !bus.is_standalone())?;
+        let housekeeper = Housekeeper::start(
+            Arc::clone(&service),
+            !bus.is_standalone(),
+            config.retention_days,
+        )?;
         Ok(RunningServer {
             net,
             workers,
@@ -153,6 +157,7 @@ impl RunningServer {
         if !self.workers.wait_idle(SHUTDOWN_GRACE) {
             log::warn!("workers still busy after {SHUTDOWN_GRACE:?}; stopping anyway");
         }
+        self.service.stop_log_writer();
         self.net.stop();
         match self.service.release_all_sessions() {
             Ok(n) => log::info!("stopped; {n} users set offline"),
