@@ -149,6 +149,10 @@ impl ChatService {
             Some(RequestKind::CreateGroup) => self.create_group(conn, frame),
             Some(RequestKind::AddGroup) => self.join_group(conn, frame),
             Some(RequestKind::GroupChat) => self.group_chat(conn, &env, frame),
+            // The message log's requests: not served yet.
+            Some(RequestKind::Recv | RequestKind::History | RequestKind::Members) => Err(
+                ServiceError::new(errno::UNKNOWN_MSGID, format!("unknown msgid {id}")),
+            ),
         };
         match result {
             Ok(Outcome::Ack) => {
