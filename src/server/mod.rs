@@ -97,7 +97,6 @@ impl RunningServer {
         service.start_log_writer()?;
         {
             let service = Arc::clone(&service);
-            let workers = Arc::clone(&workers);
             bus.set_inbound(Arc::new(move |event: BusEvent<'_>| match event {
                 BusEvent::Message { user, frame } => {
                     service.inbound(user, Bytes::copy_from_slice(frame))

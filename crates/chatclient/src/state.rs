@@ -90,6 +90,7 @@ impl ClientState {
                 let req = request::Login {
                     id: *id,
                     password: password.clone(),
+                    sync: false,
                 };
                 return Some(req.encode());
             }
@@ -100,6 +101,7 @@ impl ClientState {
                     toid: *to,
                     msg: text.clone(),
                     time: now(),
+                    cmid: None,
                 }
                 .encode(),
                 format!("sent to user {to}"),
@@ -112,6 +114,7 @@ impl ClientState {
                     groupid: *group,
                     msg: text.clone(),
                     time: now(),
+                    cmid: None,
                 }
                 .encode(),
                 format!("sent to group {group}"),
