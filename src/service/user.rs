@@ -1,12 +1,12 @@
 //! Register, log in, log out, and the end of a session when a connection closes.
 
 use super::context::{ChatConn, Login};
-use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
-use crate::store::Claim;
-use clusterchat_proto::request::{Login as LoginReq, Register};
 use super::relay::sender_of;
+use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
 use crate::store::with_seq;
+use crate::store::Claim;
 use clusterchat_net::Bytes;
+use clusterchat_proto::request::{Login as LoginReq, Register};
 use clusterchat_proto::{errno, msgid, reply, GroupSummary, LoginAck, SyncLoginAck, UserId};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -187,8 +187,8 @@ impl ChatService {
                         outbox.skip(unread.conv, m.seq);
                         continue;
                     }
-                    let text = String::from_utf8(with_seq(m.body.as_bytes(), m.seq))
-                        .unwrap_or_default();
+                    let text =
+                        String::from_utf8(with_seq(m.body.as_bytes(), m.seq)).unwrap_or_default();
                     let cost = serde_json::to_string(&text).map_or(0, |s| s.len()) + 1;
                     if cost > budget {
                         break 'convs;

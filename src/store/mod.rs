@@ -187,8 +187,12 @@ pub trait Store: Send + Sync {
     }
 
     /// Members of `group` with id > `after`, ascending by id, at most `limit`.
-    fn members_page(&self, group: GroupId, after: UserId, limit: usize)
-        -> StoreResult<Vec<MemberInfo>> {
+    fn members_page(
+        &self,
+        group: GroupId,
+        after: UserId,
+        limit: usize,
+    ) -> StoreResult<Vec<MemberInfo>> {
         Err(StoreError::Query("message log: not implemented yet".into()))
     }
 
