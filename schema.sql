@@ -33,7 +33,8 @@
 --    spaces included (utf8mb4_bin would ignore them: it is PAD SPACE).
 --  * msgcursor: per user and conversation, the highest seq delivered (seq) and, for a group,
 --    its last_seq when the user joined (floor: where their history starts).
---  * offlinemessage stays while the service still queues into it.
+--  * offlinemessage stays while old servers may still queue into it: at every open MysqlStore
+--    moves its rows into the log (and keeps, with a warning, any it cannot read).
 -- MysqlStore drops '--' comments, then splits on semicolons: keep them out of string literals.
 
 CREATE TABLE IF NOT EXISTS user (

@@ -1034,7 +1034,7 @@ fn log_group_summaries(s: &dyn Store) {
     assert_eq!(ids(a), [(g1, 3), (g2, 2)]);
 }
 
-// ---- Two stores on one database (two servers) ----
+// ---- Two stores on one database (two servers), and the upgrade of an old database ----
 
 #[test]
 fn log_concurrent_appends_sqlite() {
@@ -1162,4 +1162,293 @@ fn concurrent_duplicates(one: &dyn Store, two: &dyn Store) {
     }
     assert_eq!(seqs, (1..=KEYS as Seq).collect());
     assert_eq!(log_of(one, ab).len(), KEYS);
+}
+
+/// The tables of a database from before the message log (SQLite), as main created them.
+const OLD_SQLITE_SCHEMA: &str = "
+CREATE TABLE user(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,
+    password TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'offline'
+    CHECK (state IN ('online', 'offline')), session TEXT NULL);
+CREATE INDEX user_session ON user(session);
+CREATE TABLE friend(userid INTEGER NOT NULL REFERENCES user(id),
+    friendid INTEGER NOT NULL REFERENCES user(id), PRIMARY KEY (userid, friendid));
+CREATE TABLE allgroup(id INTEGER PRIMARY KEY AUTOINCREMENT, groupname TEXT NOT NULL UNIQUE,
+    groupdesc TEXT NOT NULL DEFAULT '');
+CREATE TABLE groupuser(groupid INTEGER NOT NULL REFERENCES allgroup(id),
+    userid INTEGER NOT NULL REFERENCES user(id),
+    grouprole TEXT NOT NULL CHECK (grouprole IN ('creator', 'normal')),
+    PRIMARY KEY (groupid, userid));
+CREATE INDEX groupuser_user ON groupuser(userid);
+CREATE TABLE offlinemessage(seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    userid INTEGER NOT NULL REFERENCES user(id), message TEXT NOT NULL);
+CREATE INDEX offlinemessage_user_seq ON offlinemessage(userid, seq);
+";
+
+/// The same for MySQL (main's schema.sql).
+const OLD_MYSQL_SCHEMA: &[&str] = &[
+    "CREATE TABLE user (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, name VARCHAR(50) NOT NULL,
+     password VARCHAR(255) NOT NULL, state ENUM('online', 'offline') NOT NULL DEFAULT 'offline',
+     session VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+     INDEX user_session (session)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE friend (userid INT NOT NULL, friendid INT NOT NULL,
+     PRIMARY KEY (userid, friendid), FOREIGN KEY (userid) REFERENCES user (id),
+     FOREIGN KEY (friendid) REFERENCES user (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE allgroup (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+     groupname VARCHAR(50) NOT NULL, groupdesc VARCHAR(200) NOT NULL DEFAULT '',
+     UNIQUE KEY allgroup_name (groupname)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE groupuser (groupid INT NOT NULL, userid INT NOT NULL,
+     grouprole ENUM('creator', 'normal') NOT NULL, PRIMARY KEY (groupid, userid),
+     INDEX groupuser_user (userid), FOREIGN KEY (groupid) REFERENCES allgroup (id),
+     FOREIGN KEY (userid) REFERENCES user (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE offlinemessage (seq BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+     userid INT NOT NULL, message MEDIUMTEXT NOT NULL,
+     INDEX offlinemessage_user_seq (userid, seq), FOREIGN KEY (userid) REFERENCES user (id))
+     ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+];
+
+const ALICE: UserId = 1;
+const BOB: UserId = 2;
+const CAROL: UserId = 3;
+const DAVE: UserId = 4;
+const GROUP: GroupId = 1;
+
+fn pair_frame(from: UserId, to: UserId, text: &str) -> String {
+    format!(
+        r#"{{"msgid":6,"id":{from},"name":"u{from}","toid":{to},"msg":"{text}","time":"2024-05-01 10:00:00"}}"#
+    )
+}
+
+fn group_frame(from: UserId, group: GroupId, text: &str) -> String {
+    format!(
+        r#"{{"msgid":10,"id":{from},"name":"u{from}","groupid":{group},"msg":"{text}","time":"2024-05-01 10:00:00"}}"#
+    )
+}
+
+/// The rows of an old database.
+struct OldRows {
+    /// (id, name)
+    users: Vec<(UserId, &'static str)>,
+    /// Group 1's (member, role)
+    members: Vec<(UserId, &'static str)>,
+    /// The offline queue: (seq, receiver, frame)
+    queue: Vec<(i64, UserId, String)>,
+}
+
+/// The old database's rows: users alice, bob, carol, dave (1-4), group 1 of all four created
+/// by alice, and the offline queue. Bob and carol were offline when alice wrote "g1" to the
+/// group (one copy each); dave was online throughout.
+fn old_rows() -> OldRows {
+    let users = vec![
+        (ALICE, "alice"),
+        (BOB, "bob"),
+        (CAROL, "carol"),
+        (DAVE, "dave"),
+    ];
+    let members = vec![
+        (ALICE, "creator"),
+        (BOB, "normal"),
+        (CAROL, "normal"),
+        (DAVE, "normal"),
+    ];
+    let queue = vec![
+        (1, BOB, pair_frame(ALICE, BOB, "p1")),
+        (2, CAROL, group_frame(ALICE, GROUP, "g1")),
+        (3, BOB, group_frame(ALICE, GROUP, "g1")),
+        (4, BOB, pair_frame(ALICE, BOB, "p2")),
+        (5, CAROL, pair_frame(DAVE, CAROL, "p3")),
+        (6, BOB, group_frame(CAROL, GROUP, "g2")),
+        (7, BOB, "garbage, not JSON".to_string()),
+        (8, BOB, pair_frame(99, BOB, "from nobody")),
+        (9, CAROL, group_frame(ALICE, 42, "to no group")),
+        (10, BOB, r#"{"msgid":5,"errno":0,"id":2}"#.to_string()),
+    ];
+    OldRows {
+        users,
+        members,
+        queue,
+    }
+}
+
+#[test]
+fn log_migration_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("old.db");
+    let path = path.to_str().unwrap().to_string();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(OLD_SQLITE_SCHEMA).unwrap();
+        let OldRows {
+            users,
+            members,
+            queue,
+        } = old_rows();
+        for (id, name) in users {
+            c.execute(
+                "INSERT INTO user(id, name, password) VALUES (?, ?, 'h')",
+                rusqlite::params![id, name],
+            )
+            .unwrap();
+        }
+        c.execute(
+            "INSERT INTO allgroup(id, groupname, groupdesc) VALUES (1, 'old', '')",
+            [],
+        )
+        .unwrap();
+        for (id, role) in members {
+            c.execute(
+                "INSERT INTO groupuser(groupid, userid, grouprole) VALUES (1, ?, ?)",
+                rusqlite::params![id, role],
+            )
+            .unwrap();
+        }
+        for (seq, user, message) in queue {
+            c.execute(
+                "INSERT INTO offlinemessage(seq, userid, message) VALUES (?, ?, ?)",
+                rusqlite::params![seq, user, message],
+            )
+            .unwrap();
+        }
+    }
+    let open = || -> Box<dyn Store> {
+        Box::new(clusterchat::store::sqlite::SqliteStore::open(&path, 2).expect("open old sqlite"))
+    };
+    check_migration(&open);
+}
+
+#[test]
+fn log_migration_mysql() {
+    use ::mysql::prelude::Queryable;
+    let Some(db) = util::mysql_db::TestDb::create("log_migration") else {
+        return;
+    };
+    {
+        let mut c = db.conn();
+        for stmt in OLD_MYSQL_SCHEMA {
+            c.query_drop(stmt).unwrap();
+        }
+        let OldRows {
+            users,
+            members,
+            queue,
+        } = old_rows();
+        for (id, name) in users {
+            c.exec_drop(
+                "INSERT INTO user(id, name, password) VALUES (?, ?, 'h')",
+                (id, name),
+            )
+            .unwrap();
+        }
+        c.query_drop("INSERT INTO allgroup(id, groupname, groupdesc) VALUES (1, 'old', '')")
+            .unwrap();
+        for (id, role) in members {
+            c.exec_drop(
+                "INSERT INTO groupuser(groupid, userid, grouprole) VALUES (1, ?, ?)",
+                (id, role),
+            )
+            .unwrap();
+        }
+        for (seq, user, message) in queue {
+            c.exec_drop(
+                "INSERT INTO offlinemessage(seq, userid, message) VALUES (?, ?, ?)",
+                (seq, user, message),
+            )
+            .unwrap();
+        }
+    }
+    let open = || -> Box<dyn Store> {
+        Box::new(clusterchat::store::mysql::MysqlStore::open(&db.url, 2).expect("open old mysql"))
+    };
+    check_migration(&open);
+}
+
+/// Opens the old database (see [`old_rows`]) and checks the log, the cursors, unread() and
+/// what stayed in the old queue; then reopens it (nothing moves twice), lets the old queue
+/// get two more messages (servers that still use it) and reopens it again.
+fn check_migration(open: &dyn Fn() -> Box<dyn Store>) {
+    let (ab, cd, g) = (
+        ConvId::pair(ALICE, BOB),
+        ConvId::pair(CAROL, DAVE),
+        ConvId::group(GROUP),
+    );
+    let check_first = |s: &dyn Store| {
+        assert_eq!(
+            log_of(s, ab),
+            [
+                (1, pair_frame(ALICE, BOB, "p1")),
+                (2, pair_frame(ALICE, BOB, "p2"))
+            ]
+        );
+        // The two copies of "g1" are one message.
+        assert_eq!(
+            log_of(s, g),
+            [
+                (1, group_frame(ALICE, GROUP, "g1")),
+                (2, group_frame(CAROL, GROUP, "g2"))
+            ]
+        );
+        assert_eq!(log_of(s, cd), [(1, pair_frame(DAVE, CAROL, "p3"))]);
+        for other in [
+            ConvId::pair(BOB, 99),
+            ConvId::group(42),
+            ConvId::pair(ALICE, CAROL),
+        ] {
+            assert!(log_of(s, other).is_empty());
+        }
+        // Receivers start before their first migrated message; the others (the senders,
+        // dave who was online) have seen everything.
+        assert_eq!(s.unread(BOB).unwrap(), [unread(g, 0, 2), unread(ab, 0, 2)]);
+        assert_eq!(
+            s.unread(CAROL).unwrap(),
+            [unread(g, 0, 2), unread(cd, 0, 1)]
+        );
+        assert!(s.unread(ALICE).unwrap().is_empty());
+        assert!(s.unread(DAVE).unwrap().is_empty());
+        assert_eq!(s.join_floor(GROUP, BOB).unwrap(), Some(0));
+    };
+    {
+        let s = open();
+        check_first(&*s);
+    }
+    // Nothing moves twice; the rows that could not be read are still queued.
+    {
+        let s = open();
+        check_first(&*s);
+        // Servers still on the old queue add to it.
+        s.store_offline(BOB, &pair_frame(ALICE, BOB, "p4")).unwrap();
+        s.store_offline_many(&[BOB, CAROL], &group_frame(DAVE, GROUP, "g3"))
+            .unwrap();
+    }
+    let s = open();
+    assert_eq!(log_of(&*s, ab).len(), 3);
+    assert_eq!(log_of(&*s, ab)[2], (3, pair_frame(ALICE, BOB, "p4")));
+    assert_eq!(log_of(&*s, g).len(), 3);
+    assert_eq!(log_of(&*s, g)[2], (3, group_frame(DAVE, GROUP, "g3")));
+    // Bob and carol had unread messages already: their cursors stay; alice and dave had
+    // seen everything and still have.
+    assert_eq!(s.unread(BOB).unwrap(), [unread(g, 0, 3), unread(ab, 0, 3)]);
+    assert_eq!(
+        s.unread(CAROL).unwrap(),
+        [unread(g, 0, 3), unread(cd, 0, 1)]
+    );
+    assert!(s.unread(ALICE).unwrap().is_empty());
+    assert!(s.unread(DAVE).unwrap().is_empty());
+    // New messages go on from the migrated ones.
+    assert_eq!(
+        s.append(&[msg(ab, ALICE, "new")]).unwrap(),
+        [Appended::New(4)]
+    );
+    // The rows that could not be moved are still in the old queue, in order.
+    assert_eq!(
+        s.take_offline(BOB).unwrap(),
+        [
+            "garbage, not JSON".to_string(),
+            pair_frame(99, BOB, "from nobody"),
+            r#"{"msgid":5,"errno":0,"id":2}"#.to_string(),
+        ]
+    );
+    assert_eq!(
+        s.take_offline(CAROL).unwrap(),
+        [group_frame(ALICE, 42, "to no group")]
+    );
+    assert!(s.take_offline(ALICE).unwrap().is_empty());
 }

@@ -1,11 +1,13 @@
 //! Persistent state behind one trait: users, friends, groups, the message log with each
-//! user's delivery cursors, the old offline queue and the "who is online where" claim.
+//! user's delivery cursors, the old offline queue (moved into the log at open) and the "who is
+//! online where" claim.
 //!
 //! The service sees storage only through [`Store`], so the embedded SQLite backend (one server)
 //! and the MySQL backend (a cluster sharing one database) are interchangeable. Every method is
 //! synchronous and may block: call them from worker threads, never from an IO loop.
 
 pub mod log;
+mod migrate;
 pub mod mysql;
 mod plan;
 mod sql;

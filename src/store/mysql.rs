@@ -5,6 +5,7 @@
 //! conditional UPDATE, which InnoDB serialises on the user row, so two servers can never both
 //! win it.
 
+use super::migrate::{self, OfflineRow};
 use super::plan::{self, AppendPlan, CmidRow};
 use super::sql::{self, GroupRow};
 use super::{
@@ -17,7 +18,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, Transaction, TxOpts, Value};
 use r2d2::{Pool, PooledConnection};
 use r2d2_mysql::MySqlConnectionManager;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 /// How long to wait to connect, for a pooled connection, or for one server reply: a database
@@ -89,6 +90,18 @@ static ADVANCE: sql::MultiRow = sql::MultiRow::new(
     ", ",
     " ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq))",
 );
+/// Which of some users exist; parameters: ids.
+static USERS_IN: sql::MultiRow = sql::select_in("SELECT id FROM user WHERE id IN (");
+/// Which of some groups exist; parameters: ids.
+static GROUPS_IN: sql::MultiRow = sql::select_in("SELECT id FROM allgroup WHERE id IN (");
+/// Some users' cursors in one conversation; parameters: conv, then the users.
+static CURSORS_IN: sql::MultiRow =
+    sql::select_in("SELECT userid, seq FROM msgcursor WHERE conv = ? AND userid IN (");
+/// Deletes migrated rows of the old queue; parameters: their seqs.
+static OFFLINE_DELETE: sql::MultiRow = sql::select_in("DELETE FROM offlinemessage WHERE seq IN (");
+/// Sets a cursor (the migration); parameters: user, conv, seq.
+const SET_CURSOR: &str = "INSERT INTO msgcursor(userid, conv, seq) VALUES (?, ?, ?) \
+     ON DUPLICATE KEY UPDATE seq = VALUES(seq)";
 /// A joiner's cursor: delivered and history both from the group's current last seq.
 /// Parameters: user, conv, conv.
 const JOINER_CURSOR: &str = "INSERT INTO msgcursor(userid, conv, seq, floor) \
@@ -199,6 +212,9 @@ impl MysqlStore {
                 .query_drop(&stmt)
                 .map_err(|e| StoreError::Query(format!("{masked}: applying schema.sql: {e}")))?;
         }
+        retrying("moving the offline queue into the log", || {
+            migrate_offline(&mut first)
+        })?;
         drop(first);
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
@@ -714,6 +730,105 @@ fn append_in(tx: &mut Transaction<'_>, batch: &[Append<'_>]) -> Result<Vec<Appen
         }
     }
     Ok(out)
+}
+
+/// Which of `ids` the statement (one of the `..._IN`) finds.
+fn existing(
+    tx: &mut Transaction<'_>,
+    stmt: &sql::MultiRow,
+    ids: &BTreeSet<i64>,
+) -> Result<BTreeSet<i64>, Failure> {
+    let ids: Vec<i64> = ids.iter().copied().collect();
+    let mut found = BTreeSet::new();
+    for (range, padded) in plan::padded_runs(ids.len(), sql::MAX_ROWS) {
+        let run = &ids[range];
+        let params: Vec<Value> = (0..padded)
+            .map(|i| Value::from(run[i.min(run.len() - 1)]))
+            .collect();
+        let got: Vec<i64> = tx.exec(stmt.text(padded), params)?;
+        found.extend(got);
+    }
+    Ok(found)
+}
+
+/// Moves the old offline queue into the log, in one transaction (see [`migrate`]). The rows
+/// are read FOR UPDATE, so two servers opening at once move each row once.
+fn migrate_offline(c: &mut Conn) -> Result<(), Failure> {
+    let any: Option<i64> = c.query_first("SELECT 1 FROM offlinemessage LIMIT 1")?;
+    if any.is_none() {
+        return Ok(());
+    }
+    let mut tx = c.start_transaction(TxOpts::default())?;
+    let rows: Vec<OfflineRow> = tx.query_map(
+        format!("{} FOR UPDATE", sql::OFFLINE_ALL),
+        |(seq, user, message)| OfflineRow { seq, user, message },
+    )?;
+    let (users, groups) = migrate::referenced(&rows);
+    let users = existing(&mut tx, &USERS_IN, &users)?;
+    let groups = existing(&mut tx, &GROUPS_IN, &groups)?;
+    let m = migrate::plan(&rows, &users, &groups);
+    m.warn_kept(&rows);
+    if m.moves.is_empty() {
+        return Ok(());
+    }
+    let now = sql::now_ms();
+    let batch: Vec<Append<'_>> = m
+        .moves
+        .iter()
+        .map(|mv| Append {
+            conv: mv.conv,
+            sender: mv.sender,
+            cmid: None,
+            body: &rows[mv.row].message,
+            created_ms: now,
+        })
+        .collect();
+    let seqs: Vec<Seq> = append_in(&mut tx, &batch)?
+        .into_iter()
+        .map(|a| match a {
+            Appended::New(seq) | Appended::Duplicate { seq, .. } => seq,
+        })
+        .collect();
+    for (conv, moved) in m.by_conversation(&seqs) {
+        let participants: Vec<UserId> = match (conv.as_pair(), conv.as_group()) {
+            (Some((a, b)), _) => vec![a, b],
+            (None, Some(g)) => tx.exec(sql::MEMBERS, (g,))?,
+            (None, None) => Vec::new(),
+        };
+        let asked: Vec<UserId> = participants
+            .iter()
+            .chain(moved.first.keys())
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut had = HashMap::new();
+        for (range, padded) in plan::padded_runs(asked.len(), sql::MAX_ROWS) {
+            let run = &asked[range];
+            let params: Vec<Value> = std::iter::once(Value::from(conv.0))
+                .chain((0..padded).map(|i| Value::from(run[i.min(run.len() - 1)])))
+                .collect();
+            let rows: Vec<(UserId, Seq)> = tx.exec(CURSORS_IN.text(padded), params)?;
+            had.extend(rows);
+        }
+        for (u, seq) in moved.cursors(&participants, &had) {
+            tx.exec_drop(SET_CURSOR, (u, conv.0, seq))?;
+        }
+    }
+    for (range, padded) in plan::padded_runs(m.migrated.len(), sql::MAX_ROWS) {
+        let run = &m.migrated[range];
+        let params: Vec<Value> = (0..padded)
+            .map(|i| Value::from(run[i.min(run.len() - 1)]))
+            .collect();
+        tx.exec_drop(OFFLINE_DELETE.text(padded), params)?;
+    }
+    tx.commit()?;
+    log::info!(
+        "moved {} offline messages into the log as {} messages",
+        m.migrated.len(),
+        m.moves.len()
+    );
+    Ok(())
 }
 
 /// Reads and deletes one user's offline queue in one transaction.

@@ -112,6 +112,8 @@ pub const MEMBERS_PAGE: &str = "SELECT u.id, u.name, u.state, m.grouprole FROM g
 pub const GROUP_SUMMARIES: &str = "SELECT g.id, g.groupname, g.groupdesc, \
      (SELECT COUNT(*) FROM groupuser c WHERE c.groupid = g.id) FROM groupuser me \
      JOIN allgroup g ON g.id = me.groupid WHERE me.userid = ? ORDER BY g.id";
+/// The old offline queue, in order (the migration reads it whole).
+pub const OFFLINE_ALL: &str = "SELECT seq, userid, message FROM offlinemessage ORDER BY seq";
 
 /// Most rows (or keys) in one multi-row statement; statements come in the power-of-two sizes
 /// up to it (see [`plan::pow2_runs`] and [`plan::padded_runs`]).

@@ -4,6 +4,7 @@
 //! `BEGIN IMMEDIATE` so two writers queue on the busy timeout instead of failing half way with
 //! `SQLITE_BUSY` when a deferred read lock cannot be upgraded.
 
+use super::migrate::{self, OfflineRow};
 use super::plan::{self, AppendPlan, CmidRow};
 use super::sql::{self, GroupRow};
 use super::{
@@ -14,7 +15,7 @@ use clusterchat_proto::{GroupId, GroupInfo, MemberInfo, UserId, UserInfo};
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 /// How long a connection waits for another writer before giving up with `SQLITE_BUSY`.
@@ -130,6 +131,9 @@ const CMID_GET: &str = "SELECT conv, seq, created FROM msgcmid WHERE sender = ? 
 /// Raises a cursor; parameters: user, conv, seq.
 const ADVANCE: &str = "INSERT INTO msgcursor(userid, conv, seq) VALUES (?, ?, ?) \
      ON CONFLICT(userid, conv) DO UPDATE SET seq = MAX(seq, excluded.seq)";
+/// Sets a cursor (the migration); parameters: user, conv, seq.
+const SET_CURSOR: &str = "INSERT INTO msgcursor(userid, conv, seq) VALUES (?, ?, ?) \
+     ON CONFLICT(userid, conv) DO UPDATE SET seq = excluded.seq";
 /// A joiner's cursor: delivered and history both from the group's current last seq.
 /// Parameters: user, conv, conv.
 const JOINER_CURSOR: &str = "INSERT INTO msgcursor(userid, conv, seq, floor) \
@@ -181,6 +185,7 @@ impl SqliteStore {
             log::warn!("{path}: SQLite refused WAL mode (journal_mode={mode})");
         }
         first.execute_batch(SCHEMA).map_err(query)?;
+        migrate_offline(&mut first)?;
         drop(first);
 
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
@@ -664,4 +669,107 @@ fn append_in(c: &Connection, batch: &[Append<'_>]) -> StoreResult<Vec<Appended>>
         s.raw_execute().map_err(query)?;
     }
     Ok(out)
+}
+
+/// Moves the old offline queue into the log, in one transaction (see [`migrate`]).
+fn migrate_offline(c: &mut Connection) -> StoreResult<()> {
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(query)?;
+    let rows: Vec<OfflineRow> = {
+        let mut s = tx.prepare(sql::OFFLINE_ALL).map_err(query)?;
+        s.query_map([], |r| {
+            Ok(OfflineRow {
+                seq: r.get(0)?,
+                user: r.get(1)?,
+                message: r.get(2)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+        .map_err(query)?
+    };
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (users, groups) = migrate::referenced(&rows);
+    let existing = |table: &str, ids: &BTreeSet<i64>| -> StoreResult<BTreeSet<i64>> {
+        let mut s = tx
+            .prepare(&format!("SELECT 1 FROM {table} WHERE id = ?"))
+            .map_err(query)?;
+        let mut found = BTreeSet::new();
+        for id in ids {
+            if s.exists([id]).map_err(query)? {
+                found.insert(*id);
+            }
+        }
+        Ok(found)
+    };
+    let users = existing("user", &users)?;
+    let groups = existing("allgroup", &groups)?;
+    let m = migrate::plan(&rows, &users, &groups);
+    m.warn_kept(&rows);
+    if m.moves.is_empty() {
+        return Ok(());
+    }
+    let now = sql::now_ms();
+    let batch: Vec<Append<'_>> = m
+        .moves
+        .iter()
+        .map(|mv| Append {
+            conv: mv.conv,
+            sender: mv.sender,
+            cmid: None,
+            body: &rows[mv.row].message,
+            created_ms: now,
+        })
+        .collect();
+    let seqs: Vec<Seq> = append_in(&tx, &batch)?
+        .into_iter()
+        .map(|a| match a {
+            Appended::New(seq) | Appended::Duplicate { seq, .. } => seq,
+        })
+        .collect();
+    {
+        let mut members = tx.prepare_cached(sql::MEMBERS).map_err(query)?;
+        let mut cursor = tx
+            .prepare_cached("SELECT seq FROM msgcursor WHERE userid = ? AND conv = ?")
+            .map_err(query)?;
+        let mut set = tx.prepare_cached(SET_CURSOR).map_err(query)?;
+        for (conv, moved) in m.by_conversation(&seqs) {
+            let participants: Vec<UserId> = match (conv.as_pair(), conv.as_group()) {
+                (Some((a, b)), _) => vec![a, b],
+                (None, Some(g)) => members
+                    .query_map([g], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+                    .map_err(query)?,
+                (None, None) => Vec::new(),
+            };
+            let mut had = HashMap::new();
+            for u in participants.iter().chain(moved.first.keys()) {
+                if let Some(seq) = cursor
+                    .query_row(params![u, conv.0], |r| r.get::<_, Seq>(0))
+                    .optional()
+                    .map_err(query)?
+                {
+                    had.insert(*u, seq);
+                }
+            }
+            for (u, seq) in moved.cursors(&participants, &had) {
+                set.execute(params![u, conv.0, seq]).map_err(query)?;
+            }
+        }
+        let mut delete = tx
+            .prepare_cached("DELETE FROM offlinemessage WHERE seq = ?")
+            .map_err(query)?;
+        for seq in &m.migrated {
+            delete.execute([seq]).map_err(query)?;
+        }
+    }
+    tx.commit().map_err(query)?;
+    log::info!(
+        "moved {} offline messages into the log as {} messages",
+        m.migrated.len(),
+        m.moves.len()
+    );
+    Ok(())
 }
