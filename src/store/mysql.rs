@@ -448,7 +448,11 @@ impl Store for MysqlStore {
         c.exec_map(
             sql::READ_AFTER,
             (conv.0, after, sql::limit(limit)),
-            |(seq, body)| Logged { seq, body },
+            |(seq, body, created_ms)| Logged {
+                seq,
+                body,
+                created_ms,
+            },
         )
         .map_err(err)
     }
@@ -465,7 +469,11 @@ impl Store for MysqlStore {
             .exec_map(
                 sql::READ_BEFORE,
                 (conv.0, floor, before, sql::limit(limit).saturating_add(1)),
-                |(seq, body)| Logged { seq, body },
+                |(seq, body, created_ms)| Logged {
+                    seq,
+                    body,
+                    created_ms,
+                },
             )
             .map_err(err)?;
         Ok(sql::page_before(rows, limit))

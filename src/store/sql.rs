@@ -74,10 +74,10 @@ pub const DELETE_OFFLINE: &str = "DELETE FROM offlinemessage WHERE userid = ? AN
 
 /// Messages after a seq, ascending; parameters: conv, after, limit.
 pub const READ_AFTER: &str =
-    "SELECT seq, body FROM message WHERE conv = ? AND seq > ? ORDER BY seq LIMIT ?";
+    "SELECT seq, body, created FROM message WHERE conv = ? AND seq > ? ORDER BY seq LIMIT ?";
 /// The newest messages between two seqs, DESCENDING; parameters: conv, floor, before, limit
 /// (ask for one more than wanted: its presence says whether there are more).
-pub const READ_BEFORE: &str = "SELECT seq, body FROM message \
+pub const READ_BEFORE: &str = "SELECT seq, body, created FROM message \
      WHERE conv = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?";
 /// A user's conversations with messages after their cursor: the pairs they are the lower
 /// user of, the higher user of (a pair with themselves only once), and their groups; one

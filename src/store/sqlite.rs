@@ -585,6 +585,7 @@ fn logged(r: &rusqlite::Row<'_>) -> rusqlite::Result<Logged> {
     Ok(Logged {
         seq: r.get(0)?,
         body: r.get(1)?,
+        created_ms: r.get(2)?,
     })
 }
 
