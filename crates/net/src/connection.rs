@@ -11,8 +11,8 @@
 //! exactly once, on the owning loop's thread, either as written (`Handler::on_written`, whose
 //! tag is cumulative: the last frame fully taken by the kernel, all frames queued before it
 //! included) or as not written (`Handler::on_undelivered`, with the frame, when the connection
-//! was closed, was cut off at `max_output`, or closed before the frame's last byte was
-//! written; not yet when the server stops). "Written" means the socket's `write` accepted the bytes; it says
+//! was closed, was cut off at `max_output`, closed, or the server stopped before the frame's
+//! last byte was written). "Written" means the socket's `write` accepted the bytes; it says
 //! nothing of whether the peer read them.
 
 use crate::loop_shared::{LoopShared, Task};
@@ -119,10 +119,11 @@ impl<C: Send + Sync + 'static> TcpConnection<C> {
     /// `tag` or a later frame's (the report is cumulative, in the order the loop queued the
     /// frames: for one calling thread, the order of its calls); if instead the connection
     /// turns out to be closed, is cut off by this frame passing `max_output`, or closes (the
-    /// peer, an error, a cut-off) before the frame is fully written, the frame is handed back
-    /// through `Handler::on_undelivered` with `tag`. Either way on the owning loop's thread,
-    /// exactly once per frame, so no message is silently lost; except that frames not written
-    /// when `ServerHandle::stop` ends the loop are dropped. The tag is the caller's business (the reactor only reports it). Thread
+    /// peer, an error, a cut-off, `ServerHandle::stop`) before the frame is fully written, the
+    /// frame is handed back through `Handler::on_undelivered` with `tag`. Either way on the
+    /// owning loop's thread, exactly once per frame, so no message is silently lost. (One gap:
+    /// a frame queued after `stop` has ended the owning loop is dropped, as no thread is left
+    /// to report it.) The tag is the caller's business (the reactor only reports it). Thread
     /// safe.
     pub fn deliver(self: &Arc<Self>, frame: Bytes, tag: u64) {
         self.owner.queue(Task::Send {

@@ -2,7 +2,7 @@
 //! to the handler, run queued tasks (muduo's `doPendingFunctors`), and flush every connection
 //! written to in this iteration with one write each, reporting the tagged frames written
 //! (`on_written`, from each connection's [`TagQueue`]). Wherever a connection ends (closed by
-//! the peer, a read or write error, a cut-off at `max_output`), its tagged
+//! the peer, a read or write error, a cut-off at `max_output`, the loop's end), its tagged
 //! frames not fully written go to `on_undelivered`.
 //!
 //! Thread contracts: [`LoopShared`] is the part other threads may touch (thread safe); the
@@ -68,6 +68,8 @@ pub(crate) struct EventLoop<C, H> {
     handler: Arc<H>,
     limits: LoopLimits,
     reading: bool,
+    /// Tasks taken with the Quit and queued behind it (see [`leave`](Self::leave)).
+    behind_quit: Vec<Task<C>>,
 }
 
 impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
@@ -85,6 +87,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             handler,
             limits,
             reading: true,
+            behind_quit: Vec::new(),
         })
     }
 
@@ -134,9 +137,37 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                 }
             }
         }
-        // Leaving: drop every socket without callbacks; the application releases its state itself.
-        for conn in self.conns.drain() {
-            conn.handle.mark_closed();
+        self.leave();
+    }
+
+    /// The loop's end: drops every connection without `on_close` (the application releases
+    /// its state itself) but hands its unwritten tagged frames to `on_undelivered`, and so the
+    /// tagged frames of the tasks behind the Quit and of those still queued (the connections
+    /// are closed by then). Tasks queued after it are dropped: no thread would run them. Loop
+    /// thread only.
+    fn leave(&mut self) {
+        self.assert_in_loop_thread();
+        for mut c in self.conns.drain() {
+            c.handle.mark_closed();
+            hand_back(&*self.handler, &mut c);
+        }
+        let mut tasks = std::mem::take(&mut self.behind_quit);
+        loop {
+            for task in tasks {
+                if let Task::Send {
+                    conn,
+                    frame,
+                    tag: Some(tag),
+                } = task
+                {
+                    self.handler.on_undelivered(&conn, frame, tag);
+                }
+            }
+            // The handler may have queued more.
+            tasks = self.shared.take();
+            if tasks.is_empty() {
+                break;
+            }
         }
         self.shared.leave();
     }
@@ -150,7 +181,8 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     }
 
     /// Runs queued tasks until the queue stays empty (handlers may queue more), muduo's
-    /// `doPendingFunctors`. False on Quit. Loop thread only.
+    /// `doPendingFunctors`. False on Quit, keeping the tasks behind it for
+    /// [`leave`](Self::leave). Loop thread only.
     fn run_tasks(&mut self) -> bool {
         self.assert_in_loop_thread();
         loop {
@@ -158,7 +190,8 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             if tasks.is_empty() {
                 return true;
             }
-            for task in tasks {
+            let mut tasks = tasks.into_iter();
+            while let Some(task) = tasks.next() {
                 match task {
                     Task::Register(stream, peer) => self.register(stream, peer),
                     Task::Send { conn, frame, tag } => self.queue_output(&conn, frame, tag),
@@ -169,7 +202,10 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                         }
                     }
                     Task::StopReading => self.reading = false,
-                    Task::Quit => return false,
+                    Task::Quit => {
+                        self.behind_quit = tasks.collect();
+                        return false;
+                    }
                 }
             }
         }

@@ -65,7 +65,7 @@ pub trait Handler<C>: Send + Sync + 'static {
 
     /// A frame queued with [`TcpConnection::deliver`] was not written: the connection was
     /// already closed, this frame cut it off at `max_output`, or it closed (the peer, an error,
-    /// a cut-off) before all of the frame's bytes were written. The
+    /// a cut-off, or [`ServerHandle::stop`]) before all of the frame's bytes were written. The
     /// frame comes back without its terminator, and the application can store it elsewhere.
     /// A connection's frames come back in the order queued, after its `on_close` (if it gets
     /// one) and after the `on_written` calls for the frames before them. Loop thread.
