@@ -9,9 +9,9 @@
 //! frame to the owning loop and wakes it. Each method's doc comment states its contract.
 //!
 //! Delivery accounting: a frame queued with [`TcpConnection::deliver`] carries a tag and is
-//! reported exactly once, as written to the socket ([`Handler::on_written`], cumulative: one
-//! call per connection per flush, with the tag of the last frame fully written) or as not
-//! written ([`Handler::on_undelivered`], with the frame). Frames queued with
+//! reported exactly once, as written to the socket ([`Handler::on_written`], cumulative: at
+//! most one call per connection per flush, with the tag of the last frame fully written) or
+//! as not written ([`Handler::on_undelivered`], with the frame). Frames queued with
 //! [`TcpConnection::send`] are not accounted for. Connections that never use tags pay a
 //! check per write.
 //!
@@ -59,8 +59,10 @@ pub trait Handler<C>: Send + Sync + 'static {
     /// but it says which frames, and fires without waiting for the output to drain. Loop
     /// thread.
     ///
-    /// Each tagged frame is reported exactly once: here (within a later call's cumulative
-    /// tag), or through [`on_undelivered`](Self::on_undelivered).
+    /// Each tagged frame is reported exactly once: here (by the call that names its tag or a
+    /// later frame's), or through [`on_undelivered`](Self::on_undelivered). The reactor only
+    /// compares positions in the output, never tags: tags that increase in the order frames
+    /// are queued (say, a counter per connection) make the report easy to use.
     fn on_written(&self, _conn: &ConnRef<C>, _tag: u64) {}
 
     /// A frame queued with [`TcpConnection::deliver`] was not written: the connection was

@@ -2,49 +2,51 @@
 //! took, `on_undelivered` hands back those it did not, and each tagged frame is reported
 //! exactly once, whether the client reads, stalls, is cut off, closes, or the server stops.
 //!
-//! A client that does not read has a small receive buffer, so the kernel holds little of
-//! what the server writes (at most the server's send buffer, a few MiB, plus that): a test that
-//! queues far more knows the last frames cannot have been written.
+//! The server's sockets have a small send buffer (set on the listener, which accepted sockets
+//! inherit), so while a client does not read the kernel holds little of what the server
+//! writes: that send buffer plus the client's receive buffer, which stays at its initial size
+//! (128 KiB here) until the client reads. A test that queues far more (4 MiB) knows that the
+//! last frames cannot have been written. (Shrinking the client's receive buffer instead, once
+//! connected, left its window stuck at a few KiB after it started reading: minutes to read.)
 #![cfg(target_os = "linux")]
 
 mod common;
 
+use clusterchat_net::ServerHandle;
 use clusterchat_net::{Bytes, ConnRef};
-use common::{start, Calls, Client, WAIT};
+use common::{start_on, Calls, Client, Recorder, WAIT};
 use std::collections::BTreeSet;
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long `on_written` must stay quiet before a test takes its last report as final for the
 /// moment (pacing only: the assertions that follow hold whatever the timing).
 const QUIET: Duration = Duration::from_millis(300);
 
-/// Sets the socket's SO_RCVBUF (the kernel doubles it and applies its minimum). std has no
-/// setter and the crate takes no dependency for a test, hence the declaration.
-fn set_rcvbuf(stream: &TcpStream, bytes: i32) {
+/// Kernel send buffer of the server's sockets (the kernel doubles it).
+const SNDBUF: i32 = 256 << 10;
+
+/// Sets SO_SNDBUF on a socket. std has no setter and the crate takes no dependency for a test,
+/// hence the declaration.
+fn set_sndbuf(fd: &impl AsRawFd, bytes: i32) {
     extern "C" {
         fn setsockopt(fd: i32, level: i32, name: i32, value: *const i32, len: u32) -> i32;
     }
     const SOL_SOCKET: i32 = 1;
-    const SO_RCVBUF: i32 = 8;
+    const SO_SNDBUF: i32 = 7;
     // SAFETY: a valid descriptor and a pointer to an int of the length given.
-    let rc = unsafe { setsockopt(stream.as_raw_fd(), SOL_SOCKET, SO_RCVBUF, &bytes, 4) };
-    assert_eq!(rc, 0, "setsockopt SO_RCVBUF");
+    let rc = unsafe { setsockopt(fd.as_raw_fd(), SOL_SOCKET, SO_SNDBUF, &bytes, 4) };
+    assert_eq!(rc, 0, "setsockopt SO_SNDBUF");
 }
 
-/// A client that will not read for a while, with a 4 KiB receive buffer.
-fn stalled_client(server: &clusterchat_net::ServerHandle<()>) -> Client {
-    let client = Client::connect(server.local_addr());
-    set_rcvbuf(client.stream(), 4096);
-    client
-}
-
-/// Lets a [`stalled_client`] read at full speed (a 4 KiB buffer would make reading megabytes
-/// slow).
-fn resume(client: &Client) {
-    set_rcvbuf(client.stream(), 1 << 20);
+/// A server on 127.0.0.1:0 whose connections have a small send buffer, with one IO loop and
+/// an echoing recorder (the fence in [`undelivered_are_the_rest`] needs the echo).
+fn start(max_output: usize) -> (ServerHandle<()>, Arc<Recorder>, Calls) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    set_sndbuf(&listener, SNDBUF);
+    start_on(listener, true, 1, max_output)
 }
 
 /// A frame of `len` bytes that starts with its tag (no `\n` inside).
@@ -101,7 +103,7 @@ fn written_after_close(calls: &Calls, conn: &ConnRef<()>, mut last: u64) -> u64 
 /// each once, with its frame; then checks that no other report comes (a round trip on a
 /// second connection of the same single loop is the fence).
 fn undelivered_are_the_rest(
-    server: &clusterchat_net::ServerHandle<()>,
+    server: &ServerHandle<()>,
     calls: &Calls,
     conn: &ConnRef<()>,
     written: u64,
@@ -135,7 +137,7 @@ fn undelivered_are_the_rest(
 #[test]
 fn a_reading_client_gets_every_frame_and_the_last_report_is_the_last_tag() {
     const N: u64 = 5000;
-    let (server, _recorder, calls) = start(true, 1, 64 << 20);
+    let (server, _recorder, calls) = start(64 << 20);
     let mut client = Client::connect(server.local_addr());
     let conn = calls.next_conn();
     for tag in 1..=N {
@@ -157,10 +159,10 @@ fn a_reading_client_gets_every_frame_and_the_last_report_is_the_last_tag() {
 
 #[test]
 fn reports_stop_while_the_client_does_not_read_and_resume_when_it_does() {
-    const N: u64 = 2048;
-    const LEN: usize = 4096; // 8 MiB in all: more than the kernel will hold for the client
-    let (server, _recorder, calls) = start(true, 1, 64 << 20);
-    let mut client = stalled_client(&server);
+    const N: u64 = 1024;
+    const LEN: usize = 4096; // 4 MiB in all: more than the kernel will hold for the client
+    let (server, _recorder, calls) = start(64 << 20);
+    let mut client = Client::connect(server.local_addr());
     let conn = calls.next_conn();
     for tag in 1..=N {
         conn.deliver(frame(tag, LEN), tag);
@@ -171,7 +173,6 @@ fn reports_stop_while_the_client_does_not_read_and_resume_when_it_does() {
         stalled < N,
         "all {N} reported written to a client that reads nothing"
     );
-    resume(&client);
     for tag in 1..=N {
         assert_eq!(client.line(), frame(tag, LEN));
     }
@@ -185,8 +186,8 @@ fn a_cut_off_reports_every_tag_once_as_written_or_undelivered() {
     const MAX_OUTPUT: usize = 64 << 10;
     const LEN: usize = 4 << 10;
     const GIVE_UP: u64 = 64 << 10; // frames: 256 MiB, far past what the kernel holds
-    let (server, _recorder, calls) = start(true, 1, MAX_OUTPUT);
-    let client = stalled_client(&server); // never reads
+    let (server, _recorder, calls) = start(MAX_OUTPUT);
+    let client = Client::connect(server.local_addr()); // never reads
     let conn = calls.next_conn();
     let mut last = 0;
     loop {
@@ -215,22 +216,28 @@ fn a_cut_off_reports_every_tag_once_as_written_or_undelivered() {
 
 #[test]
 fn interleaved_untagged_frames_count_in_the_offsets() {
-    const BIG: usize = 8 << 20; // more than the kernel will hold for a client that does not read
-    let (server, _recorder, calls) = start(true, 1, 64 << 20);
-    let mut client = stalled_client(&server);
+    const BIG: usize = 4 << 20; // more than the kernel will hold for a client that does not read
+    let (server, _recorder, calls) = start(64 << 20);
+    let mut client = Client::connect(server.local_addr());
     let conn = calls.next_conn();
-    conn.send(Bytes::from_static(b"untagged first"));
+    // Each tagged frame lies behind BIG untagged bytes, so frame 1 is still pending when
+    // frame 2 is queued, whatever the loop takes in one batch.
+    conn.send(Bytes::from(vec![b'a'; BIG]));
     conn.deliver(frame(1, 100), 1);
-    conn.send(Bytes::from(vec![b'u'; BIG]));
+    conn.send(Bytes::from(vec![b'b'; BIG]));
     conn.deliver(frame(2, 100), 2);
     conn.send(Bytes::from_static(b"untagged between"));
     conn.deliver(frame(3, 5), 3);
     conn.send(Bytes::from_static(b"untagged last"));
-    // Frame 2 lies behind 8 MiB that cannot all be written yet: only 1 is reported.
-    assert_eq!(written_settled(&calls, &conn, 0), 1);
-    resume(&client);
-    assert_eq!(client.line(), "untagged first");
+    assert_eq!(
+        written_settled(&calls, &conn, 0),
+        0,
+        "frame 1 cannot be written yet"
+    );
+    assert_eq!(client.line().len(), BIG);
     assert_eq!(client.line(), frame(1, 100));
+    // The client stops reading again: frame 2 is BIG bytes further.
+    assert_eq!(written_settled(&calls, &conn, 0), 1);
     assert_eq!(client.line().len(), BIG);
     assert_eq!(client.line(), frame(2, 100));
     assert_eq!(client.line(), "untagged between");
@@ -264,10 +271,10 @@ fn interleaved_untagged_frames_count_in_the_offsets() {
 
 #[test]
 fn a_peer_that_closes_gets_its_unwritten_frames_handed_back() {
-    const N: u64 = 2048;
+    const N: u64 = 1024;
     const LEN: usize = 4096;
-    let (server, _recorder, calls) = start(true, 1, 64 << 20);
-    let client = stalled_client(&server);
+    let (server, _recorder, calls) = start(64 << 20);
+    let client = Client::connect(server.local_addr());
     let conn = calls.next_conn();
     for tag in 1..=N {
         conn.deliver(frame(tag, LEN), tag);
@@ -286,10 +293,10 @@ fn a_peer_that_closes_gets_its_unwritten_frames_handed_back() {
 
 #[test]
 fn a_shutdown_hands_back_what_the_peer_never_let_it_write() {
-    const N: u64 = 2048;
+    const N: u64 = 1024;
     const LEN: usize = 4096;
-    let (server, _recorder, calls) = start(true, 1, 64 << 20);
-    let client = stalled_client(&server);
+    let (server, _recorder, calls) = start(64 << 20);
+    let client = Client::connect(server.local_addr());
     let conn = calls.next_conn();
     for tag in 1..=N {
         conn.deliver(frame(tag, LEN), tag);
@@ -310,10 +317,10 @@ fn a_shutdown_hands_back_what_the_peer_never_let_it_write() {
 
 #[test]
 fn stop_hands_back_what_was_not_written() {
-    const N: u64 = 2048;
+    const N: u64 = 1024;
     const LEN: usize = 4096;
-    let (server, _recorder, calls) = start(true, 1, 64 << 20);
-    let _client = stalled_client(&server);
+    let (server, _recorder, calls) = start(64 << 20);
+    let _client = Client::connect(server.local_addr());
     let conn = calls.next_conn();
     for tag in 1..=N {
         conn.deliver(frame(tag, LEN), tag);
