@@ -60,6 +60,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_OUTPUT", default_value_t = 16 << 20)]
     pub max_output: usize,
 
+    /// Days a stored message is kept; older ones are deleted in small batches by a background
+    /// pruner. 0 keeps everything.
+    #[arg(long, env = "CHAT_RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u32,
+
     /// Memory cost of the argon2 password hash in KiB (OWASP's 19456 by default; tests lower it
     /// to run fast). Existing hashes keep the cost they were made with.
     #[arg(long, env = "CHAT_ARGON2_M_KIB", default_value_t = 19_456)]

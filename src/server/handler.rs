@@ -102,10 +102,13 @@ impl Handler<ConnContext> for ChatHandler {
             .execute(conn.id(), Box::new(move || service.disconnected(&conn2)));
     }
 
-    fn on_undelivered(&self, _conn: &ChatConn, frame: Bytes, tag: u64) {
-        let service = Arc::clone(&self.service);
-        self.workers
-            .execute(tag, Box::new(move || service.redeliver(tag as i64, frame)));
+    fn on_written(&self, conn: &ChatConn, tag: u64) {
+        self.service.written(conn, tag);
+    }
+
+    fn on_undelivered(&self, _conn: &ChatConn, _frame: Bytes, _tag: u64) {
+        // Every frame a connection is sent with a tag is a message of the log: one that did
+        // not reach the kernel stays after the user's cursor and is sent again later.
     }
 }
 

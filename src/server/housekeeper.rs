@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 /// The housekeeping thread: every second, retries what failed during an outage; in a
 /// cluster, every few seconds also sets offline the users of servers that died without saying
-/// so (their liveness key expired), so friends lists stop showing them online.
+/// so (their liveness key expired), so friends lists stop showing them online; every minute
+/// prunes the message log (`--retention-days`) and expired client message ids.
 pub(super) struct Housekeeper {
     stop: crossbeam_channel::Sender<()>,
     thread: std::thread::JoinHandle<()>,
@@ -14,8 +15,13 @@ pub(super) struct Housekeeper {
 impl Housekeeper {
     const TICK: std::time::Duration = std::time::Duration::from_secs(1);
     const REAP_EVERY: u32 = 5;
+    const PRUNE_EVERY: u32 = 60;
 
-    pub(super) fn start(service: Arc<ChatService>, cluster: bool) -> std::io::Result<Housekeeper> {
+    pub(super) fn start(
+        service: Arc<ChatService>,
+        cluster: bool,
+        retention_days: u32,
+    ) -> std::io::Result<Housekeeper> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
         let thread = std::thread::Builder::new()
             .name("housekeeper".into())
@@ -28,6 +34,9 @@ impl Housekeeper {
                     tick = tick.wrapping_add(1);
                     if cluster && tick % Self::REAP_EVERY == 0 {
                         service.reap_dead_nodes();
+                    }
+                    if tick % Self::PRUNE_EVERY == 1 {
+                        service.prune_log(retention_days);
                     }
                 }
             })?;

@@ -94,17 +94,16 @@ impl RunningServer {
             Arc::clone(&workers),
             config.max_message,
         ));
+        service.start_log_writer()?;
         {
             let service = Arc::clone(&service);
-            let workers = Arc::clone(&workers);
             bus.set_inbound(Arc::new(move |event: BusEvent<'_>| match event {
                 BusEvent::Message { user, frame } => {
                     service.inbound(user, Bytes::copy_from_slice(frame))
                 }
                 BusEvent::Reconnected => {
                     for user in service.online().users() {
-                        let service = Arc::clone(&service);
-                        workers.execute(user as u64, Box::new(move || service.drain_offline(user)));
+                        service.schedule_resync(user);
                     }
                 }
             }));
@@ -129,7 +128,11 @@ impl RunningServer {
             config.io_threads(),
             config.workers()
         );
-        let housekeeper = Housekeeper::start(Arc::clone(&service), !bus.is_standalone())?;
+        let housekeeper = Housekeeper::start(
+            Arc::clone(&service),
+            !bus.is_standalone(),
+            config.retention_days,
+        )?;
         Ok(RunningServer {
             net,
             workers,
@@ -153,6 +156,7 @@ impl RunningServer {
         if !self.workers.wait_idle(SHUTDOWN_GRACE) {
             log::warn!("workers still busy after {SHUTDOWN_GRACE:?}; stopping anyway");
         }
+        self.service.stop_log_writer();
         self.net.stop();
         match self.service.release_all_sessions() {
             Ok(n) => log::info!("stopped; {n} users set offline"),

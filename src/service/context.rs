@@ -1,6 +1,7 @@
 //! What the server knows about one connection: who is logged in on it, and how many of its
-//! requests are still queued on a worker.
+//! requests are still queued on a worker, and what it has been sent from the log.
 
+use super::outbox::Outbox;
 use crate::sync::RwLockExt;
 use clusterchat_net::ConnRef;
 use clusterchat_proto::UserId;
@@ -19,10 +20,11 @@ pub(crate) struct Login {
 }
 
 /// Per-connection state (the connection's `context`).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct ConnContext {
     login: RwLock<Option<Login>>,
     pending: AtomicUsize,
+    outbox: Outbox,
 }
 
 /// A connection of the chat server.
@@ -32,6 +34,11 @@ impl ConnContext {
     /// The user logged in on this connection, if any.
     pub(crate) fn login(&self) -> Option<Login> {
         self.login.read_locked().clone()
+    }
+
+    /// What this connection has been sent from the message log.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Whether a user is logged in on this connection.

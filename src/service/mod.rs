@@ -6,12 +6,19 @@
 
 mod chat;
 pub(crate) mod context;
+mod cursors;
 mod friend;
 mod group;
+mod history;
+mod log_writer;
 pub(crate) mod online;
+mod outbox;
 pub(crate) mod password;
 mod relay;
 mod retries;
+mod sync;
+#[cfg(test)]
+mod testing;
 mod user;
 
 use crate::bus::{BusError, SharedBus};
@@ -82,8 +89,9 @@ pub(crate) struct ChatService {
     hasher: Hasher,
     node: String,
     retries: retries::Retries,
-    redeliveries: relay::Redeliveries,
     workers: Arc<WorkerPool>,
+    writer: log_writer::LogWriter,
+    cursors: cursors::Cursors,
     /// Largest chat text accepted (`--max-message`).
     max_message: usize,
 }
@@ -106,8 +114,9 @@ impl ChatService {
             hasher,
             node,
             retries: retries::Retries::default(),
-            redeliveries: relay::Redeliveries::default(),
             workers,
+            writer: log_writer::LogWriter::default(),
+            cursors: cursors::Cursors::default(),
             max_message,
         }
     }
@@ -149,6 +158,9 @@ impl ChatService {
             Some(RequestKind::CreateGroup) => self.create_group(conn, frame),
             Some(RequestKind::AddGroup) => self.join_group(conn, frame),
             Some(RequestKind::GroupChat) => self.group_chat(conn, &env, frame),
+            Some(RequestKind::Recv) => self.recv(conn, frame),
+            Some(RequestKind::History) => self.history(conn, frame),
+            Some(RequestKind::Members) => self.members(conn, frame),
         };
         match result {
             Ok(Outcome::Ack) => {
@@ -172,9 +184,49 @@ impl ChatService {
         }
     }
 
+    /// The net layer's report that `conn`'s tagged frames up to `tag` are in the kernel: a
+    /// legacy session's cursors move. Called on the IO thread; never blocks.
+    pub(crate) fn written(&self, conn: &ChatConn, tag: u64) {
+        if let Some((user, advances)) = conn.context().outbox().written(tag) {
+            self.cursors.record(user, &advances);
+        }
+    }
+
     /// Sets every user of this server offline (graceful shutdown).
     pub(crate) fn release_all_sessions(&self) -> Result<u64, StoreError> {
+        self.cursors.flush(&*self.store);
         self.store.release_node(&self.node)
+    }
+
+    /// Deletes messages older than `days` days, in small batches with pauses between them so
+    /// that the log writer is never held up for long. Called by the housekeeper.
+    pub(crate) fn prune_log(&self, days: u32) {
+        const BATCH: usize = 500;
+        // With no retention, only expired client message ids go.
+        let before = if days == 0 {
+            i64::MIN
+        } else {
+            chat::now_ms() - i64::from(days) * 86_400_000
+        };
+        let mut total = 0;
+        loop {
+            match self.store.prune(before, BATCH) {
+                Ok(n) => {
+                    total += n;
+                    if (n as usize) < BATCH {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => {
+                    log::warn!("log pruner: {e}");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            log::info!("pruned {total} messages older than {days} days");
+        }
     }
 }
 

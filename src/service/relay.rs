@@ -1,166 +1,144 @@
-//! Chat between servers of a cluster: sending without waiting, receiving without a hop.
+//! Pushing stored messages to their receivers: here, or through the bus to the server that
+//! has them; and receiving what other servers push.
 //!
-//! Sending: a one-to-one message for a user who is not on this server is handed to the bus
-//! without waiting and completed when PUBLISH answers.
-//!
-//! The connection is not held back meanwhile: its next messages take the fast path too, and
-//! the publisher keeps them in order behind this one (acks may then come out of order; they
-//! carry their `reqid`). "Delivered" acks at once; "nobody" or "bus down" stores the message
-//! offline on a worker (keyed by the receiver, so stores for one receiver keep their order),
-//! under the receiver's lock and after one more look at this server (they may have logged in
-//! here meanwhile), then nudges, then acks.
+//! A push is only a fast path: the message is in the log before it is pushed, so a push that
+//! finds nobody, or fails, loses nothing. The receiver gets it at their next (sync) login, or
+//! when their server is nudged to read the log again (after a bus outage).
 
-use super::chat::as_text;
-use super::context::ChatConn;
-use super::online::Delivery;
-use super::{send_error, send_value, ChatService, ServiceError};
-use crate::sync::LockExt;
+use super::ChatService;
+use crate::store::{ConvId, Seq};
 use clusterchat_net::Bytes;
-use clusterchat_proto::{errno, msgid, reply, UserId};
-use serde_json::value::RawValue;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use clusterchat_proto::{msgid, UserId};
+use std::sync::Arc;
 
-/// Receivers with bus messages still queued on a worker: until those are done, later
-/// messages for the same receiver take the same path, so they cannot overtake.
-#[derive(Default)]
-pub(super) struct Redeliveries {
-    pending: Mutex<HashMap<UserId, usize>>,
+/// Where a pushed frame belongs: what a server receiving it from the bus needs to know.
+#[derive(serde::Deserialize)]
+struct Routing {
+    msgid: i64,
+    id: Option<i64>,
+    toid: Option<i64>,
+    groupid: Option<i64>,
+    seq: Option<i64>,
 }
 
-impl Redeliveries {
-    fn is_pending(&self, user: UserId) -> bool {
-        self.pending.locked().contains_key(&user)
-    }
+/// The conversation and seq of a pushed chat frame, if it is one.
+pub(super) fn routing(frame: &[u8]) -> Option<(ConvId, Seq)> {
+    let r: Routing = serde_json::from_slice(frame).ok()?;
+    let conv = match r.msgid {
+        msgid::ONE_CHAT => ConvId::pair(r.id?, r.toid?),
+        msgid::GROUP_CHAT => ConvId::group(r.groupid?),
+        _ => return None,
+    };
+    Some((conv, r.seq?))
+}
 
-    fn add(&self, user: UserId) {
-        *self.pending.locked().entry(user).or_insert(0) += 1;
-    }
+/// The sender of a stored chat frame (its `id`).
+pub(super) fn sender_of(frame: &[u8]) -> Option<UserId> {
+    serde_json::from_slice::<Routing>(frame).ok()?.id
+}
 
-    fn done(&self, user: UserId) {
-        let mut pending = self.pending.locked();
-        if let Some(n) = pending.get_mut(&user) {
-            *n -= 1;
-            if *n == 0 {
-                pending.remove(&user);
+impl ChatService {
+    /// Pushes a stored message to `user`: queued on their connection here, else published to
+    /// the server that has them. A failed publish asks for a nudge later (their server then
+    /// reads the log again).
+    pub(crate) fn push(self: &Arc<Self>, user: UserId, conv: ConvId, seq: Seq, frame: &Bytes) {
+        if let Some(conn) = self.online.connection(user) {
+            if conn.context().outbox().push(&conn, conv, seq, frame) {
+                return;
             }
         }
+        if self.bus.is_standalone() {
+            return;
+        }
+        let service = Arc::clone(self);
+        self.bus.publish_async(
+            user,
+            frame.clone(),
+            Box::new(move |outcome| {
+                if let Err(e) = outcome {
+                    log::debug!("push to user {user} failed ({e}); will nudge");
+                    service.retries.nudge_later(user);
+                }
+            }),
+        );
+    }
+
+    /// A frame from the bus for `user` (on the bus's thread, in arrival order; never blocks).
+    /// An empty frame is a nudge: read the log again for them.
+    pub(crate) fn inbound(self: &Arc<Self>, user: UserId, frame: Bytes) {
+        if frame.is_empty() {
+            return self.schedule_resync(user);
+        }
+        let Some((conv, seq)) = routing(&frame) else {
+            return log::warn!("ignored a bus frame for user {user} that is not a stored chat");
+        };
+        if let Some(conn) = self.online.connection(user) {
+            conn.context().outbox().push(&conn, conv, seq, &frame);
+        }
+    }
+
+    /// Reads the log again for `user` if they are online here, on their connection's worker.
+    pub(crate) fn schedule_resync(self: &Arc<Self>, user: UserId) {
+        let Some(conn) = self.online.connection(user) else {
+            return;
+        };
+        let service = Arc::clone(self);
+        self.workers
+            .execute(conn.id(), Box::new(move || service.resync(&conn)));
     }
 }
 
 impl ChatService {
-    /// A message from the bus for `user` (called on the bus's thread, in arrival order).
-    /// Receiving: if the user is online here it is queued to their connection right away, on
-    /// the bus thread, which never blocks on it; otherwise (they left, or a login is racing
-    /// it), and while earlier messages for them still wait on a worker, a worker delivers or
-    /// stores it under the user's lock. An empty message is a nudge: drain their queue.
-    pub(crate) fn inbound(self: &Arc<Self>, user: UserId, frame: Bytes) {
-        let frame = if frame.is_empty() || self.redeliveries.is_pending(user) {
-            frame
-        } else {
-            match self.online.deliver(user, frame) {
-                Delivery::Queued => return,
-                Delivery::NotHere(frame) => frame,
+    /// Retries what failed while the database or the bus was down: presence releases (else a
+    /// user who left during a database outage would look online for good), nudges (else a
+    /// session that missed pushes would wait for its next login), and cursor writes. Called
+    /// every second by the server's housekeeping thread.
+    pub(crate) fn retry_pending(self: &Arc<Self>) {
+        for (user, session) in self.retries.take_releases() {
+            if let Err(e) = self.store.release_session(user, &session) {
+                log::debug!("user {user}: still cannot mark offline: {e}");
+                self.retries.release_later(user, session);
             }
-        };
-        self.redeliveries.add(user);
-        let service = Arc::clone(self);
-        self.workers.execute(
-            user as u64,
-            Box::new(move || {
-                service.redeliver(user, frame);
-                service.redeliveries.done(user);
-            }),
-        );
-    }
-
-    /// Publishes `frame` for `to` without waiting, then completes `conn`'s request.
-    pub(super) fn relay(
-        self: &Arc<Self>,
-        conn: &ChatConn,
-        to: UserId,
-        frame: Bytes,
-        reqid: Option<Box<RawValue>>,
-    ) {
-        let service = Arc::clone(self);
-        let conn = Arc::clone(conn);
-        let kept = frame.clone();
-        self.bus.publish_async(
-            to,
-            frame,
-            Box::new(move |outcome| match outcome {
-                Ok(true) => service.finish_relay(&conn, Ok(()), reqid),
-                Ok(false) | Err(_) => {
-                    let worker_service = Arc::clone(&service);
-                    service.workers.execute(
-                        to as u64,
-                        Box::new(move || {
-                            let result = worker_service.store_relayed(to, kept);
-                            worker_service.finish_relay(&conn, result, reqid);
-                        }),
-                    );
-                }
-            }),
-        );
-    }
-
-    /// Nobody took a relayed message: deliver it here if the receiver arrived meanwhile, else
-    /// store it (a receiver that does not exist is NOT_FOUND). Worker threads only.
-    fn store_relayed(&self, to: UserId, frame: Bytes) -> Result<(), ServiceError> {
-        {
-            let _guard = self.locks.lock(to);
-            let frame = match self.online.deliver(to, frame) {
-                Delivery::Queued => return Ok(()),
-                Delivery::NotHere(frame) => frame,
-            };
-            if self.store.user(to)?.is_none() {
-                return Err(ServiceError::new(errno::NOT_FOUND, format!("no user {to}")));
-            }
-            self.store.store_offline(to, as_text(&frame))?;
         }
-        self.nudge(to);
-        Ok(())
+        for user in self.retries.take_nudges() {
+            if self.online.connection(user).is_some() {
+                self.schedule_resync(user);
+            } else if !self.bus.is_standalone() && self.bus.publish(user, b"").is_err() {
+                self.retries.nudge_later(user);
+            }
+        }
+        self.cursors.flush(&*self.store);
     }
 
-    /// Answers the relayed request.
-    fn finish_relay(
-        &self,
-        conn: &ChatConn,
-        result: Result<(), ServiceError>,
-        reqid: Option<Box<RawValue>>,
-    ) {
-        match result {
-            Ok(()) => {
-                if let Some(reqid) = &reqid {
-                    send_value(conn, &reply::ack(msgid::ONE_CHAT, reqid));
+    /// Sets offline the sessions of every server whose liveness lapsed (cluster only).
+    pub(crate) fn reap_dead_nodes(&self) {
+        let nodes = match self.store.session_nodes() {
+            Ok(nodes) => nodes,
+            Err(e) => return log::debug!("session reaper: {e}"),
+        };
+        for node in nodes.iter().filter(|n| **n != self.node) {
+            if let Ok(false) = self.bus.node_alive(node) {
+                match self.store.release_node(node) {
+                    Ok(n) => log::info!("server {node} is gone: set its {n} users offline"),
+                    Err(e) => log::warn!("cannot release the sessions of {node}: {e}"),
                 }
             }
-            Err(e) => send_error(conn, &e, Some(msgid::ONE_CHAT), reqid.as_deref()),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Redeliveries;
+    use super::*;
 
-    /// The ordering rule of `inbound`: while any bus message for a receiver is still queued on
-    /// a worker, the receiver stays pending, so later messages queue behind it instead of
-    /// overtaking it on the subscriber thread.
     #[test]
-    fn a_receiver_stays_pending_until_its_last_queued_message_is_done() {
-        let r = Redeliveries::default();
-        assert!(!r.is_pending(5));
-        r.add(5);
-        r.add(5);
-        r.add(6);
-        r.done(5);
-        assert!(r.is_pending(5), "one message for 5 still waits on a worker");
-        r.done(5);
-        assert!(!r.is_pending(5));
-        assert!(r.is_pending(6), "receivers are counted apart");
-        r.done(6);
-        r.done(6); // a stray done never underflows into "pending"
-        assert!(!r.is_pending(6));
+    fn a_pushed_frame_names_its_conversation_and_seq() {
+        let one = br#"{"msgid":6,"id":3,"name":"a","toid":9,"msg":"x","time":"t","seq":4}"#;
+        assert_eq!(routing(one), Some((ConvId::pair(9, 3), 4)));
+        let group = br#"{"msgid":10,"id":3,"groupid":5,"msg":"x","seq":7}"#;
+        assert_eq!(routing(group), Some((ConvId::group(5), 7)));
+        assert_eq!(routing(br#"{"msgid":6,"id":3,"toid":9}"#), None);
+        assert_eq!(routing(br#"{"msgid":2}"#), None);
+        assert_eq!(sender_of(one), Some(3));
     }
 }

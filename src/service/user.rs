@@ -1,17 +1,23 @@
 //! Register, log in, log out, and the end of a session when a connection closes.
 
 use super::context::{ChatConn, Login};
+use super::relay::sender_of;
 use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
 use crate::store::Claim;
+use crate::store::{with_seq, ConvId, Logged, Seq, Store};
+use clusterchat_net::Bytes;
 use clusterchat_proto::request::{Login as LoginReq, Register};
-use clusterchat_proto::{errno, msgid, reply, LoginAck, UserId};
+use clusterchat_proto::{errno, msgid, reply, GroupSummary, LoginAck, SyncLoginAck, UserId};
 use serde_json::json;
 use serde_json::value::RawValue;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest accepted user name, in characters (the original's `VARCHAR(50)`).
 const MAX_NAME: usize = 50;
+/// Largest legacy LOGIN_ACK, in bytes: what does not fit follows as ordinary frames.
+const MAX_LOGIN_ACK: usize = 64 << 10;
 /// How long (in 5 ms steps) a login waits for a vanished connection of the same user to be
 /// noticed before answering "already online".
 const LOCAL_CLOSE_GRACE_STEPS: u32 = 200;
@@ -41,8 +47,13 @@ impl ChatService {
         ))
     }
 
-    /// LOGIN: checks the password, claims the user's presence, joins the online table, reads
-    /// the offline messages and answers with friends, groups and those messages.
+    /// LOGIN: checks the password, claims the user's presence, joins the online table,
+    /// answers, then streams what the user has not received from the log.
+    ///
+    /// A sync login (`"sync": true`) gets group member counts instead of member lists and no
+    /// offline messages in its LOGIN_ACK; its backlog follows as ordinary frames, then
+    /// SYNC_DONE. A legacy login (the old client) gets its offline messages in the LOGIN_ACK
+    /// as far as [`MAX_LOGIN_ACK`] allows; the rest follows as ordinary frames.
     pub(super) fn login(&self, conn: &ChatConn, frame: &[u8], reqid: Option<&RawValue>) -> Handled {
         if let Some(login) = conn.context().login() {
             return Err(ServiceError::new(
@@ -59,62 +70,158 @@ impl ChatService {
         if !self.hasher.verify(&req.password, &user.password_hash) {
             return Err(bad());
         }
-        // Friends and groups first: once the offline queue is taken, nothing may fail before
-        // the reply is queued, or those messages would be lost.
+        let legacy = !req.sync;
         let friends = self.store.friends(user.id)?;
-        let mut groups = self.store.groups_of(user.id)?;
-        // Read before the claim below, so this user still shows offline there: not for long.
-        for member in groups.iter_mut().flat_map(|g| g.users.iter_mut()) {
-            if member.user.id == user.id {
-                member.user.state = "online".into();
+        let mut ack = if legacy {
+            let mut groups = self.store.groups_of(user.id)?;
+            // Read before the claim below, so this user still shows offline there.
+            for member in groups.iter_mut().flat_map(|g| g.users.iter_mut()) {
+                if member.user.id == user.id {
+                    member.user.state = "online".into();
+                }
             }
-        }
+            LoginReply::Legacy(LoginAck {
+                id: user.id,
+                name: user.name.clone(),
+                friends,
+                groups,
+                offline: Vec::new(),
+            })
+        } else {
+            let groups = self
+                .store
+                .group_summaries(user.id)?
+                .into_iter()
+                .map(|(g, members)| GroupSummary {
+                    id: g.id,
+                    name: g.name,
+                    desc: g.desc,
+                    members,
+                })
+                .collect();
+            LoginReply::Sync(SyncLoginAck {
+                id: user.id,
+                name: user.name.clone(),
+                friends,
+                groups,
+            })
+        };
         let claim: Arc<str> = format!("{}/{}", self.node, conn.id()).into();
         let login = Login {
             id: user.id,
             name: user.name.clone().into(),
             claim,
         };
-        // Under the user's lock: claim presence, join the table, read the offline queue. A
-        // message for this user is then either in that queue or held for after the reply.
-        let offline = {
+        {
             let _guard = self.locks.lock(user.id);
             self.claim_presence(user.id, &login.claim)?;
             self.bus.subscribe(user.id);
-            self.online.begin_login(user.id, conn);
-            self.store.take_offline(user.id)
-        };
-        let offline = match offline {
-            Ok(offline) => offline,
-            Err(e) => {
-                self.end_session(conn, &login);
-                return Err(e.into());
+            conn.context().outbox().begin(user.id, legacy);
+            self.online.insert(user.id, conn);
+        }
+        conn.context().set_login(login.clone());
+        let sent = match &mut ack {
+            LoginReply::Legacy(ack) => self.send_legacy_ack(conn, ack, reqid),
+            LoginReply::Sync(ack) => {
+                let mut v = ack.encode();
+                reply::echo_reqid(&mut v, reqid);
+                send_value(conn, &v);
+                Ok(())
             }
         };
-        if conn.is_closed() {
-            // The client left during its own login: keep its messages for the next one.
-            for message in &offline {
-                if let Err(e) = self.store.store_offline(user.id, message) {
-                    log::error!("user {}: lost an offline message: {e}", user.id);
-                }
-            }
+        if let Err(e) = sent {
+            conn.context().take_login();
             self.end_session(conn, &login);
-            return Ok(Outcome::Sent);
+            return Err(e);
         }
-        let mut ack = LoginAck {
-            id: user.id,
-            name: user.name.clone(),
-            friends,
-            groups,
-            offline,
-        }
-        .encode();
-        reply::echo_reqid(&mut ack, reqid);
-        send_value(conn, &ack);
-        self.online.finish_login(user.id, conn);
-        conn.context().set_login(login);
         log::debug!("user {} logged in on connection {}", user.id, conn.id());
+        if let Err(e) = self.stream_backlog(conn, user.id, legacy, !legacy) {
+            if !conn.is_closed() {
+                log::warn!("user {}: cannot read the log ({e}); will retry", user.id);
+                self.retries.nudge_later(user.id);
+            }
+        }
         Ok(Outcome::Sent)
+    }
+
+    /// Sends a legacy LOGIN_ACK: cut to fit [`MAX_LOGIN_ACK`] (groups, then friends, go
+    /// first), then filled with offline messages, oldest first in each conversation, while
+    /// they fit. The messages count as delivered once the reply is in the kernel.
+    fn send_legacy_ack(
+        &self,
+        conn: &ChatConn,
+        ack: &mut LoginAck,
+        reqid: Option<&RawValue>,
+    ) -> Result<(), ServiceError> {
+        let size = |v: &serde_json::Value| serde_json::to_vec(v).map_or(0, |b| b.len()) + 1;
+        let fixed = size(&ack.encode()) + reqid.map_or(0, |r| r.get().len() + 10);
+        let mut base = fixed;
+        let groups: Vec<usize> = ack.groups.iter().map(|g| size(&g.encode())).collect();
+        while base > MAX_LOGIN_ACK * 3 / 4 && !ack.groups.is_empty() {
+            ack.groups.pop();
+            base -= groups[ack.groups.len()];
+        }
+        let friends: Vec<usize> = ack.friends.iter().map(|f| size(&f.encode())).collect();
+        while base > MAX_LOGIN_ACK * 3 / 4 && !ack.friends.is_empty() {
+            ack.friends.pop();
+            base -= friends[ack.friends.len()];
+        }
+        if base < fixed {
+            log::info!(
+                "user {}: LOGIN_ACK cut to {} groups and {} friends to fit {MAX_LOGIN_ACK} bytes",
+                ack.id,
+                ack.groups.len(),
+                ack.friends.len()
+            );
+        }
+        let outbox = conn.context().outbox();
+        let mut budget = MAX_LOGIN_ACK.saturating_sub(base);
+        let mut included = Vec::new();
+        // Oldest first across conversations: merge their pages by arrival time.
+        let mut heads: Vec<Head> = Vec::new();
+        for unread in self.store.unread(ack.id)? {
+            let mut head = Head {
+                conv: unread.conv,
+                after: unread.cursor,
+                page: VecDeque::new(),
+                more: true,
+            };
+            head.refill(&*self.store)?;
+            heads.push(head);
+        }
+        loop {
+            let next = heads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.page.front().map(|m| (m.created_ms, h.conv, i)))
+                .min();
+            let Some((_, conv, i)) = next else {
+                break;
+            };
+            let m = heads[i].page.front().expect("a head").clone();
+            if sender_of(m.body.as_bytes()) == Some(ack.id) {
+                outbox.skip(conv, m.seq);
+            } else {
+                let text =
+                    String::from_utf8(with_seq(m.body.as_bytes(), m.seq)).unwrap_or_default();
+                let cost = serde_json::to_string(&text).map_or(0, |s| s.len()) + 1;
+                if cost > budget {
+                    break;
+                }
+                budget -= cost;
+                ack.offline.push(text);
+                included.push((conv, m.seq));
+            }
+            heads[i].page.pop_front();
+            if heads[i].page.is_empty() {
+                heads[i].refill(&*self.store)?;
+            }
+        }
+        let mut v = ack.encode();
+        reply::echo_reqid(&mut v, reqid);
+        let bytes = Bytes::from(serde_json::to_vec(&v).expect("JSON serialises"));
+        outbox.stream_many(conn, &included, bytes);
+        Ok(())
     }
 
     /// Marks `user` online under `session`, taking over a claim that a closed connection of
@@ -172,17 +279,18 @@ impl ChatService {
         Ok(Outcome::Ack)
     }
 
-    /// Takes `login` off this server: out of the online table and the bus, presence released.
-    /// Messages that were held for an unfinished login are stored offline.
+    /// Takes `login` off this server: out of the online table and the bus, what it was sent
+    /// and wrote saved as cursors, presence released.
     pub(super) fn end_session(&self, conn: &ChatConn, login: &Login) {
-        let held = {
+        {
             let _guard = self.locks.lock(login.id);
-            self.online.remove(login.id, conn)
-        };
-        self.bus.unsubscribe(login.id);
-        for frame in held {
-            self.redeliver(login.id, frame);
+            self.online.remove(login.id, conn);
         }
+        self.bus.unsubscribe(login.id);
+        if let Some((user, advances)) = conn.context().outbox().end() {
+            self.cursors.record(user, &advances);
+        }
+        self.cursors.flush_user(&*self.store, login.id);
         if let Err(e) = self.store.release_session(login.id, &login.claim) {
             log::warn!(
                 "user {}: could not mark offline ({e}); will retry",
@@ -193,4 +301,35 @@ impl ChatService {
         }
         log::debug!("user {} logged out of connection {}", login.id, conn.id());
     }
+}
+
+/// One conversation's next messages, while a legacy LOGIN_ACK is filled.
+struct Head {
+    conv: ConvId,
+    after: Seq,
+    page: VecDeque<Logged>,
+    more: bool,
+}
+
+impl Head {
+    const PAGE: usize = 64;
+
+    fn refill(&mut self, store: &dyn Store) -> Result<(), ServiceError> {
+        if !self.more {
+            return Ok(());
+        }
+        let page = store.read_after(self.conv, self.after, Self::PAGE)?;
+        self.more = page.len() == Self::PAGE;
+        if let Some(last) = page.last() {
+            self.after = last.seq;
+        }
+        self.page.extend(page);
+        Ok(())
+    }
+}
+
+/// The two shapes of LOGIN_ACK.
+enum LoginReply {
+    Legacy(LoginAck),
+    Sync(SyncLoginAck),
 }

@@ -228,9 +228,21 @@ impl Client {
 
     /// Logs in and returns the LOGIN_ACK (with friends, groups and offline messages).
     pub fn login(&mut self, id: UserId, password: &str) -> Result<Value, ClientError> {
+        self.login_as(id, password, false)
+    }
+
+    /// Logs in as a sync session (`"sync":true`) and returns the LOGIN_ACK (with friends and
+    /// group summaries, no offline messages). The stored messages and then SYNC_DONE follow:
+    /// read them with [`recv`](Self::recv).
+    pub fn login_sync(&mut self, id: UserId, password: &str) -> Result<Value, ClientError> {
+        self.login_as(id, password, true)
+    }
+
+    fn login_as(&mut self, id: UserId, password: &str, sync: bool) -> Result<Value, ClientError> {
         let req = request::Login {
             id,
             password: password.into(),
+            sync,
         };
         self.send(&req.encode())?;
         refused(
@@ -240,12 +252,25 @@ impl Client {
 
     /// Sends a one-to-one chat message and waits for the server's ack.
     pub fn chat(&mut self, from: UserId, to: UserId, text: &str) -> Result<Value, ClientError> {
+        self.chat_cmid(from, to, text, None)
+    }
+
+    /// Sends a one-to-one chat message with a client message id (a retry with the same
+    /// `cmid` is not stored twice) and waits for the server's ack (which carries the `seq`).
+    pub fn chat_cmid(
+        &mut self,
+        from: UserId,
+        to: UserId,
+        text: &str,
+        cmid: Option<&str>,
+    ) -> Result<Value, ClientError> {
         let req = request::OneChat {
             id: from,
             name: String::new(),
             toid: to,
             msg: text.into(),
             time: clock::now(),
+            cmid: cmid.map(Into::into),
         };
         self.call(&req, None)
     }
@@ -257,14 +282,72 @@ impl Client {
         group: GroupId,
         text: &str,
     ) -> Result<Value, ClientError> {
+        self.group_chat_cmid(from, group, text, None)
+    }
+
+    /// Sends a group message with a client message id (see [`chat_cmid`](Self::chat_cmid))
+    /// and waits for the server's ack.
+    pub fn group_chat_cmid(
+        &mut self,
+        from: UserId,
+        group: GroupId,
+        text: &str,
+        cmid: Option<&str>,
+    ) -> Result<Value, ClientError> {
         let req = request::GroupChat {
             id: from,
             name: String::new(),
             groupid: group,
             msg: text.into(),
             time: clock::now(),
+            cmid: cmid.map(Into::into),
         };
         self.call(&req, None)
+    }
+
+    /// Confirms every message up to `seq` in a conversation (`peer` or `groupid`) with a RECV,
+    /// without a `reqid` and without waiting: no reply comes unless it fails.
+    pub fn recv_ack(
+        &mut self,
+        peer: Option<UserId>,
+        groupid: Option<GroupId>,
+        seq: i64,
+    ) -> Result<(), ClientError> {
+        self.send(&request::Recv { peer, groupid, seq }.encode())
+    }
+
+    /// Asks for a page of a conversation's stored messages (`peer` or `groupid`; before seq
+    /// `before`, at most `limit`) and returns the HISTORY_ACK.
+    pub fn history(
+        &mut self,
+        peer: Option<UserId>,
+        groupid: Option<GroupId>,
+        before: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Value, ClientError> {
+        let req = request::History {
+            peer,
+            groupid,
+            before,
+            limit,
+        };
+        self.call(&req, Some(msgid::HISTORY_ACK))
+    }
+
+    /// Asks for a page of a group's members (ids above `after`, at most `limit`) and returns
+    /// the MEMBERS_ACK.
+    pub fn members(
+        &mut self,
+        groupid: GroupId,
+        after: Option<UserId>,
+        limit: Option<u32>,
+    ) -> Result<Value, ClientError> {
+        let req = request::Members {
+            groupid,
+            after,
+            limit,
+        };
+        self.call(&req, Some(msgid::MEMBERS_ACK))
     }
 
     /// Adds a friend and waits for the ack.

@@ -1,7 +1,9 @@
 //! The routing fields of a request, read without copying: what the server's hot path needs.
 
+use crate::request::MAX_CMID_BYTES;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// The routing fields of a request, read in one pass over the frame without copying: each is
 /// kept raw and typed only when a handler needs it, so a field that a message does not use can
@@ -33,6 +35,10 @@ pub struct Envelope<'a> {
     /// string).
     #[serde(borrow, default)]
     pub time: Option<&'a RawValue>,
+    /// A chat's client message id (new; a string of at most
+    /// [`MAX_CMID_BYTES`](crate::request::MAX_CMID_BYTES): see [`cmid_field`]).
+    #[serde(borrow, default)]
+    pub cmid: Option<&'a RawValue>,
 }
 
 impl Envelope<'_> {
@@ -49,5 +55,54 @@ pub fn int_field(raw: Option<&RawValue>, field: &str) -> Result<i64, String> {
         None => Err(format!("missing field `{field}`")),
         Some(r) => serde_json::from_str(r.get())
             .map_err(|_| format!("field `{field}` must be an integer, got {}", r.get())),
+    }
+}
+
+/// Reads the optional `cmid` of an [`Envelope`]: `None` when absent or null, borrowed when the
+/// string has no escapes; `Err` names the field when it is not a string or longer than
+/// [`MAX_CMID_BYTES`] (after unescaping).
+pub fn cmid_field(raw: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, String> {
+    let Some(r) = raw else { return Ok(None) };
+    let text = r.get();
+    let cmid: Cow<str> = if text == "null" {
+        return Ok(None);
+    } else if let Ok(s) = serde_json::from_str::<&str>(text) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(
+            serde_json::from_str::<String>(text)
+                .map_err(|_| format!("field `cmid` must be a string, got {text}"))?,
+        )
+    };
+    if cmid.len() > MAX_CMID_BYTES {
+        return Err(format!(
+            "field `cmid` must be at most {MAX_CMID_BYTES} bytes, got {}",
+            cmid.len()
+        ));
+    }
+    Ok(Some(cmid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmid_is_borrowed_when_plain_and_checked() {
+        let frame = r#"{"msgid":6,"toid":2,"msg":"x","cmid":"a-1"}"#;
+        let env: Envelope = serde_json::from_str(frame).unwrap();
+        let cmid = cmid_field(env.cmid).unwrap();
+        assert!(matches!(cmid, Some(Cow::Borrowed("a-1"))), "{cmid:?}");
+        let env: Envelope = serde_json::from_str(r#"{"cmid":"a\"b"}"#).unwrap();
+        assert_eq!(cmid_field(env.cmid).unwrap().as_deref(), Some("a\"b"));
+        let env: Envelope = serde_json::from_str(r#"{"msgid":6}"#).unwrap();
+        assert_eq!(cmid_field(env.cmid).unwrap(), None);
+        let env: Envelope = serde_json::from_str(r#"{"cmid":null}"#).unwrap();
+        assert_eq!(cmid_field(env.cmid).unwrap(), None);
+        let env: Envelope = serde_json::from_str(r#"{"cmid":17}"#).unwrap();
+        assert!(cmid_field(env.cmid).unwrap_err().contains("`cmid`"));
+        let long = format!(r#"{{"cmid":"{}"}}"#, "x".repeat(65));
+        let env: Envelope = serde_json::from_str(&long).unwrap();
+        assert!(cmid_field(env.cmid).unwrap_err().contains("64 bytes"));
     }
 }

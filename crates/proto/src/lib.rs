@@ -5,15 +5,16 @@
 //! | [`codec`] | finds JSON frames in a byte stream (NUL, newline or nothing between them) |
 //! | [`msgid`], [`errno`] | the message ids and error numbers |
 //! | [`request`] | every request, typed: parse and encode side by side, and whether it needs a login |
-//! | [`reply`] | the replies: LOGIN_ACK (encode and decode), ACK, ERROR, the one `reqid` echo |
+//! | [`reply`] | the replies: LOGIN_ACK (encode and decode, legacy and sync), ACK, ERROR, SYNC_DONE, HISTORY_ACK, MEMBERS_ACK, the one `reqid` echo |
 //! | [`envelope`] | a request's routing fields, borrowed (the server's hot path) |
 //! | [`client`] | a small blocking client (tests, `chatbench`'s setup, `chatclient`) |
 //! | [`clock`] | the `time` format of chat messages |
 //!
 //! Messages 1–10 are exactly those of the C++ muduo chat server, so its menu-driven client works
-//! unchanged. Everything newer (acks, errors, the create-group reply) has its own msgid, which
-//! the old client ignores. docs/PROTOCOL.md documents every message with an example. This crate
-//! knows nothing of the reactor or the server.
+//! unchanged. Everything newer (acks, errors, the create-group reply, the message log's
+//! receipts, sync, history and member pages) has its own msgid, which the old client ignores.
+//! docs/PROTOCOL.md documents every message with an example. This crate knows nothing of the
+//! reactor or the server.
 
 pub mod client;
 pub mod clock;
@@ -24,8 +25,10 @@ pub mod msgid;
 pub mod reply;
 pub mod request;
 
-pub use envelope::{int_field, Envelope};
-pub use reply::{GroupInfo, LoginAck, MemberInfo, UserInfo};
+pub use envelope::{cmid_field, int_field, Envelope};
+pub use reply::{
+    GroupInfo, GroupSummary, HistoryAck, LoginAck, MemberInfo, MembersAck, SyncLoginAck, UserInfo,
+};
 pub use request::{Request, RequestKind};
 
 /// A user's id, as the `user` table numbers them (the original's `int`).

@@ -1,4 +1,5 @@
 //! The msgid numbers. 1–10 are the original's `EnMsgType`; 11 and up are clusterchat's.
+//! 14–19 are the message log's (receipts, sync, history, member lists); 20–22 are reserved.
 
 /// `{"msgid":1,"id":..,"password":".."}`: log in.
 pub const LOGIN: i64 = 1;
@@ -27,3 +28,27 @@ pub const CREATE_GROUP_ACK: i64 = 11;
 pub const ACK: i64 = 12;
 /// New: a request failed; carries `errno`, `errmsg` and the request's `reqid` if any.
 pub const ERROR: i64 = 13;
+/// New: `{"msgid":14,"peer":..,"seq":..}` or `{"msgid":14,"groupid":..,"seq":..}`: the
+/// client has everything up to `seq` in that conversation (cumulative; moves the cursor of a
+/// sync session). With a `reqid`: ACK (12).
+pub const RECV: i64 = 14;
+/// New: `{"msgid":15,"count":..}`: after a sync login, every stored message after the cursors
+/// has been sent (`count` of them).
+pub const SYNC_DONE: i64 = 15;
+/// New: `{"msgid":16,"peer":..}` or `{"msgid":16,"groupid":..}`, optional `before` (a seq,
+/// exclusive) and `limit`: a page of a conversation's stored messages.
+pub const HISTORY: i64 = 16;
+/// New: reply to HISTORY: `peer` or `groupid`, `messages` (stored chat frames with `seq`,
+/// oldest first) and `more`.
+pub const HISTORY_ACK: i64 = 17;
+/// New: `{"msgid":18,"groupid":..}`, optional `after` (a user id) and `limit`: a page of a
+/// group's members.
+pub const MEMBERS: i64 = 18;
+/// New: reply to MEMBERS: `groupid`, `users` (`{id, name, state, role}`, by id) and `more`.
+pub const MEMBERS_ACK: i64 = 19;
+/// Reserved: a liveness probe (not handled yet).
+pub const PING: i64 = 20;
+/// Reserved: the answer to PING (not sent yet).
+pub const PONG: i64 = 21;
+/// Reserved: the server ends this session (not sent yet).
+pub const KICKED: i64 = 22;

@@ -32,6 +32,12 @@ pub enum RequestKind {
     AddGroup,
     /// GROUP_CHAT (10).
     GroupChat,
+    /// RECV (14).
+    Recv,
+    /// HISTORY (16).
+    History,
+    /// MEMBERS (18).
+    Members,
 }
 
 impl RequestKind {
@@ -46,6 +52,9 @@ impl RequestKind {
             msgid::CREATE_GROUP => RequestKind::CreateGroup,
             msgid::ADD_GROUP => RequestKind::AddGroup,
             msgid::GROUP_CHAT => RequestKind::GroupChat,
+            msgid::RECV => RequestKind::Recv,
+            msgid::HISTORY => RequestKind::History,
+            msgid::MEMBERS => RequestKind::Members,
             _ => return None,
         })
     }
@@ -61,6 +70,9 @@ impl RequestKind {
             RequestKind::CreateGroup => msgid::CREATE_GROUP,
             RequestKind::AddGroup => msgid::ADD_GROUP,
             RequestKind::GroupChat => msgid::GROUP_CHAT,
+            RequestKind::Recv => msgid::RECV,
+            RequestKind::History => msgid::HISTORY,
+            RequestKind::Members => msgid::MEMBERS,
         }
     }
 
@@ -73,7 +85,10 @@ impl RequestKind {
             | RequestKind::AddFriend
             | RequestKind::CreateGroup
             | RequestKind::AddGroup
-            | RequestKind::GroupChat => true,
+            | RequestKind::GroupChat
+            | RequestKind::Recv
+            | RequestKind::History
+            | RequestKind::Members => true,
         }
     }
 }
@@ -92,13 +107,72 @@ pub trait Request: Serialize + DeserializeOwned {
         v
     }
 
-    /// Parses a request frame; the error names the bad or missing field.
+    /// Parses a request frame, then [`check`](Self::check)s it; the error names the bad or
+    /// missing field.
     fn parse(frame: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(frame).map_err(|e| {
+        let req: Self = serde_json::from_slice(frame).map_err(|e| {
             let msg = e.to_string();
             msg.split(" at line").next().unwrap_or(&msg).to_string()
-        })
+        })?;
+        req.check()?;
+        Ok(req)
     }
+
+    /// What the types cannot say (one of two fields, a non-negative number…); the error names
+    /// the field. Nothing by default.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The longest `cmid` (client message id) a chat may carry, in bytes.
+pub const MAX_CMID_BYTES: usize = 64;
+
+/// HISTORY's page size when the request gives no `limit`.
+pub const HISTORY_DEFAULT_LIMIT: u32 = 50;
+/// HISTORY's largest page; a larger `limit` is lowered to it.
+pub const HISTORY_MAX_LIMIT: u32 = 200;
+/// MEMBERS' page size when the request gives no `limit`.
+pub const MEMBERS_DEFAULT_LIMIT: u32 = 200;
+/// MEMBERS' largest page; a larger `limit` is lowered to it.
+pub const MEMBERS_MAX_LIMIT: u32 = 1000;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `cmid`, when given, is at most [`MAX_CMID_BYTES`] long.
+fn check_cmid(cmid: &Option<String>) -> Result<(), String> {
+    match cmid {
+        Some(c) if c.len() > MAX_CMID_BYTES => Err(format!(
+            "field `cmid` must be at most {MAX_CMID_BYTES} bytes, got {}",
+            c.len()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A conversation named by exactly one of `peer` and `groupid`.
+fn check_conversation(peer: Option<UserId>, groupid: Option<GroupId>) -> Result<(), String> {
+    match (peer, groupid) {
+        (Some(_), None) | (None, Some(_)) => Ok(()),
+        (None, None) => Err("missing field `peer` or `groupid` (one of them)".into()),
+        (Some(_), Some(_)) => Err("fields `peer` and `groupid` exclude each other".into()),
+    }
+}
+
+/// A seq field (`seq`, `before`) is not negative.
+fn check_seq(value: i64, field: &str) -> Result<(), String> {
+    if value < 0 {
+        Err(format!("field `{field}` must not be negative, got {value}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A page size: `limit` or the default, at least 1 and at most `max`.
+fn page(limit: Option<u32>, default: u32, max: u32) -> u32 {
+    limit.unwrap_or(default).clamp(1, max)
 }
 
 /// LOGIN (1): `{"msgid":1,"id":..,"password":".."}`.
@@ -108,6 +182,10 @@ pub struct Login {
     pub id: UserId,
     /// Plain password, hashed and compared by the server.
     pub password: String,
+    /// A sync session (new): LOGIN_ACK carries no offline messages and group member counts
+    /// instead of members; the stored messages follow, then SYNC_DONE. Absent: false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sync: bool,
 }
 
 impl Request for Login {
@@ -157,10 +235,18 @@ pub struct OneChat {
     /// The sender's clock, `YYYY-MM-DD HH:MM:SS`.
     #[serde(default)]
     pub time: String,
+    /// The client's message id (new, at most [`MAX_CMID_BYTES`]): a retry with the same
+    /// `cmid` within 24 h is neither stored nor delivered again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmid: Option<String>,
 }
 
 impl Request for OneChat {
     const KIND: RequestKind = RequestKind::OneChat;
+
+    fn check(&self) -> Result<(), String> {
+        check_cmid(&self.cmid)
+    }
 }
 
 /// ADD_FRIEND (7): `{"msgid":7,"id":..,"friendid":..}`.
@@ -226,10 +312,105 @@ pub struct GroupChat {
     /// The sender's clock, `YYYY-MM-DD HH:MM:SS`.
     #[serde(default)]
     pub time: String,
+    /// The client's message id (new), as for [`OneChat::cmid`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmid: Option<String>,
 }
 
 impl Request for GroupChat {
     const KIND: RequestKind = RequestKind::GroupChat;
+
+    fn check(&self) -> Result<(), String> {
+        check_cmid(&self.cmid)
+    }
+}
+
+/// RECV (14): `{"msgid":14,"peer":..,"seq":..}` or `{"msgid":14,"groupid":..,"seq":..}`. The
+/// client has every message of that conversation up to `seq` (cumulative).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recv {
+    /// A one-to-one conversation, named by the other party.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<UserId>,
+    /// A group conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groupid: Option<GroupId>,
+    /// The highest seq received (≥ 0).
+    pub seq: i64,
+}
+
+impl Request for Recv {
+    const KIND: RequestKind = RequestKind::Recv;
+
+    fn check(&self) -> Result<(), String> {
+        check_conversation(self.peer, self.groupid)?;
+        check_seq(self.seq, "seq")
+    }
+}
+
+/// HISTORY (16): `{"msgid":16,"peer":..}` or `{"msgid":16,"groupid":..}`, optional `before`
+/// and `limit`: the stored messages of a conversation before seq `before` (exclusive; absent:
+/// the newest), at most `limit` of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// A one-to-one conversation, named by the other party.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<UserId>,
+    /// A group conversation (members only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groupid: Option<GroupId>,
+    /// Only messages with a lower seq (≥ 0); absent: up to the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    /// Page size; see [`History::page_size`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl History {
+    /// The page size to serve: `limit`, else [`HISTORY_DEFAULT_LIMIT`], within 1 and
+    /// [`HISTORY_MAX_LIMIT`].
+    pub fn page_size(&self) -> u32 {
+        page(self.limit, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT)
+    }
+}
+
+impl Request for History {
+    const KIND: RequestKind = RequestKind::History;
+
+    fn check(&self) -> Result<(), String> {
+        check_conversation(self.peer, self.groupid)?;
+        match self.before {
+            Some(before) => check_seq(before, "before"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// MEMBERS (18): `{"msgid":18,"groupid":..}`, optional `after` and `limit`: a group's members
+/// with an id above `after`, by id, at most `limit` of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members {
+    /// The group (members only).
+    pub groupid: GroupId,
+    /// Only members with a higher id; absent: from the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<UserId>,
+    /// Page size; see [`Members::page_size`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl Members {
+    /// The page size to serve: `limit`, else [`MEMBERS_DEFAULT_LIMIT`], within 1 and
+    /// [`MEMBERS_MAX_LIMIT`].
+    pub fn page_size(&self) -> u32 {
+        page(self.limit, MEMBERS_DEFAULT_LIMIT, MEMBERS_MAX_LIMIT)
+    }
+}
+
+impl Request for Members {
+    const KIND: RequestKind = RequestKind::Members;
 }
 
 #[cfg(test)]
@@ -244,7 +425,7 @@ mod tests {
             }
         }
         let known: Vec<_> = (0..30).filter_map(RequestKind::from_msgid).collect();
-        assert_eq!(known.len(), 8);
+        assert_eq!(known.len(), 11);
         let open: Vec<_> = known.iter().filter(|k| !k.needs_login()).collect();
         assert_eq!(open, [&RequestKind::Login, &RequestKind::Register]);
         assert_eq!(RequestKind::from_msgid(msgid::ACK), None);
@@ -258,6 +439,7 @@ mod tests {
             toid: 2,
             msg: "hi \"there\"".into(),
             time: "2026-01-01 10:00:00".into(),
+            cmid: None,
         };
         let v = chat.encode();
         assert_eq!(v["msgid"], 6);
@@ -282,6 +464,131 @@ mod tests {
         let e = Login::parse(br#"{"msgid":1,"id":"x","password":"p"}"#).unwrap_err();
         assert!(e.contains("invalid type"), "{e}");
         let e = AddGroup::parse(br#"{"msgid":9}"#).unwrap_err();
+        assert!(e.contains("groupid"), "{e}");
+    }
+
+    #[test]
+    fn login_sync_is_sent_only_when_true() {
+        let mut login = Login {
+            id: 1,
+            password: "pw".into(),
+            sync: false,
+        };
+        assert_eq!(
+            login.encode(),
+            serde_json::json!({"msgid": 1, "id": 1, "password": "pw"})
+        );
+        assert!(
+            !Login::parse(br#"{"msgid":1,"id":1,"password":"pw"}"#)
+                .unwrap()
+                .sync
+        );
+        login.sync = true;
+        let v = login.encode();
+        assert_eq!(v["sync"], true);
+        assert_eq!(Login::parse(v.to_string().as_bytes()).unwrap(), login);
+    }
+
+    #[test]
+    fn cmid_is_sent_only_when_given_and_at_most_64_bytes() {
+        let mut chat = GroupChat {
+            id: 1,
+            name: String::new(),
+            groupid: 3,
+            msg: "hi".into(),
+            time: String::new(),
+            cmid: None,
+        };
+        assert!(chat.encode().get("cmid").is_none());
+        chat.cmid = Some("c".repeat(MAX_CMID_BYTES));
+        let v = chat.encode();
+        assert_eq!(v["cmid"].as_str().map(str::len), Some(64));
+        assert_eq!(GroupChat::parse(v.to_string().as_bytes()).unwrap(), chat);
+        let long = serde_json::json!({"msgid": 6, "toid": 2, "msg": "x", "cmid": "é".repeat(33)});
+        let e = OneChat::parse(long.to_string().as_bytes()).unwrap_err();
+        assert!(e.contains("`cmid`") && e.contains("66"), "{e}");
+        let e = OneChat::parse(br#"{"msgid":6,"toid":2,"cmid":7}"#).unwrap_err();
+        assert!(e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn recv_names_exactly_one_conversation_and_a_seq() {
+        let r = Recv {
+            peer: Some(2),
+            groupid: None,
+            seq: 9,
+        };
+        assert_eq!(
+            r.encode(),
+            serde_json::json!({"msgid": 14, "peer": 2, "seq": 9})
+        );
+        assert_eq!(Recv::parse(r.encode().to_string().as_bytes()).unwrap(), r);
+        let g = Recv::parse(br#"{"msgid":14,"groupid":4,"seq":0}"#).unwrap();
+        assert_eq!((g.peer, g.groupid, g.seq), (None, Some(4), 0));
+        for (bad, field) in [
+            (&br#"{"msgid":14,"seq":1}"#[..], "`peer` or `groupid`"),
+            (
+                br#"{"msgid":14,"peer":2,"groupid":4,"seq":1}"#,
+                "`peer` and `groupid`",
+            ),
+            (br#"{"msgid":14,"peer":2,"seq":-1}"#, "`seq`"),
+            (br#"{"msgid":14,"peer":2}"#, "`seq`"),
+        ] {
+            let e = Recv::parse(bad).unwrap_err();
+            assert!(e.contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn history_shape_checks_and_page_size() {
+        let h = History {
+            peer: None,
+            groupid: Some(3),
+            before: Some(120),
+            limit: Some(20),
+        };
+        assert_eq!(
+            h.encode(),
+            serde_json::json!({"msgid": 16, "groupid": 3, "before": 120, "limit": 20})
+        );
+        assert_eq!(
+            History::parse(h.encode().to_string().as_bytes()).unwrap(),
+            h
+        );
+        let bare = History::parse(br#"{"msgid":16,"peer":2}"#).unwrap();
+        assert_eq!(bare.encode(), serde_json::json!({"msgid": 16, "peer": 2}));
+        assert_eq!(bare.page_size(), HISTORY_DEFAULT_LIMIT);
+        let big = History::parse(br#"{"msgid":16,"peer":2,"limit":5000}"#).unwrap();
+        assert_eq!(big.page_size(), HISTORY_MAX_LIMIT);
+        let zero = History::parse(br#"{"msgid":16,"peer":2,"limit":0}"#).unwrap();
+        assert_eq!(zero.page_size(), 1);
+        let e = History::parse(br#"{"msgid":16,"peer":2,"before":-5}"#).unwrap_err();
+        assert!(e.contains("`before`"), "{e}");
+        let e = History::parse(br#"{"msgid":16}"#).unwrap_err();
+        assert!(e.contains("`peer` or `groupid`"), "{e}");
+        let e = History::parse(br#"{"msgid":16,"peer":2,"groupid":3}"#).unwrap_err();
+        assert!(e.contains("`peer` and `groupid`"), "{e}");
+    }
+
+    #[test]
+    fn members_shape_and_page_size() {
+        let m = Members {
+            groupid: 3,
+            after: Some(17),
+            limit: None,
+        };
+        assert_eq!(
+            m.encode(),
+            serde_json::json!({"msgid": 18, "groupid": 3, "after": 17})
+        );
+        assert_eq!(
+            Members::parse(m.encode().to_string().as_bytes()).unwrap(),
+            m
+        );
+        assert_eq!(m.page_size(), MEMBERS_DEFAULT_LIMIT);
+        let big = Members::parse(br#"{"msgid":18,"groupid":3,"limit":100000}"#).unwrap();
+        assert_eq!(big.page_size(), MEMBERS_MAX_LIMIT);
+        let e = Members::parse(br#"{"msgid":18}"#).unwrap_err();
         assert!(e.contains("groupid"), "{e}");
     }
 }

@@ -1,0 +1,219 @@
+//! The log writer: one thread that stores chat messages in batches (group commit), then acks
+//! their senders and pushes them to their receivers.
+//!
+//! Every chat goes through here: nobody hears of a message (neither its sender's ACK nor any
+//! receiver) before the transaction holding it has committed. Whatever was submitted while a
+//! transaction ran goes into the next one, so the cost of a commit is shared by every message
+//! that arrived meanwhile, and messages are stored, acked and pushed in the order submitted
+//! (one connection's chats keep their order; so does one conversation's).
+
+use super::context::ChatConn;
+use super::{send_error, send_value, ChatService, ServiceError};
+use crate::store::{with_seq, Append, Appended, ConvId};
+use clusterchat_net::Bytes;
+use clusterchat_proto::{errno, reply, GroupId, UserId};
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::value::RawValue;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Most messages one transaction stores.
+const MAX_BATCH: usize = 1024;
+
+/// Who receives a stored message.
+pub(crate) enum Recipients {
+    /// The other party of a 1:1 conversation (they must exist).
+    One(UserId),
+    /// The members of a group other than the sender.
+    Group(GroupId, Vec<UserId>),
+}
+
+/// A chat message to store, with what to do once it is stored.
+pub(crate) struct Submission {
+    /// The sender's connection: its ACK or error goes there.
+    pub(crate) conn: ChatConn,
+    /// The request's msgid (ONE_CHAT or GROUP_CHAT).
+    pub(crate) request: i64,
+    /// The request's reqid: with it the sender gets an ACK carrying the seq.
+    pub(crate) reqid: Option<Box<RawValue>>,
+    /// The conversation.
+    pub(crate) conv: ConvId,
+    /// The sender.
+    pub(crate) sender: UserId,
+    /// The client's message id, if any.
+    pub(crate) cmid: Option<Box<str>>,
+    /// The frame to forward, without `seq`.
+    pub(crate) body: Bytes,
+    /// When it arrived (Unix ms).
+    pub(crate) created_ms: i64,
+    /// Who gets it.
+    pub(crate) to: Recipients,
+}
+
+pub(crate) enum Job {
+    Store(Box<Submission>),
+    Stop,
+}
+
+/// The handle to the writer thread.
+pub(crate) struct LogWriter {
+    tx: Sender<Job>,
+    rx: Receiver<Job>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Default for LogWriter {
+    fn default() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        LogWriter {
+            tx,
+            rx,
+            thread: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl LogWriter {
+    /// Queues a message for the next transaction. Never blocks.
+    pub(crate) fn submit(&self, s: Submission) {
+        let _ = self.tx.send(Job::Store(Box::new(s)));
+    }
+}
+
+impl ChatService {
+    /// Starts the writer thread.
+    pub(crate) fn start_log_writer(self: &Arc<Self>) -> std::io::Result<()> {
+        let service = Arc::clone(self);
+        let rx = self.writer.rx.clone();
+        let thread = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || service.writer_loop(&rx))?;
+        *crate::sync::LockExt::locked(&self.writer.thread) = Some(thread);
+        Ok(())
+    }
+
+    /// Stores what was submitted so far, then stops the writer thread.
+    pub(crate) fn stop_log_writer(&self) {
+        let _ = self.writer.tx.send(Job::Stop);
+        if let Some(t) = crate::sync::LockExt::locked(&self.writer.thread).take() {
+            let _ = t.join();
+        }
+    }
+
+    fn writer_loop(self: &Arc<Self>, rx: &Receiver<Job>) {
+        let mut known = HashSet::new();
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut stop = false;
+        while !stop {
+            match rx.recv() {
+                Ok(Job::Store(s)) => batch.push(*s),
+                Ok(Job::Stop) | Err(_) => break,
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(Job::Store(s)) => batch.push(*s),
+                    Ok(Job::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut known, std::mem::take(&mut batch));
+        }
+    }
+
+    /// Stores one batch in one transaction, then completes each message.
+    fn commit(self: &Arc<Self>, known: &mut HashSet<UserId>, batch: Vec<Submission>) {
+        let mut ready = Vec::with_capacity(batch.len());
+        for s in batch {
+            match self.receiver_exists(known, &s.to) {
+                Ok(()) => ready.push(s),
+                Err(e) => fail(&s, &e),
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        let appends: Vec<Append<'_>> = ready
+            .iter()
+            .map(|s| Append {
+                conv: s.conv,
+                sender: s.sender,
+                cmid: s.cmid.as_deref(),
+                body: super::chat::as_text(&s.body),
+                created_ms: s.created_ms,
+            })
+            .collect();
+        match self.store.append(&appends) {
+            Ok(outcomes) => {
+                drop(appends);
+                for (s, outcome) in ready.iter().zip(outcomes) {
+                    self.complete(s, outcome);
+                }
+            }
+            Err(e) => {
+                drop(appends);
+                let e = ServiceError::from(e);
+                for s in &ready {
+                    fail(s, &e);
+                }
+            }
+        }
+    }
+
+    /// A 1:1 message needs a receiver that exists (looked up once per id, then remembered:
+    /// accounts are never deleted).
+    fn receiver_exists(
+        &self,
+        known: &mut HashSet<UserId>,
+        to: &Recipients,
+    ) -> Result<(), ServiceError> {
+        let Recipients::One(user) = *to else {
+            return Ok(());
+        };
+        if known.contains(&user) || self.online.connection(user).is_some() {
+            return Ok(());
+        }
+        match self.store.user(user)? {
+            Some(_) => {
+                known.insert(user);
+                Ok(())
+            }
+            None => Err(ServiceError::new(
+                errno::NOT_FOUND,
+                format!("no user {user}"),
+            )),
+        }
+    }
+
+    /// The message is stored: push it to its receivers, then ack its sender.
+    fn complete(self: &Arc<Self>, s: &Submission, outcome: Appended) {
+        let seq = match outcome {
+            Appended::New(seq) => {
+                let frame = Bytes::from(with_seq(&s.body, seq));
+                match &s.to {
+                    Recipients::One(user) => self.push(*user, s.conv, seq, &frame),
+                    Recipients::Group(_, members) => {
+                        for user in members {
+                            self.push(*user, s.conv, seq, &frame);
+                        }
+                    }
+                }
+                seq
+            }
+            Appended::Duplicate { seq, .. } => seq,
+        };
+        if let Some(reqid) = &s.reqid {
+            let group = match s.to {
+                Recipients::Group(g, _) => Some(g),
+                Recipients::One(_) => None,
+            };
+            send_value(&s.conn, &reply::ack_seq(s.request, reqid, seq, group));
+        }
+    }
+}
+
+fn fail(s: &Submission, e: &ServiceError) {
+    send_error(&s.conn, e, Some(s.request), s.reqid.as_deref());
+}

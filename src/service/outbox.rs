@@ -1,0 +1,335 @@
+//! What one connection has been sent from the message log, and what reached the kernel.
+//!
+//! The log is the only copy that matters; a connection's output is a cache of it. The outbox
+//! of a connection records, per conversation, the highest seq queued to it (so a message is
+//! never queued twice in one session, and never behind a higher seq of its conversation), and
+//! the frames still in flight, each with the tag the net layer reports back through
+//! `on_written` once its bytes are in the kernel. From those reports it derives
+//! *  for a legacy session (the old client, which never confirms), the cursor advances: a
+//!    message counts as delivered once written;
+//! *  for every session, the bytes in flight, which pace a sync (never the whole backlog in
+//!    memory, never a cut-off for backlog).
+//!
+//! A session is `Syncing` while its backlog is streamed from the log: live messages are not
+//! queued then (they are in the log, and the stream will reach them), only noted as `dirty`,
+//! so the stream reads the log once more before the session turns `Live`.
+
+use super::context::ChatConn;
+use crate::store::{ConvId, Seq};
+use crate::sync::LockExt;
+use clusterchat_net::Bytes;
+use clusterchat_proto::UserId;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// A frame queued to the connection and not yet reported written.
+struct Inflight {
+    tag: u64,
+    conv: ConvId,
+    seq: Seq,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct State {
+    /// The session's user; `None` between sessions.
+    user: Option<UserId>,
+    live: bool,
+    dirty: bool,
+    legacy: bool,
+    sent: HashMap<ConvId, Seq>,
+    last_tag: u64,
+    inflight: VecDeque<Inflight>,
+    inflight_bytes: usize,
+}
+
+/// Cursor advances that writes made (legacy sessions only): `(user, [(conv, seq)])`.
+pub(crate) type Advances = Option<(UserId, Vec<(ConvId, Seq)>)>;
+
+/// The log-delivery state of one connection (see the module docs).
+#[derive(Default)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    written_tag: AtomicU64,
+}
+
+impl Outbox {
+    /// Starts `user`'s session: syncing, nothing sent.
+    pub(crate) fn begin(&self, user: UserId, legacy: bool) {
+        let mut st = self.state.locked();
+        st.user = Some(user);
+        st.legacy = legacy;
+        st.live = false;
+        st.dirty = false;
+        st.sent.clear();
+    }
+
+    /// Ends the session: returns the advances written so far; frames still in flight are
+    /// forgotten (they stay after the cursor and are sent again at the next login).
+    pub(crate) fn end(&self) -> Advances {
+        let advances = self.take_written();
+        let mut st = self.state.locked();
+        st.user = None;
+        st.live = false;
+        st.sent.clear();
+        st.inflight.clear();
+        st.inflight_bytes = 0;
+        advances
+    }
+
+    /// Turns the session back to syncing (a resync after a bus outage).
+    pub(crate) fn resync(&self) {
+        let mut st = self.state.locked();
+        st.live = false;
+        st.dirty = false;
+    }
+
+    /// A live message: queued if the session is live and has not had it, noted as missed if
+    /// the session is syncing. Returns false when there is no session.
+    pub(crate) fn push(&self, conn: &ChatConn, conv: ConvId, seq: Seq, frame: &Bytes) -> bool {
+        let mut st = self.state.locked();
+        if st.user.is_none() {
+            return false;
+        }
+        if !st.live {
+            st.dirty = true;
+            return true;
+        }
+        queue(&mut st, conn, conv, seq, frame.clone());
+        true
+    }
+
+    /// A message of the backlog (or a LOGIN_ACK carrying several): queued unless this session
+    /// has had it. Returns whether it was queued.
+    pub(crate) fn stream(&self, conn: &ChatConn, conv: ConvId, seq: Seq, frame: Bytes) -> bool {
+        let mut st = self.state.locked();
+        if st.user.is_none() {
+            return false;
+        }
+        queue(&mut st, conn, conv, seq, frame)
+    }
+
+    /// One frame holding several messages (a legacy LOGIN_ACK with offline messages).
+    pub(crate) fn stream_many(&self, conn: &ChatConn, messages: &[(ConvId, Seq)], frame: Bytes) {
+        let mut st = self.state.locked();
+        st.last_tag += 1;
+        let tag = st.last_tag;
+        for &(conv, seq) in messages {
+            let sent = st.sent.entry(conv).or_insert(0);
+            *sent = (*sent).max(seq);
+            st.inflight.push_back(Inflight {
+                tag,
+                conv,
+                seq,
+                bytes: 0,
+            });
+        }
+        // The frame's bytes, on an entry of its own (seq 0 advances nothing).
+        st.inflight.push_back(Inflight {
+            tag,
+            conv: ConvId(0),
+            seq: 0,
+            bytes: frame.len(),
+        });
+        st.inflight_bytes += frame.len();
+        conn.deliver(frame, tag);
+    }
+
+    /// A message the session does not need to see (a legacy user's own): counts as delivered
+    /// once what was queued before it is written.
+    pub(crate) fn skip(&self, conv: ConvId, seq: Seq) {
+        let mut st = self.state.locked();
+        let sent = st.sent.entry(conv).or_insert(0);
+        if seq <= *sent {
+            return;
+        }
+        *sent = seq;
+        let tag = st.last_tag;
+        st.inflight.push_back(Inflight {
+            tag,
+            conv,
+            seq,
+            bytes: 0,
+        });
+    }
+
+    /// Whether the session is a legacy one (the old client: no RECV).
+    pub(crate) fn is_legacy(&self) -> bool {
+        self.state.locked().legacy
+    }
+
+    /// The highest seq of `conv` this session has been sent, if any.
+    pub(crate) fn sent(&self, conv: ConvId) -> Option<Seq> {
+        self.state.locked().sent.get(&conv).copied()
+    }
+
+    /// Where a stream of `conv` starts for a user whose cursor is `cursor`.
+    pub(crate) fn after(&self, conv: ConvId, cursor: Seq) -> Seq {
+        self.sent(conv).map_or(cursor, |s| s.max(cursor))
+    }
+
+    /// Clears the "missed a live message" mark before a read of the log.
+    pub(crate) fn clear_dirty(&self) {
+        self.state.locked().dirty = false;
+    }
+
+    /// Ends a sync: if no live message was missed since [`clear_dirty`](Self::clear_dirty),
+    /// the session turns live and `on_live` runs (under the lock, so that what it queues goes
+    /// out before any live message); otherwise false: read the log again.
+    pub(crate) fn finish_sync(&self, on_live: impl FnOnce()) -> bool {
+        let mut st = self.state.locked();
+        if st.dirty {
+            st.dirty = false;
+            return false;
+        }
+        st.live = true;
+        on_live();
+        true
+    }
+
+    /// Bytes queued to the connection and not yet reported written.
+    pub(crate) fn inflight_bytes(&self) -> usize {
+        self.state.locked().inflight_bytes
+    }
+
+    /// The net layer's report: every tagged frame up to `tag` is in the kernel. Returns the
+    /// cursor advances this makes for a legacy session.
+    pub(crate) fn written(&self, tag: u64) -> Advances {
+        self.written_tag.fetch_max(tag, Ordering::AcqRel);
+        self.take_written()
+    }
+
+    fn take_written(&self) -> Advances {
+        let written = self.written_tag.load(Ordering::Acquire);
+        let mut st = self.state.locked();
+        let mut advances: Vec<(ConvId, Seq)> = Vec::new();
+        while st.inflight.front().is_some_and(|f| f.tag <= written) {
+            let Some(f) = st.inflight.pop_front() else {
+                break;
+            };
+            st.inflight_bytes -= f.bytes;
+            if st.legacy && f.seq > 0 {
+                match advances.iter_mut().find(|(c, _)| *c == f.conv) {
+                    Some(a) => a.1 = a.1.max(f.seq),
+                    None => advances.push((f.conv, f.seq)),
+                }
+            }
+        }
+        match st.user {
+            Some(user) if !advances.is_empty() => Some((user, advances)),
+            _ => None,
+        }
+    }
+}
+
+/// Queues one message frame unless the session has had its seq; the caller holds the lock.
+fn queue(st: &mut State, conn: &ChatConn, conv: ConvId, seq: Seq, frame: Bytes) -> bool {
+    let sent = st.sent.entry(conv).or_insert(0);
+    if seq <= *sent {
+        return false;
+    }
+    *sent = seq;
+    st.last_tag += 1;
+    let tag = st.last_tag;
+    st.inflight_bytes += frame.len();
+    st.inflight.push_back(Inflight {
+        tag,
+        conv,
+        seq,
+        bytes: frame.len(),
+    });
+    conn.deliver(frame, tag);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{connection, line};
+
+    fn frame(seq: Seq) -> Bytes {
+        Bytes::from(format!("{{\"seq\":{seq}}}"))
+    }
+
+    #[test]
+    fn a_syncing_session_only_notes_live_messages_and_reads_again() {
+        let (conn, mut client, _server) = connection();
+        let outbox = conn.context().outbox();
+        let c = ConvId::pair(1, 2);
+        assert!(!outbox.push(&conn, c, 1, &frame(1)), "no session yet");
+        outbox.begin(2, false);
+        outbox.clear_dirty();
+        assert!(outbox.push(&conn, c, 1, &frame(1)));
+        assert!(
+            !outbox.finish_sync(|| panic!("not live")),
+            "a message was missed"
+        );
+        assert!(outbox.stream(&conn, c, 1, frame(1)), "the read finds it");
+        assert!(outbox.finish_sync(|| conn.send(Bytes::from("{\"done\":1}"))));
+        assert!(outbox.push(&conn, c, 2, &frame(2)));
+        assert_eq!(line(&mut client), r#"{"seq":1}"#);
+        assert_eq!(line(&mut client), r#"{"done":1}"#);
+        assert_eq!(line(&mut client), r#"{"seq":2}"#);
+    }
+
+    #[test]
+    fn a_session_is_sent_each_seq_once_and_never_behind_a_higher_one() {
+        let (conn, mut client, _server) = connection();
+        let outbox = conn.context().outbox();
+        let (a, b) = (ConvId::pair(1, 2), ConvId::group(7));
+        outbox.begin(2, false);
+        assert!(outbox.finish_sync(|| ()));
+        outbox.push(&conn, a, 1, &frame(1));
+        outbox.push(&conn, a, 3, &frame(3));
+        outbox.push(&conn, a, 3, &frame(3));
+        outbox.push(&conn, a, 2, &frame(2));
+        outbox.push(&conn, b, 2, &frame(20));
+        assert!(!outbox.stream(&conn, a, 3, frame(3)));
+        assert_eq!(outbox.sent(a), Some(3));
+        assert_eq!(outbox.after(a, 1), 3);
+        assert_eq!(outbox.after(ConvId::group(8), 4), 4);
+        conn.send(Bytes::from("{\"end\":1}"));
+        let got: Vec<String> = (0..4).map(|_| line(&mut client)).collect();
+        assert_eq!(
+            got,
+            [
+                r#"{"seq":1}"#,
+                r#"{"seq":3}"#,
+                r#"{"seq":20}"#,
+                r#"{"end":1}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_legacy_session_advances_its_cursors_only_as_frames_are_written() {
+        let (conn, _client, _server) = connection();
+        let outbox = conn.context().outbox();
+        let (a, g) = (ConvId::pair(1, 2), ConvId::group(7));
+        outbox.begin(2, true);
+        // A LOGIN_ACK holding two messages (tag 1), then own message skipped, then a frame.
+        outbox.stream_many(&conn, &[(a, 1), (g, 4)], Bytes::from("{\"ack\":1}"));
+        outbox.skip(a, 2);
+        outbox.stream(&conn, a, 3, frame(3));
+        assert!(outbox.inflight_bytes() > 0);
+        assert_eq!(outbox.written(1), Some((2, vec![(a, 2), (g, 4)])));
+        assert_eq!(outbox.written(1), None, "reported once");
+        assert_eq!(outbox.written(2), Some((2, vec![(a, 3)])));
+        assert_eq!(outbox.inflight_bytes(), 0);
+        outbox.stream(&conn, a, 4, frame(4));
+        assert_eq!(outbox.end(), None, "unwritten frames advance nothing");
+        assert_eq!(outbox.inflight_bytes(), 0);
+        assert_eq!(outbox.written(3), None, "no session: nothing to advance");
+    }
+
+    #[test]
+    fn a_sync_session_moves_no_cursor_on_writes() {
+        let (conn, _client, _server) = connection();
+        let outbox = conn.context().outbox();
+        outbox.begin(2, false);
+        outbox.stream(&conn, ConvId::pair(1, 2), 1, frame(1));
+        assert_eq!(outbox.written(1), None);
+        assert_eq!(outbox.inflight_bytes(), 0, "but the window drains");
+    }
+}
