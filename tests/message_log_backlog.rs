@@ -137,10 +137,16 @@ fn flood(n: usize, len: usize, args: &[&str]) {
 }
 
 fn an_offline_flood_of_short_messages_arrives_whole() {
-    flood(20_000, 20, &["--max-output", "262144"]);
+    flood(20_000, 20, &[]);
 }
 
 fn an_offline_flood_of_60_kib_messages_arrives_whole() {
+    flood(40, 60 * 1024, &[]);
+}
+
+/// Server bug: the sync backlog queues up to 1 MiB for the connection (`sync::WINDOW_BYTES`)
+/// whatever `--max-output` is, so a receiver that reads is cut off as "not reading".
+fn an_offline_flood_arrives_whole_with_max_output_256_kib() {
     flood(40, 60 * 1024, &["--max-output", "262144"]);
 }
 
@@ -193,14 +199,14 @@ fn a_legacy_login_is_bounded_and_moves_the_cursor() {
         logout_raw(&mut conn).is_empty(),
         "messages again after the LOGIN_ACK"
     );
-    // ... nor after live messages and a closed connection.
+    // ... nor after live messages. (Closing instead of logging out: message_log_reconnect.rs.)
     let (mut conn, _, _, offline) = legacy_login(&srv, idr, "reader");
     assert!(offline.is_empty());
     let more = acked_seqs(&send_pipelined(&mut s1, &to_r(3), 3), 6);
     assert_eq!(more, vec![1506, 1507, 1508]);
     let live = read_chats(&mut conn, 3);
     assert_eq!(live.iter().map(seq).collect::<Vec<_>>(), more);
-    conn.close();
+    assert!(logout_raw(&mut conn).is_empty());
     let (mut conn, _, _, offline) = legacy_login(&srv, idr, "reader");
     assert!(offline.is_empty(), "{} messages again", offline.len());
     assert!(
@@ -213,4 +219,8 @@ on_both_backends!(
     an_offline_flood_of_short_messages_arrives_whole,
     an_offline_flood_of_60_kib_messages_arrives_whole,
     a_legacy_login_is_bounded_and_moves_the_cursor,
+);
+server_bug!(
+    "server bug: the sync backlog queues up to 1 MiB, so --max-output 256 KiB cuts off a receiver that reads",
+    an_offline_flood_arrives_whole_with_max_output_256_kib
 );

@@ -68,6 +68,9 @@ fn sigkill_of_the_receivers_server_loses_no_acked_message() {
     let idr = register(b, "receiver");
     let progress = Arc::new(AtomicI64::new(0));
 
+    let (mut r, _) = sync_login(a, idr, &pw("receiver"));
+    assert_eq!(read_sync(&mut r).count, 0);
+
     // The sender, on the surviving server: a window of 32, and never more than AHEAD past
     // what the receiver holds.
     let (mut s, _) =
@@ -107,8 +110,6 @@ fn sigkill_of_the_receivers_server_loses_no_acked_message() {
     });
 
     // The receiver on the server that dies, reading on a thread until its connection ends.
-    let (mut r, _) = sync_login(a, idr, &pw("receiver"));
-    assert_eq!(read_sync(&mut r).count, 0);
     let p = Arc::clone(&progress);
     let reader = std::thread::spawn(move || {
         let mut held = InOrder::default();
@@ -144,8 +145,66 @@ fn sigkill_of_the_receivers_server_loses_no_acked_message() {
     );
 }
 
-#[test]
-fn sigkill_of_the_senders_server_then_cmid_retries_store_each_message_once() {
+/// Reads chats from `sender` on `r` until the one with text `end`; returns their (seq, text)
+/// in arrival order. Confirms nothing.
+fn read_until_end(r: &mut Client, sender: i64) -> Vec<(i64, String)> {
+    let mut got = Vec::new();
+    loop {
+        let f = match r.recv() {
+            Ok(f) => f,
+            Err(ClientError::Timeout) => continue,
+            Err(e) => panic!("receiver, {} frames in: {e}", got.len()),
+        };
+        assert!(f["msgid"] != ERROR, "ERROR on the receiver: {f}");
+        if is_chat(&f) {
+            assert_eq!(f["id"], sender, "{f}");
+            let text = f["msg"].as_str().unwrap().to_string();
+            got.push((seq(&f), text.clone()));
+            if text == "end" {
+                return got;
+            }
+        }
+    }
+}
+
+/// Logs out on `r` and in again (`sync` or legacy) on the same connection; returns the
+/// (seq, text) of the chats the new session gets: after SYNC_DONE, or (legacy) in
+/// `offlinemsg` and before the ACK of a LOGOUT sent right after the LOGIN_ACK.
+fn relogin(r: &mut Client, id: i64, sync: bool) -> Vec<(i64, String)> {
+    let mut got = Vec::new();
+    let mut take = |f: &Value| got.push((seq(f), f["msg"].as_str().unwrap().to_string()));
+    let mut logout_collecting = |r: &mut Client, take: &mut dyn FnMut(&Value)| {
+        r.send(&json!({"msgid": 3, "reqid": "out"})).unwrap();
+        loop {
+            let f = r.recv().expect("LOGOUT's ACK");
+            if f["reqid"] == "out" {
+                break;
+            }
+            if is_chat(&f) {
+                take(&f);
+            }
+        }
+    };
+    logout_collecting(r, &mut |_| {});
+    let ack = util::chatlog::send_login(r, id, &pw("receiver"), sync);
+    assert_eq!(ack["errno"], 0, "{ack}");
+    if sync {
+        read_sync(r).chats.iter().for_each(&mut take);
+    } else {
+        for s in ack["offlinemsg"].as_array().unwrap() {
+            take(&serde_json::from_str(s.as_str().unwrap()).unwrap());
+        }
+        logout_collecting(r, &mut take);
+    }
+    got
+}
+
+/// The sender's server is killed once 1000 messages (each with a cmid) are acknowledged; the
+/// sender sends everything without an ACK again, same cmids, through the other server, then
+/// a last message "end". The receiver, on the other server all along, reads until "end", then
+/// logs in again: it has every message under one seq each (1..N, then "end" at N + 1);
+/// a legacy receiver has each exactly once.
+fn sender_killed(legacy: bool) {
     let _serial = serial();
     let Some(mut cluster) = TestCluster::start("log_kill_tx", 2) else {
         return;
@@ -157,17 +216,15 @@ fn sigkill_of_the_senders_server_then_cmid_retries_store_each_message_once() {
         json!({"msgid": ONE_CHAT, "toid": idr, "msg": numbered(i, 100),
             "cmid": format!("c{i}"), "reqid": reqid})
     };
-    let (mut r, _) = sync_login(b, idr, &pw("receiver"));
-    assert_eq!(read_sync(&mut r).count, 0);
-    let progress = Arc::new(AtomicI64::new(0));
-    let p = Arc::clone(&progress);
+    let (mut r, _) = util::chatlog::login_retrying(Client::connect(b).unwrap(), idr, &pw("receiver"), !legacy);
+    if !legacy {
+        assert_eq!(read_sync(&mut r).count, 0);
+    }
     let reader = std::thread::spawn(move || {
-        let mut held = InOrder::default();
-        read_into(&mut r, ids, &mut held, N as i64, &p);
-        held
+        let got = read_until_end(&mut r, ids);
+        (r, got)
     });
 
-    // The sender on the server that dies; the kill comes once 1000 are acknowledged.
     let (mut s, _) =
         util::chatlog::login_retrying(Client::connect(a).unwrap(), ids, &pw("sender"), false);
     let mut acked = BTreeSet::new();
@@ -185,10 +242,7 @@ fn sigkill_of_the_senders_server_then_cmid_retries_store_each_message_once() {
                 acked.insert(v["reqid"].as_u64().unwrap() as usize);
             }
             Err(e) => {
-                assert!(
-                    killed,
-                    "the sender's connection failed before the kill: {e}"
-                );
+                assert!(killed, "the sender's connection failed before the kill: {e}");
                 break;
             }
         }
@@ -198,13 +252,9 @@ fn sigkill_of_the_senders_server_then_cmid_retries_store_each_message_once() {
             killed = true;
         }
     }
-    assert!(
-        killed && acked.len() < N,
-        "the stream ended before the kill"
-    );
+    assert!(killed && acked.len() < N, "the stream ended before the kill");
     let acked_before = acked.len();
 
-    // Everything without an ACK goes again, same cmids, through the other server.
     let (mut s, _) =
         util::chatlog::login_retrying(Client::connect(b).unwrap(), ids, &pw("sender"), false);
     let retry: Vec<usize> = (0..N).filter(|i| !acked.contains(i)).collect();
@@ -219,13 +269,45 @@ fn sigkill_of_the_senders_server_then_cmid_retries_store_each_message_once() {
             assert!(v["msgid"] == ACK && v["errno"] == 0, "{v}");
         }
     }
-    let held = reader.join().expect("reader");
-    assert_eq!(held.max, N as i64, "N messages, N seqs: each stored once");
-    let h = util::chatlog::ask(&mut s, json!({"msgid": 16, "peer": idr, "limit": 1}));
-    assert_eq!(h["messages"][0]["seq"], N, "the newest seq: {h}");
+    let end = util::chatlog::ask(&mut s, one_chat(idr, "end"));
+    assert_eq!(seq(&end), N as i64 + 1, "N messages, N seqs: each stored once: {end}");
+
+    let (mut r, live) = reader.join().expect("reader");
+    let again = relogin(&mut r, idr, !legacy);
+    let mut by_seq = std::collections::BTreeMap::new();
+    for (sq, text) in live.iter().chain(&again) {
+        let first = by_seq.entry(*sq).or_insert_with(|| text.clone());
+        assert_eq!(first, text, "seq {sq} with two texts");
+    }
+    let want: Vec<i64> = (1..=N as i64 + 1).collect();
+    let missing: Vec<&i64> = want.iter().filter(|s| !by_seq.contains_key(s)).collect();
+    let live_missing = want.iter().filter(|s| !live.iter().any(|(l, _)| l == *s)).count();
+    let dups = live.len() + again.len() - by_seq.len();
     eprintln!(
-        "killed the sender's server after {acked_before} ACKs; {} retried; {} duplicates",
+        "killed the sender's server after {acked_before} ACKs; {} retried; the live session \
+         missed {live_missing}, the next login brought {}; {dups} duplicates",
         retry.len(),
-        held.dups
+        again.len()
     );
+    assert!(missing.is_empty(), "never received: {missing:?}");
+    let texts: BTreeSet<&String> = by_seq.values().collect();
+    assert_eq!(texts.len(), N + 1, "a message stored under two seqs");
+    if legacy {
+        assert_eq!(dups, 0, "a legacy receiver got messages twice");
+    }
+}
+
+#[test]
+fn sigkill_of_the_senders_server_then_cmid_retries_store_each_message_once() {
+    sender_killed(false)
+}
+
+/// Server bug: messages the killed server committed (some of them acknowledged) but had not
+/// yet published are never pushed to the live receiver on the other server, which gets the
+/// later ones: there is no gap check (`outbox::queue` takes any higher seq). A legacy
+/// session's cursor moves past the hole, so those messages are never delivered.
+#[test]
+#[ignore = "server bug: messages committed by a killed server but not yet published are skipped by a live legacy receiver for good"]
+fn sigkill_of_the_senders_server_legacy_receiver_gets_each_message_once() {
+    sender_killed(true)
 }
