@@ -362,7 +362,11 @@ fn recv_moves_the_sync_cursor_and_nothing_else_does() {
         .unwrap();
     b.send(&json!({"msgid": 3, "reqid": "out"})).unwrap();
     let r = b.recv().unwrap();
-    assert_eq!((&r["msgid"], &r["reqid"]), (&json!(ACK), &json!("out")), "{r}");
+    assert_eq!(
+        (&r["msgid"], &r["reqid"]),
+        (&json!(ACK), &json!("out")),
+        "{r}"
+    );
     assert_eq!(send_login(&mut b, idb, &pw("bob"), true)["errno"], 0);
     assert_eq!(read_sync(&mut b).count, 0);
     // A cursor never moves back.

@@ -45,7 +45,10 @@ fn assert_received(rx: &mut Client, n: usize, want: &[(String, i64)]) {
         last = seq(f);
     }
     for (text, s) in want {
-        let hits: Vec<&Value> = frames.iter().filter(|f| f["msg"] == *text.as_str()).collect();
+        let hits: Vec<&Value> = frames
+            .iter()
+            .filter(|f| f["msg"] == *text.as_str())
+            .collect();
         assert_eq!(hits.len(), 1, "{text}: {hits:?}");
         assert_eq!(seq(hits[0]), *s, "{text}");
     }

@@ -173,7 +173,7 @@ fn read_until_end(r: &mut Client, sender: i64) -> Vec<(i64, String)> {
 fn relogin(r: &mut Client, id: i64, sync: bool) -> Vec<(i64, String)> {
     let mut got = Vec::new();
     let mut take = |f: &Value| got.push((seq(f), f["msg"].as_str().unwrap().to_string()));
-    let mut logout_collecting = |r: &mut Client, take: &mut dyn FnMut(&Value)| {
+    let logout_collecting = |r: &mut Client, take: &mut dyn FnMut(&Value)| {
         r.send(&json!({"msgid": 3, "reqid": "out"})).unwrap();
         loop {
             let f = r.recv().expect("LOGOUT's ACK");
@@ -216,7 +216,8 @@ fn sender_killed(legacy: bool) {
         json!({"msgid": ONE_CHAT, "toid": idr, "msg": numbered(i, 100),
             "cmid": format!("c{i}"), "reqid": reqid})
     };
-    let (mut r, _) = util::chatlog::login_retrying(Client::connect(b).unwrap(), idr, &pw("receiver"), !legacy);
+    let (mut r, _) =
+        util::chatlog::login_retrying(Client::connect(b).unwrap(), idr, &pw("receiver"), !legacy);
     if !legacy {
         assert_eq!(read_sync(&mut r).count, 0);
     }
@@ -242,7 +243,10 @@ fn sender_killed(legacy: bool) {
                 acked.insert(v["reqid"].as_u64().unwrap() as usize);
             }
             Err(e) => {
-                assert!(killed, "the sender's connection failed before the kill: {e}");
+                assert!(
+                    killed,
+                    "the sender's connection failed before the kill: {e}"
+                );
                 break;
             }
         }
@@ -252,7 +256,10 @@ fn sender_killed(legacy: bool) {
             killed = true;
         }
     }
-    assert!(killed && acked.len() < N, "the stream ended before the kill");
+    assert!(
+        killed && acked.len() < N,
+        "the stream ended before the kill"
+    );
     let acked_before = acked.len();
 
     let (mut s, _) =
@@ -270,7 +277,11 @@ fn sender_killed(legacy: bool) {
         }
     }
     let end = util::chatlog::ask(&mut s, one_chat(idr, "end"));
-    assert_eq!(seq(&end), N as i64 + 1, "N messages, N seqs: each stored once: {end}");
+    assert_eq!(
+        seq(&end),
+        N as i64 + 1,
+        "N messages, N seqs: each stored once: {end}"
+    );
 
     let (mut r, live) = reader.join().expect("reader");
     let again = relogin(&mut r, idr, !legacy);
@@ -281,7 +292,10 @@ fn sender_killed(legacy: bool) {
     }
     let want: Vec<i64> = (1..=N as i64 + 1).collect();
     let missing: Vec<&i64> = want.iter().filter(|s| !by_seq.contains_key(s)).collect();
-    let live_missing = want.iter().filter(|s| !live.iter().any(|(l, _)| l == *s)).count();
+    let live_missing = want
+        .iter()
+        .filter(|s| !live.iter().any(|(l, _)| l == *s))
+        .count();
     let dups = live.len() + again.len() - by_seq.len();
     eprintln!(
         "killed the sender's server after {acked_before} ACKs; {} retried; the live session \

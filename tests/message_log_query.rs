@@ -253,9 +253,22 @@ fn members_default_page_is_200() {
     );
 }
 
+fn members_pages_are_at_most_1000() {
+    let srv = TestServer::start();
+    let (mut x, idx) = srv.user("xena");
+    let g = x.create_group(idx, "stadium", "").unwrap();
+    let (joined, _) = join_members(&srv, g, "s", 1000, 0);
+    let (users, more) = members(&mut x, g, json!({"limit": 5000}));
+    assert_eq!((users.len(), more), (1000, true));
+    let mut all = vec![idx];
+    all.extend(&joined);
+    assert_eq!(ids(&users), all[..1000].to_vec());
+}
+
 on_both_backends!(
     one_to_one_history_pages_the_callers_own_conversation,
     group_history_is_for_members_and_starts_at_their_join,
     members_pages_by_id_for_members_only,
     members_default_page_is_200,
+    members_pages_are_at_most_1000,
 );

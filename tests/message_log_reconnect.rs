@@ -34,10 +34,17 @@ fn a_closed_sync_session_s_receipts_hold_at_the_next_login() {
         assert_eq!(seq(&ask(&mut s, one_chat(idr, "m"))), round);
         assert_eq!(seq(&r.recv_matching(is_chat).unwrap()), round);
         let ack = ask(&mut r, json!({"msgid": RECV, "peer": ids, "seq": round}));
-        assert_eq!((&ack["msgid"], &ack["errno"]), (&json!(ACK), &json!(0)), "{ack}");
+        assert_eq!(
+            (&ack["msgid"], &ack["errno"]),
+            (&json!(ACK), &json!(0)),
+            "{ack}"
+        );
         drop(r);
     }
-    assert!(again.is_empty(), "confirmed messages sent again (round, seqs): {again:?}");
+    assert!(
+        again.is_empty(),
+        "confirmed messages sent again (round, seqs): {again:?}"
+    );
 }
 
 /// The same bug as above, for a legacy session: the old client shows the message twice.
@@ -47,7 +54,12 @@ fn a_closed_legacy_session_s_messages_are_not_sent_again() {
     let idr = register(srv.addr, "reader");
     let mut again = Vec::new();
     for round in 1..=ROUNDS {
-        let (mut r, ack) = login_retrying(Client::connect(srv.addr).unwrap(), idr, &pw("reader"), false);
+        let (mut r, ack) = login_retrying(
+            Client::connect(srv.addr).unwrap(),
+            idr,
+            &pw("reader"),
+            false,
+        );
         let offline = ack["offlinemsg"].as_array().unwrap();
         if !offline.is_empty() {
             again.push((round, offline.len()));
@@ -56,7 +68,10 @@ fn a_closed_legacy_session_s_messages_are_not_sent_again() {
         assert_eq!(seq(&r.recv_matching(is_chat).unwrap()), round);
         drop(r);
     }
-    assert!(again.is_empty(), "messages sent again (round, how many): {again:?}");
+    assert!(
+        again.is_empty(),
+        "messages sent again (round, how many): {again:?}"
+    );
 }
 
 server_bug!(

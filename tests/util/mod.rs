@@ -2,9 +2,10 @@
 //! private MySQL databases, nginx in front of a cluster, private Redis and MariaDB instances
 //! for fault injection and the helpers the fault tests share; for the message log, its
 //! requests as raw JSON, frames with their sizes, a receiver with a small receive buffer and a
-//! receiver that moves while a stream goes on; tests of known server bugs.
+//! receiver that moves while a stream goes on; tests of known server bugs; stored messages made old.
 #![allow(dead_code)]
 
+pub mod age_log;
 pub mod chatlog;
 pub mod cluster;
 pub mod faults;
