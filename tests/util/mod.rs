@@ -1,14 +1,22 @@
 //! Shared helpers for the integration tests: servers on free ports, clients with timeouts,
 //! private MySQL databases, nginx in front of a cluster, private Redis and MariaDB instances
-//! for fault injection and the helpers the fault tests share.
+//! for fault injection and the helpers the fault tests share; for the message log, its
+//! requests as raw JSON, frames with their sizes, a receiver with a small receive buffer and a
+//! receiver that moves while a stream goes on; tests of known server bugs; stored messages made old.
 #![allow(dead_code)]
 
+pub mod age_log;
+pub mod chatlog;
 pub mod cluster;
 pub mod faults;
+pub mod moving_receiver;
 pub mod mysql_db;
 pub mod nginx;
 pub mod peer;
 pub mod private_mysql;
 pub mod private_redis;
 pub mod private_service;
+pub mod raw_conn;
 pub mod server;
+pub mod server_bug;
+pub mod small_rcvbuf;
