@@ -11,7 +11,9 @@
 //! the bottleneck on a small machine; it reports its own CPU to prove it.
 //!
 //! Scenarios: [`pairs`] (one-to-one chat), [`group`] (fan-out), [`idle`] (many idle logged-in
-//! connections: memory per connection), [`logins`] (registrations/s and logins/s).
+//! connections: memory per connection), [`logins`] (registrations/s and logins/s). Against a
+//! server with the message log, `--sync` sessions log in with `"sync":true`, drop duplicates
+//! and count loss by `seq` ([`seqtrack`]); `--cmid` gives every chat a client message id.
 //! [`cli`] turns the command line into [`Settings`] and runs them, alone or A/B ([`compare`]).
 
 pub mod cli;
@@ -23,6 +25,7 @@ pub mod logins;
 pub mod pairs;
 pub mod procstat;
 pub mod report;
+pub mod seqtrack;
 pub mod setup;
 pub mod stamp;
 
@@ -99,6 +102,11 @@ pub struct Settings {
     pub server_pids: Vec<u32>,
     /// Which round of an A/B comparison this is (stamped into messages).
     pub round: u64,
+    /// Sync sessions: log in with `"sync":true`, ask for an ACK of every chat (`reqid`), drop
+    /// duplicates and count loss by `seq`, confirm with batched RECV.
+    pub sync: bool,
+    /// Give every chat a unique `cmid` (client message id).
+    pub cmid: bool,
 }
 
 impl Default for Settings {
@@ -116,6 +124,8 @@ impl Default for Settings {
             source_addrs: 4,
             server_pids: Vec::new(),
             round: 0,
+            sync: false,
+            cmid: false,
         }
     }
 }
