@@ -99,6 +99,14 @@ pub struct Common {
     /// Rounds per server with --compare.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Sync sessions (a server with the message log): log in with "sync":true, ask an ACK
+    /// (with the seq) of every chat, drop duplicates and count loss by seq gaps, confirm with
+    /// batched RECV. A server without the log still works: loss is then counted by stamps.
+    #[arg(long)]
+    pub sync: bool,
+    /// Give every chat a unique client message id ("cmid":"<user name>-<n>").
+    #[arg(long)]
+    pub cmid: bool,
 }
 
 /// Resolves `host:port` to one socket address.
@@ -136,6 +144,8 @@ impl Common {
             threads: self.threads.max(1),
             concurrency: self.concurrency.max(1),
             server_pids: self.server_pid.clone(),
+            sync: self.sync,
+            cmid: self.cmid,
             ..Settings::default()
         })
     }
@@ -222,6 +232,11 @@ mod tests {
         assert_eq!((s.users, s.senders), (8, 3));
         assert_eq!(s.server_pids, [10, 11]);
         assert_eq!(s.duration, Duration::from_millis(1500));
+        assert!(!s.sync && !s.cmid);
+        let cli = Cli::parse_from(["chatbench", "pairs", "--sync", "--cmid"]);
+        let (kind, _, s) = cli.resolve().unwrap();
+        assert_eq!(kind, Kind::Pairs);
+        assert!(s.sync && s.cmid);
         let bad = Cli::parse_from(["chatbench", "pairs", "--duration=-1"]);
         assert!(bad.resolve().is_err());
     }
