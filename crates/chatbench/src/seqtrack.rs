@@ -266,6 +266,11 @@ impl SeqBook {
         new
     }
 
+    /// New messages not confirmed by RECV yet.
+    pub fn unconfirmed(&self) -> u32 {
+        self.unconfirmed
+    }
+
     /// Whether a RECV is due: [`RECV_BATCH`] new messages, or some and [`RECV_EVERY`] since
     /// the last one.
     pub fn due(&self, now: Instant) -> bool {
