@@ -3,7 +3,8 @@
 //! receiver that is offline, `--fill-window` in flight, each acked by the server (so each is
 //! stored); then the receiver logs in with `"sync":true` and reads everything until SYNC_DONE,
 //! confirming with batched RECV as a real client does. Reported: the sync read's messages per
-//! second (from sending the LOGIN to SYNC_DONE), the server's RSS growth during it (sampled
+//! second (from sending the LOGIN to SYNC_DONE; `latency_us` is when each message arrived,
+//! counted from the LOGIN: p50 is when half had), the server's RSS growth during it (sampled
 //! every [`RSS_EVERY`] from `/proc` for `--server-pid`), and loss by seq gaps: the receiver
 //! must get every seq from 1 to the last one acked to the sender.
 //!
@@ -14,12 +15,13 @@
 use crate::conn::{drive, split_frames, Conns, Scenario};
 use crate::pairs::{push_frame, Extras};
 use crate::procstat::{self_cpu_us, ProcSample};
-use crate::report::Report;
+use crate::report::{new_histogram, record_ns, Latency, Report};
 use crate::seqtrack::{Conv, SeqBook};
 use crate::setup::{login_raw, register_users, BenchUser};
 use crate::stamp::{self, int_field, push_u64};
 use crate::{io_err, BenchError, Result, Settings};
 use clusterchat_proto::msgid;
+use hdrhistogram::Histogram;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,8 +159,8 @@ impl RssSampler {
 }
 
 /// What the receiver read.
-#[derive(Default)]
 struct Received {
+    arrivals: Histogram<u64>,
     book: SeqBook,
     delivered: u64,
     dup: u64,
@@ -168,6 +170,23 @@ struct Received {
     recvs: u64,
     sync_done: Option<u64>,
     first_msg: Option<Duration>,
+}
+
+impl Default for Received {
+    fn default() -> Self {
+        Received {
+            arrivals: new_histogram(),
+            book: SeqBook::default(),
+            delivered: 0,
+            dup: 0,
+            noseq: 0,
+            errors: 0,
+            first_error: None,
+            recvs: 0,
+            sync_done: None,
+            first_msg: None,
+        }
+    }
 }
 
 impl Received {
@@ -184,7 +203,9 @@ impl Received {
             None => self.noseq += 1,
         }
         self.delivered += 1;
-        self.first_msg.get_or_insert_with(|| t0.elapsed());
+        let at = t0.elapsed();
+        self.first_msg.get_or_insert(at);
+        record_ns(&mut self.arrivals, at.as_nanos() as u64);
     }
 
     fn frame(&mut self, peer: Conv, frame: &[u8], t0: Instant) {
@@ -356,12 +377,14 @@ pub fn run(settings: &Settings) -> Result<Report> {
         delivered: read.delivered,
         lost,
         msgs_per_sec: read.delivered as f64 / sync_s.max(1e-9),
+        latency_us: Latency::from_histogram(&read.arrivals),
         errors: fill.failed + read.errors,
         disconnects,
         notes,
         ..Report::default()
     };
     r.extra.insert("fill_s".into(), fill_s);
+    r.extra.insert("sync_s".into(), sync_s);
     r.extra.insert(
         "fill_msgs_per_sec".into(),
         fill.acked as f64 / fill_s.max(1e-9),
@@ -416,7 +439,7 @@ pub fn run(settings: &Settings) -> Result<Report> {
             peak.saturating_sub(server_before.rss_bytes) as f64,
         );
         r.extra.insert(
-            "server_rss_end_growth_bytes".into(),
+            "server_rss_end_delta_bytes".into(),
             server_after.rss_bytes as f64 - server_before.rss_bytes as f64,
         );
     }
