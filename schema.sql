@@ -1,4 +1,5 @@
--- clusterchat schema for MySQL / MariaDB: the C++ seed's five tables, with fixes.
+-- clusterchat schema for MySQL / MariaDB: the C++ seed's five tables, with fixes, and the
+-- message log's four.
 --
 -- Applied by MysqlStore at every open (and usable by hand: mysql chat < schema.sql), so it is
 -- idempotent: CREATE TABLE IF NOT EXISTS only, nothing is ever dropped or altered.
@@ -18,6 +19,22 @@
 --  * Foreign keys keep friends, members and offline messages pointing at real rows.
 --  * user.session compares binary (utf8mb4_bin): sessions are identifiers, and the default
 --    case-insensitive collation would let a logout of "N1/5" release the login of "n1/5".
+--
+-- The message log (DESIGN.md: store first, deliver from the log) replaces the seed's
+-- offlinemessage: "offline messages" are what lies after a user's cursor.
+--  * conversation: one row per pair of users or group that has had a message. conv packs the
+--    conversation in one BIGINT (pair a<b: a*2^32+b, group g: -g). last_seq is bumped in each
+--    append transaction: that row lock hands out gap-free seqs across servers. usera, userb
+--    (NULL for a group) find a user's pairs.
+--  * message: the log, keyed (conv, seq), so reading a conversation is one range scan. body is
+--    the chat frame as forwarded, without seq. created (Unix ms, indexed) drives retention.
+--  * msgcmid: the client message ids of the last day per sender, so a retried send is
+--    answered with its original seq. cmid is VARBINARY: compared byte for byte, trailing
+--    spaces included (utf8mb4_bin would ignore them: it is PAD SPACE).
+--  * msgcursor: per user and conversation, the highest seq delivered (seq) and, for a group,
+--    its last_seq when the user joined (floor: where their history starts).
+--  * offlinemessage stays while old servers may still queue into it: at every open MysqlStore
+--    moves its rows into the log (and keeps, with a warning, any it cannot read).
 -- MysqlStore drops '--' comments, then splits on semicolons: keep them out of string literals.
 
 CREATE TABLE IF NOT EXISTS user (
@@ -60,4 +77,41 @@ CREATE TABLE IF NOT EXISTS offlinemessage (
     message MEDIUMTEXT NOT NULL,
     INDEX offlinemessage_user_seq (userid, seq),
     FOREIGN KEY (userid) REFERENCES user (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS conversation (
+    conv BIGINT NOT NULL PRIMARY KEY,
+    last_seq BIGINT NOT NULL,
+    usera INT NULL,
+    userb INT NULL,
+    INDEX conversation_usera (usera),
+    INDEX conversation_userb (userb)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS message (
+    conv BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    sender INT NOT NULL,
+    created BIGINT NOT NULL,
+    body MEDIUMTEXT NOT NULL,
+    PRIMARY KEY (conv, seq),
+    INDEX message_created (created)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS msgcmid (
+    sender INT NOT NULL,
+    cmid VARBINARY(64) NOT NULL,
+    conv BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    created BIGINT NOT NULL,
+    PRIMARY KEY (sender, cmid),
+    INDEX msgcmid_created (created)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS msgcursor (
+    userid INT NOT NULL,
+    conv BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    floor BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (userid, conv)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;

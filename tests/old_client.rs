@@ -443,7 +443,7 @@ fn a_whole_session_as_the_old_client_does_it() {
 
     // chat:<bob>:hello bob — bob's reader thread gets alice's very bytes.
     let sent = alice.chat(b, "hello bob");
-    assert_eq!(bob.recv_text(), sent);
+    assert_eq!(bob.recv_text(), with_seq(&sent, 1));
     let line = read_chat(&serde_json::from_str(&sent).unwrap());
     assert_eq!(line, format!("{} [{a}]alice said: hello bob", now_text()));
     alice.expect_silence("chat");
@@ -507,7 +507,7 @@ fn a_whole_session_as_the_old_client_does_it() {
     // his addgroup was done.
     bob.add_group(group.id);
     let from_bob = bob.group_chat(group.id, "hello group");
-    assert_eq!(alice.recv_text(), from_bob);
+    assert_eq!(alice.recv_text(), with_seq(&from_bob, 1));
     let line = read_chat(&serde_json::from_str(&from_bob).unwrap());
     assert_eq!(
         line,
@@ -518,7 +518,7 @@ fn a_whole_session_as_the_old_client_does_it() {
         )
     );
     let from_alice = alice.group_chat(group.id, "welcome bob");
-    assert_eq!(bob.recv_text(), from_alice);
+    assert_eq!(bob.recv_text(), with_seq(&from_alice, 2));
     alice.expect_silence("groupchat");
     bob.expect_silence("addgroup and groupchat");
 
@@ -527,13 +527,19 @@ fn a_whole_session_as_the_old_client_does_it() {
     bob.loginout();
     assert_eq!(int(&bob.login(b, "typo").expect_err("typo"), "errno"), 1);
     let offline_chat = alice.chat(b, "are you there?");
+    // Offline messages of several conversations come oldest first by arrival time, which has
+    // millisecond resolution: let the two arrive in different milliseconds.
+    std::thread::sleep(std::time::Duration::from_millis(5));
     let offline_group = alice.group_chat(group.id, "bob is away");
     alice.expect_silence("chat and groupchat to an offline user");
     bob.expect_silence("messages while logged out");
 
     // bob logs in again on the same connection: both messages, in order, as sent.
     let back = bob.login(b, "pw-bob").expect("bob logs in again");
-    assert_eq!(back.offline_text, vec![offline_chat, offline_group]);
+    assert_eq!(
+        back.offline_text,
+        vec![with_seq(&offline_chat, 3), with_seq(&offline_group, 3)]
+    );
     assert_eq!(
         read_chat(&back.offline[0]),
         format!("{} [{a}]alice said: are you there?", now_text())
@@ -579,7 +585,8 @@ fn offline_messages_wait_for_a_later_connection() {
     // Bob starts the client later: "3. quit" closed nothing of his, he was never online.
     let mut bob = OldClient::connect(&srv);
     let view = bob.login(b, "pw-bob").expect("bob logs in");
-    assert_eq!(view.offline_text, sent);
+    let numbered: Vec<String> = (1..).zip(&sent).map(|(n, m)| with_seq(m, n)).collect();
+    assert_eq!(view.offline_text, numbered);
     let lines: Vec<String> = view.offline.iter().map(read_chat).collect();
     assert_eq!(
         lines,
@@ -613,7 +620,14 @@ fn errors_come_alone_with_a_msgid_the_old_client_skips() {
 
     // The connection still works: a message to herself comes back as a chat.
     let sent = alice.chat(a, "note to self");
-    assert_eq!(alice.recv_text(), sent);
+    assert_eq!(alice.recv_text(), with_seq(&sent, 1));
+}
+
+/// What the receiver reads for a chat the old client sent: its very bytes, with the `seq` the
+/// message log gave it as one more field at the end (the old client reads fields by name).
+fn with_seq(sent: &str, seq: i64) -> String {
+    let body = sent.strip_suffix('}').expect("a JSON object");
+    format!("{body},\"seq\":{seq}}}")
 }
 
 /// The `dump` helper writes what nlohmann's `dump()` writes.

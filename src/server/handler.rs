@@ -102,7 +102,9 @@ impl Handler<ConnContext> for ChatHandler {
             .execute(conn.id(), Box::new(move || service.disconnected(&conn2)));
     }
 
-    // NET-WRITTEN: fn on_written(&self, conn: &ChatConn, tag: u64) { self.service.written(conn, tag); }
+    fn on_written(&self, conn: &ChatConn, tag: u64) {
+        self.service.written(conn, tag);
+    }
 
     fn on_undelivered(&self, _conn: &ChatConn, _frame: Bytes, _tag: u64) {
         // Every frame a connection is sent with a tag is a message of the log: one that did

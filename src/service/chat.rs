@@ -107,9 +107,7 @@ fn cmid(env: &Envelope) -> Result<Option<Box<str>>, ServiceError> {
     let text: Cow<str> = serde_json::from_str(raw.get())
         .map_err(|_| bad_field("field `cmid` must be a string".into()))?;
     if text.is_empty() || text.len() > MAX_CMID {
-        return Err(bad_field(format!(
-            "`cmid` must have 1 to {MAX_CMID} bytes"
-        )));
+        return Err(bad_field(format!("`cmid` must have 1 to {MAX_CMID} bytes")));
     }
     Ok(Some(text.into()))
 }

@@ -106,12 +106,12 @@ impl ChatService {
         let mut stop = false;
         while !stop {
             match rx.recv() {
-                Ok(Job::Store(s)) => batch.push(s),
+                Ok(Job::Store(s)) => batch.push(*s),
                 Ok(Job::Stop) | Err(_) => break,
             }
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(Job::Store(s)) => batch.push(s),
+                    Ok(Job::Store(s)) => batch.push(*s),
                     Ok(Job::Stop) => {
                         stop = true;
                         break;
@@ -124,7 +124,7 @@ impl ChatService {
     }
 
     /// Stores one batch in one transaction, then completes each message.
-    fn commit(self: &Arc<Self>, known: &mut HashSet<UserId>, batch: Vec<Box<Submission>>) {
+    fn commit(self: &Arc<Self>, known: &mut HashSet<UserId>, batch: Vec<Submission>) {
         let mut ready = Vec::with_capacity(batch.len());
         for s in batch {
             match self.receiver_exists(known, &s.to) {

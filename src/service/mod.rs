@@ -17,6 +17,8 @@ pub(crate) mod password;
 mod relay;
 mod retries;
 mod sync;
+#[cfg(test)]
+mod testing;
 mod user;
 
 use crate::bus::{BusError, SharedBus};

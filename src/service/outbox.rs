@@ -242,3 +242,94 @@ fn queue(st: &mut State, conn: &ChatConn, conv: ConvId, seq: Seq, frame: Bytes) 
     conn.deliver(frame, tag);
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{connection, line};
+
+    fn frame(seq: Seq) -> Bytes {
+        Bytes::from(format!("{{\"seq\":{seq}}}"))
+    }
+
+    #[test]
+    fn a_syncing_session_only_notes_live_messages_and_reads_again() {
+        let (conn, mut client, _server) = connection();
+        let outbox = conn.context().outbox();
+        let c = ConvId::pair(1, 2);
+        assert!(!outbox.push(&conn, c, 1, &frame(1)), "no session yet");
+        outbox.begin(2, false);
+        outbox.clear_dirty();
+        assert!(outbox.push(&conn, c, 1, &frame(1)));
+        assert!(
+            !outbox.finish_sync(|| panic!("not live")),
+            "a message was missed"
+        );
+        assert!(outbox.stream(&conn, c, 1, frame(1)), "the read finds it");
+        assert!(outbox.finish_sync(|| conn.send(Bytes::from("{\"done\":1}"))));
+        assert!(outbox.push(&conn, c, 2, &frame(2)));
+        assert_eq!(line(&mut client), r#"{"seq":1}"#);
+        assert_eq!(line(&mut client), r#"{"done":1}"#);
+        assert_eq!(line(&mut client), r#"{"seq":2}"#);
+    }
+
+    #[test]
+    fn a_session_is_sent_each_seq_once_and_never_behind_a_higher_one() {
+        let (conn, mut client, _server) = connection();
+        let outbox = conn.context().outbox();
+        let (a, b) = (ConvId::pair(1, 2), ConvId::group(7));
+        outbox.begin(2, false);
+        assert!(outbox.finish_sync(|| ()));
+        outbox.push(&conn, a, 1, &frame(1));
+        outbox.push(&conn, a, 3, &frame(3));
+        outbox.push(&conn, a, 3, &frame(3));
+        outbox.push(&conn, a, 2, &frame(2));
+        outbox.push(&conn, b, 2, &frame(20));
+        assert!(!outbox.stream(&conn, a, 3, frame(3)));
+        assert_eq!(outbox.sent(a), Some(3));
+        assert_eq!(outbox.after(a, 1), 3);
+        assert_eq!(outbox.after(ConvId::group(8), 4), 4);
+        conn.send(Bytes::from("{\"end\":1}"));
+        let got: Vec<String> = (0..4).map(|_| line(&mut client)).collect();
+        assert_eq!(
+            got,
+            [
+                r#"{"seq":1}"#,
+                r#"{"seq":3}"#,
+                r#"{"seq":20}"#,
+                r#"{"end":1}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_legacy_session_advances_its_cursors_only_as_frames_are_written() {
+        let (conn, _client, _server) = connection();
+        let outbox = conn.context().outbox();
+        let (a, g) = (ConvId::pair(1, 2), ConvId::group(7));
+        outbox.begin(2, true);
+        // A LOGIN_ACK holding two messages (tag 1), then own message skipped, then a frame.
+        outbox.stream_many(&conn, &[(a, 1), (g, 4)], Bytes::from("{\"ack\":1}"));
+        outbox.skip(a, 2);
+        outbox.stream(&conn, a, 3, frame(3));
+        assert!(outbox.inflight_bytes() > 0);
+        assert_eq!(outbox.written(1), Some((2, vec![(a, 2), (g, 4)])));
+        assert_eq!(outbox.written(1), None, "reported once");
+        assert_eq!(outbox.written(2), Some((2, vec![(a, 3)])));
+        assert_eq!(outbox.inflight_bytes(), 0);
+        outbox.stream(&conn, a, 4, frame(4));
+        assert_eq!(outbox.end(), None, "unwritten frames advance nothing");
+        assert_eq!(outbox.inflight_bytes(), 0);
+        assert_eq!(outbox.written(3), None, "no session: nothing to advance");
+    }
+
+    #[test]
+    fn a_sync_session_moves_no_cursor_on_writes() {
+        let (conn, _client, _server) = connection();
+        let outbox = conn.context().outbox();
+        outbox.begin(2, false);
+        outbox.stream(&conn, ConvId::pair(1, 2), 1, frame(1));
+        assert_eq!(outbox.written(1), None);
+        assert_eq!(outbox.inflight_bytes(), 0, "but the window drains");
+    }
+}

@@ -1,15 +1,16 @@
 //! Register, log in, log out, and the end of a session when a connection closes.
 
 use super::context::{ChatConn, Login};
+use super::relay::sender_of;
 use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
 use crate::store::Claim;
-use clusterchat_proto::request::{Login as LoginReq, Register};
-use super::relay::sender_of;
-use crate::store::with_seq;
+use crate::store::{with_seq, ConvId, Logged, Seq, Store};
 use clusterchat_net::Bytes;
+use clusterchat_proto::request::{Login as LoginReq, Register};
 use clusterchat_proto::{errno, msgid, reply, GroupSummary, LoginAck, SyncLoginAck, UserId};
 use serde_json::json;
 use serde_json::value::RawValue;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,30 +177,44 @@ impl ChatService {
         let outbox = conn.context().outbox();
         let mut budget = MAX_LOGIN_ACK.saturating_sub(base);
         let mut included = Vec::new();
-        'convs: for unread in self.store.unread(ack.id)? {
-            let mut after = unread.cursor;
-            loop {
-                let page = self.store.read_after(unread.conv, after, 64)?;
-                let full = page.len() == 64;
-                for m in page {
-                    after = m.seq;
-                    if sender_of(m.body.as_bytes()) == Some(ack.id) {
-                        outbox.skip(unread.conv, m.seq);
-                        continue;
-                    }
-                    let text = String::from_utf8(with_seq(m.body.as_bytes(), m.seq))
-                        .unwrap_or_default();
-                    let cost = serde_json::to_string(&text).map_or(0, |s| s.len()) + 1;
-                    if cost > budget {
-                        break 'convs;
-                    }
-                    budget -= cost;
-                    ack.offline.push(text);
-                    included.push((unread.conv, m.seq));
-                }
-                if !full {
+        // Oldest first across conversations: merge their pages by arrival time.
+        let mut heads: Vec<Head> = Vec::new();
+        for unread in self.store.unread(ack.id)? {
+            let mut head = Head {
+                conv: unread.conv,
+                after: unread.cursor,
+                page: VecDeque::new(),
+                more: true,
+            };
+            head.refill(&*self.store)?;
+            heads.push(head);
+        }
+        loop {
+            let next = heads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.page.front().map(|m| (m.created_ms, h.conv, i)))
+                .min();
+            let Some((_, conv, i)) = next else {
+                break;
+            };
+            let m = heads[i].page.front().expect("a head").clone();
+            if sender_of(m.body.as_bytes()) == Some(ack.id) {
+                outbox.skip(conv, m.seq);
+            } else {
+                let text =
+                    String::from_utf8(with_seq(m.body.as_bytes(), m.seq)).unwrap_or_default();
+                let cost = serde_json::to_string(&text).map_or(0, |s| s.len()) + 1;
+                if cost > budget {
                     break;
                 }
+                budget -= cost;
+                ack.offline.push(text);
+                included.push((conv, m.seq));
+            }
+            heads[i].page.pop_front();
+            if heads[i].page.is_empty() {
+                heads[i].refill(&*self.store)?;
             }
         }
         let mut v = ack.encode();
@@ -285,6 +300,31 @@ impl ChatService {
                 .release_later(login.id, Arc::clone(&login.claim));
         }
         log::debug!("user {} logged out of connection {}", login.id, conn.id());
+    }
+}
+
+/// One conversation's next messages, while a legacy LOGIN_ACK is filled.
+struct Head {
+    conv: ConvId,
+    after: Seq,
+    page: VecDeque<Logged>,
+    more: bool,
+}
+
+impl Head {
+    const PAGE: usize = 64;
+
+    fn refill(&mut self, store: &dyn Store) -> Result<(), ServiceError> {
+        if !self.more {
+            return Ok(());
+        }
+        let page = store.read_after(self.conv, self.after, Self::PAGE)?;
+        self.more = page.len() == Self::PAGE;
+        if let Some(last) = page.last() {
+            self.after = last.seq;
+        }
+        self.page.extend(page);
+        Ok(())
     }
 }
 

@@ -90,6 +90,8 @@ pub struct Logged {
     pub seq: Seq,
     /// The stored frame, without `seq` (see [`with_seq`]).
     pub body: String,
+    /// When the server received it (Unix ms).
+    pub created_ms: i64,
 }
 
 /// A conversation of a user with messages after their cursor.

@@ -1,12 +1,15 @@
-//! Persistent state behind one trait: users, friends, groups, offline messages and the
-//! "who is online where" claim.
+//! Persistent state behind one trait: users, friends, groups, the message log with each
+//! user's delivery cursors, the old offline queue (moved into the log at open) and the "who is
+//! online where" claim.
 //!
 //! The service sees storage only through [`Store`], so the embedded SQLite backend (one server)
 //! and the MySQL backend (a cluster sharing one database) are interchangeable. Every method is
 //! synchronous and may block: call them from worker threads, never from an IO loop.
 
 pub mod log;
+mod migrate;
 pub mod mysql;
+mod plan;
 mod sql;
 pub mod sqlite;
 
@@ -142,14 +145,10 @@ pub trait Store: Send + Sync {
     /// `(sender, cmid)` was stored within [`CMID_WINDOW_MS`] of its `created_ms` (earlier in
     /// the database, or earlier in this batch) is not stored: [`Appended::Duplicate`] names
     /// the original. On error nothing of the batch is stored.
-    fn append(&self, batch: &[Append<'_>]) -> StoreResult<Vec<Appended>> {
-        Err(StoreError::Query("message log: not implemented yet".into()))
-    }
+    fn append(&self, batch: &[Append<'_>]) -> StoreResult<Vec<Appended>>;
 
     /// Up to `limit` messages of `conv` with seq > `after`, ascending.
-    fn read_after(&self, conv: ConvId, after: Seq, limit: usize) -> StoreResult<Vec<Logged>> {
-        Err(StoreError::Query("message log: not implemented yet".into()))
-    }
+    fn read_after(&self, conv: ConvId, after: Seq, limit: usize) -> StoreResult<Vec<Logged>>;
 
     /// The newest `limit` messages of `conv` with `floor < seq < before`, returned ascending,
     /// and whether older ones (seq > floor) exist beyond them.
@@ -159,43 +158,33 @@ pub trait Store: Send + Sync {
         before: Seq,
         floor: Seq,
         limit: usize,
-    ) -> StoreResult<(Vec<Logged>, bool)> {
-        Err(StoreError::Query("message log: not implemented yet".into()))
-    }
+    ) -> StoreResult<(Vec<Logged>, bool)>;
 
     /// The conversations of `user` (pairs they are in, groups they are a member of) whose
     /// last seq is above the user's cursor, ascending by conversation.
-    fn unread(&self, user: UserId) -> StoreResult<Vec<Unread>> {
-        Err(StoreError::Query("message log: not implemented yet".into()))
-    }
+    fn unread(&self, user: UserId) -> StoreResult<Vec<Unread>>;
 
     /// Raises `user`'s cursors to the given seqs (a cursor never goes down), one transaction.
-    fn advance_cursors(&self, user: UserId, cursors: &[(ConvId, Seq)]) -> StoreResult<()> {
-        Err(StoreError::Query("message log: not implemented yet".into()))
-    }
+    fn advance_cursors(&self, user: UserId, cursors: &[(ConvId, Seq)]) -> StoreResult<()>;
 
     /// The seq `group` had when `user` joined it (0 for its creator and for members from
     /// before the log): group history shows them only later messages. `None`: not a member.
-    fn join_floor(&self, group: GroupId, user: UserId) -> StoreResult<Option<Seq>> {
-        Err(StoreError::Query("message log: not implemented yet".into()))
-    }
+    fn join_floor(&self, group: GroupId, user: UserId) -> StoreResult<Option<Seq>>;
 
     /// Deletes at most `limit` messages created before `before_ms`, and `(sender, cmid)`
     /// records older than [`CMID_WINDOW_MS`]; returns how many messages were deleted.
-    fn prune(&self, before_ms: i64, limit: usize) -> StoreResult<u64> {
-        Err(StoreError::Query("message log: not implemented yet".into()))
-    }
+    fn prune(&self, before_ms: i64, limit: usize) -> StoreResult<u64>;
 
     /// Members of `group` with id > `after`, ascending by id, at most `limit`.
-    fn members_page(&self, group: GroupId, after: UserId, limit: usize)
-        -> StoreResult<Vec<MemberInfo>> {
-        Err(StoreError::Query("message log: not implemented yet".into()))
-    }
+    fn members_page(
+        &self,
+        group: GroupId,
+        after: UserId,
+        limit: usize,
+    ) -> StoreResult<Vec<MemberInfo>>;
 
     /// The groups of `user` without their member lists, each with its member count.
-    fn group_summaries(&self, user: UserId) -> StoreResult<Vec<(GroupInfo, u64)>> {
-        Err(StoreError::Query("message log: not implemented yet".into()))
-    }
+    fn group_summaries(&self, user: UserId) -> StoreResult<Vec<(GroupInfo, u64)>>;
 }
 
 /// A shared store handle.

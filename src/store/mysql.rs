@@ -5,14 +5,20 @@
 //! conditional UPDATE, which InnoDB serialises on the user row, so two servers can never both
 //! win it.
 
+use super::migrate::{self, OfflineRow};
+use super::plan::{self, AppendPlan, CmidRow};
 use super::sql::{self, GroupRow};
-use super::{mask_password, Claim, JoinOutcome, Store, StoreError, StoreResult, UserRecord};
-use clusterchat_proto::{GroupId, GroupInfo, UserId, UserInfo};
+use super::{
+    mask_password, Append, Appended, Claim, ConvId, JoinOutcome, Logged, Seq, Store, StoreError,
+    StoreResult, Unread, UserRecord, CMID_WINDOW_MS,
+};
+use clusterchat_proto::{GroupId, GroupInfo, MemberInfo, UserId, UserInfo};
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder, TxOpts};
+use mysql::{Conn, Opts, OptsBuilder, Transaction, TxOpts, Value};
 use r2d2::{Pool, PooledConnection};
 use r2d2_mysql::MySqlConnectionManager;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 /// How long to wait to connect, for a pooled connection, or for one server reply: a database
@@ -26,6 +32,86 @@ const SCHEMA: &str = include_str!("../../schema.sql");
 const ER_DUP_ENTRY: u16 = 1062;
 /// MySQL's "cannot add a child row": a foreign key points nowhere.
 const ER_NO_REFERENCED_ROW: u16 = 1452;
+/// InnoDB found a deadlock and rolled the transaction back.
+const ER_LOCK_DEADLOCK: u16 = 1213;
+/// A lock was not granted within `innodb_lock_wait_timeout`.
+const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+
+/// How many times a log transaction that lost a race (deadlock, lock wait timeout, a
+/// concurrent duplicate cmid) is run in all before the error is returned.
+const ATTEMPTS: u32 = 5;
+
+/// Prepared statements each connection keeps: the multi-row statements of the log come in a
+/// few sizes each (powers of two), on top of some thirty single statements.
+const STATEMENT_CACHE: usize = 128;
+
+/// Bumps conversations' last seqs by the given counts (creating rows); parameters per row:
+/// conv, count, usera, userb. Rows are given in ascending conv order, so the row locks are
+/// taken in that order.
+static BUMP_CONVS: sql::MultiRow = sql::MultiRow::new(
+    "INSERT INTO conversation(conv, last_seq, usera, userb) VALUES ",
+    "(?, ?, ?, ?)",
+    ", ",
+    " ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)",
+);
+/// Reads back the bumped conversations (our own locked rows); parameters: convs.
+static LAST_SEQS: sql::MultiRow =
+    sql::select_in("SELECT conv, last_seq FROM conversation WHERE conv IN (");
+/// Stores messages; parameters per row: conv, seq, sender, created, body.
+static MESSAGE_INSERT: sql::MultiRow = sql::MultiRow::new(
+    "INSERT INTO message(conv, seq, sender, created, body) VALUES ",
+    sql::FIVE,
+    ", ",
+    "",
+);
+/// The `msgcmid` rows of some keys; parameters: sender, cmid per key.
+static CMID_GET: sql::MultiRow = sql::MultiRow::new(
+    "SELECT sender, cmid, conv, seq, created FROM msgcmid WHERE ",
+    "(sender = ? AND cmid = ?)",
+    " OR ",
+    "",
+);
+/// Records new keys (a concurrent record of the same key fails with a duplicate: retried);
+/// parameters per row: sender, cmid, conv, seq, created.
+static CMID_INSERT: sql::MultiRow = sql::MultiRow::new(
+    "INSERT INTO msgcmid(sender, cmid, conv, seq, created) VALUES ",
+    sql::FIVE,
+    ", ",
+    "",
+);
+/// Renews an expired key, only if nobody renewed it since it was read; parameters: conv, seq,
+/// created, sender, cmid, the created read.
+const CMID_RENEW: &str = "UPDATE msgcmid SET conv = ?, seq = ?, created = ? \
+     WHERE sender = ? AND cmid = ? AND created = ?";
+/// Raises cursors (a repeated row changes nothing); parameters per row: user, conv, seq.
+static ADVANCE: sql::MultiRow = sql::MultiRow::new(
+    "INSERT INTO msgcursor(userid, conv, seq) VALUES ",
+    "(?, ?, ?)",
+    ", ",
+    " ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq))",
+);
+/// Which of some users exist; parameters: ids.
+static USERS_IN: sql::MultiRow = sql::select_in("SELECT id FROM user WHERE id IN (");
+/// Which of some groups exist; parameters: ids.
+static GROUPS_IN: sql::MultiRow = sql::select_in("SELECT id FROM allgroup WHERE id IN (");
+/// Some users' cursors in one conversation; parameters: conv, then the users.
+static CURSORS_IN: sql::MultiRow =
+    sql::select_in("SELECT userid, seq FROM msgcursor WHERE conv = ? AND userid IN (");
+/// Deletes migrated rows of the old queue; parameters: their seqs.
+static OFFLINE_DELETE: sql::MultiRow = sql::select_in("DELETE FROM offlinemessage WHERE seq IN (");
+/// Sets a cursor (the migration); parameters: user, conv, seq.
+const SET_CURSOR: &str = "INSERT INTO msgcursor(userid, conv, seq) VALUES (?, ?, ?) \
+     ON DUPLICATE KEY UPDATE seq = VALUES(seq)";
+/// A joiner's cursor: delivered and history both from the group's current last seq.
+/// Parameters: user, conv, conv.
+const JOINER_CURSOR: &str = "INSERT INTO msgcursor(userid, conv, seq, floor) \
+     SELECT ?, ?, COALESCE(MAX(last_seq), 0), COALESCE(MAX(last_seq), 0) FROM conversation \
+     WHERE conv = ? ON DUPLICATE KEY UPDATE floor = VALUES(floor), \
+     seq = GREATEST(seq, VALUES(seq))";
+/// Deletes the oldest messages; parameters: before, limit.
+const PRUNE_MESSAGES: &str = "DELETE FROM message WHERE created < ? ORDER BY created LIMIT ?";
+/// Deletes expired cmid records; parameters: before, limit.
+const PRUNE_CMIDS: &str = "DELETE FROM msgcmid WHERE created < ? ORDER BY created LIMIT ?";
 
 /// Most users one multi-row offline INSERT names, well below the 65535 placeholder limit.
 const FANOUT_CHUNK: usize = 500;
@@ -111,6 +197,7 @@ impl MysqlStore {
             // Affected rows = matched rows, as in SQLite: a take-over to the same session is
             // a success, not "someone else won".
             .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
+            .stmt_cache_size(STATEMENT_CACHE)
             // READ COMMITTED: locking reads take no gap locks, so take_offline's FOR UPDATE
             // never blocks concurrent store_offline inserts (under REPEATABLE READ they
             // deadlocked against each other). Set once per connection, not per transaction.
@@ -125,6 +212,9 @@ impl MysqlStore {
                 .query_drop(&stmt)
                 .map_err(|e| StoreError::Query(format!("{masked}: applying schema.sql: {e}")))?;
         }
+        retrying("moving the offline queue into the log", || {
+            migrate_offline(&mut first)
+        })?;
         drop(first);
         let pool = Pool::builder()
             .max_size(pool_size.max(1))
@@ -241,25 +331,36 @@ impl Store for MysqlStore {
         let id = tx.last_insert_id().unwrap_or(0) as GroupId;
         tx.exec_drop(sql::ADD_MEMBER, (id, creator, "creator"))
             .map_err(err)?;
+        tx.exec_drop(sql::CREATOR_CURSOR, (creator, ConvId::group(id).0))
+            .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(id)
     }
 
     fn join_group(&self, user: UserId, group: GroupId) -> StoreResult<JoinOutcome> {
         let mut c = self.conn()?;
-        // One round trip in the common case: the keys tell the outcome.
-        match c.exec_drop(sql::ADD_MEMBER, (group, user, "normal")) {
-            Ok(()) => Ok(JoinOutcome::Joined),
-            Err(e) if server_code(&e) == Some(ER_DUP_ENTRY) => Ok(JoinOutcome::AlreadyMember),
+        let mut tx = c.start_transaction(TxOpts::default()).map_err(err)?;
+        // The keys tell the outcome; a new member gets their cursor in the same transaction.
+        match tx.exec_drop(sql::ADD_MEMBER, (group, user, "normal")) {
+            Ok(()) => {}
+            Err(e) if server_code(&e) == Some(ER_DUP_ENTRY) => {
+                return Ok(JoinOutcome::AlreadyMember)
+            }
             Err(e) if server_code(&e) == Some(ER_NO_REFERENCED_ROW) => {
+                drop(tx);
                 let exists: Option<i64> = c.exec_first(sql::GROUP_EXISTS, (group,)).map_err(err)?;
-                match exists {
+                return match exists {
                     None => Ok(JoinOutcome::NoSuchGroup),
                     Some(_) => Err(err(e)),
-                }
+                };
             }
-            Err(e) => Err(err(e)),
+            Err(e) => return Err(err(e)),
         }
+        let conv = ConvId::group(group).0;
+        tx.exec_drop(JOINER_CURSOR, (user, conv, conv))
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(JoinOutcome::Joined)
     }
 
     fn groups_of(&self, user: UserId) -> StoreResult<Vec<GroupInfo>> {
@@ -327,6 +428,415 @@ impl Store for MysqlStore {
             }
         }
     }
+
+    fn append(&self, batch: &[Append<'_>]) -> StoreResult<Vec<Appended>> {
+        plan::check(batch).map_err(StoreError::Query)?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        retrying("append", || {
+            let mut c = self.conn().map_err(Failure::Fail)?;
+            let mut tx = c.start_transaction(TxOpts::default())?;
+            let out = append_in(&mut tx, batch)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    fn read_after(&self, conv: ConvId, after: Seq, limit: usize) -> StoreResult<Vec<Logged>> {
+        let mut c = self.conn()?;
+        c.exec_map(
+            sql::READ_AFTER,
+            (conv.0, after, sql::limit(limit)),
+            |(seq, body, created_ms)| Logged {
+                seq,
+                body,
+                created_ms,
+            },
+        )
+        .map_err(err)
+    }
+
+    fn read_before(
+        &self,
+        conv: ConvId,
+        before: Seq,
+        floor: Seq,
+        limit: usize,
+    ) -> StoreResult<(Vec<Logged>, bool)> {
+        let mut c = self.conn()?;
+        let rows = c
+            .exec_map(
+                sql::READ_BEFORE,
+                (conv.0, floor, before, sql::limit(limit).saturating_add(1)),
+                |(seq, body, created_ms)| Logged {
+                    seq,
+                    body,
+                    created_ms,
+                },
+            )
+            .map_err(err)?;
+        Ok(sql::page_before(rows, limit))
+    }
+
+    fn unread(&self, user: UserId) -> StoreResult<Vec<Unread>> {
+        let mut c = self.conn()?;
+        c.exec_map(
+            sql::UNREAD,
+            (user, user, user, user, user),
+            |(conv, cursor, last)| Unread {
+                conv: ConvId(conv),
+                cursor,
+                last,
+            },
+        )
+        .map_err(err)
+    }
+
+    fn advance_cursors(&self, user: UserId, cursors: &[(ConvId, Seq)]) -> StoreResult<()> {
+        // Highest per conversation, ascending: two advances of one user lock rows in the
+        // same order.
+        let mut want: Vec<(ConvId, Seq)> = cursors.to_vec();
+        want.sort_unstable_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)));
+        want.dedup_by_key(|x| x.0);
+        if want.is_empty() {
+            return Ok(());
+        }
+        let stmts: Vec<(&str, Vec<Value>)> = plan::padded_runs(want.len(), sql::MAX_ROWS)
+            .into_iter()
+            .map(|(range, padded)| {
+                let rows = &want[range];
+                let params = (0..padded)
+                    .flat_map(|i| {
+                        let (conv, seq) = rows[i.min(rows.len() - 1)];
+                        [Value::from(user), Value::from(conv.0), Value::from(seq)]
+                    })
+                    .collect();
+                (ADVANCE.text(padded), params)
+            })
+            .collect();
+        retrying("advance_cursors", || {
+            let mut c = self.conn().map_err(Failure::Fail)?;
+            if let [(stmt, params)] = &stmts[..] {
+                c.exec_drop(*stmt, params.clone())?;
+                return Ok(());
+            }
+            let mut tx = c.start_transaction(TxOpts::default())?;
+            for (stmt, params) in &stmts {
+                tx.exec_drop(*stmt, params.clone())?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn join_floor(&self, group: GroupId, user: UserId) -> StoreResult<Option<Seq>> {
+        let mut c = self.conn()?;
+        c.exec_first(sql::JOIN_FLOOR, (ConvId::group(group).0, group, user))
+            .map_err(err)
+    }
+
+    fn prune(&self, before_ms: i64, limit: usize) -> StoreResult<u64> {
+        let expired = sql::now_ms().saturating_sub(CMID_WINDOW_MS);
+        let n = self.update(PRUNE_MESSAGES, (before_ms, sql::limit(limit)))?;
+        self.update(PRUNE_CMIDS, (expired, sql::limit(limit)))?;
+        Ok(n)
+    }
+
+    fn members_page(
+        &self,
+        group: GroupId,
+        after: UserId,
+        limit: usize,
+    ) -> StoreResult<Vec<MemberInfo>> {
+        let mut c = self.conn()?;
+        c.exec_map(
+            sql::MEMBERS_PAGE,
+            (group, after, sql::limit(limit)),
+            sql::member,
+        )
+        .map_err(err)
+    }
+
+    fn group_summaries(&self, user: UserId) -> StoreResult<Vec<(GroupInfo, u64)>> {
+        let mut c = self.conn()?;
+        c.exec_map(sql::GROUP_SUMMARIES, (user,), sql::summary)
+            .map_err(err)
+    }
+}
+
+/// Why one attempt of a log transaction failed.
+enum Failure {
+    /// It lost a race with another transaction (rolled back): run it again.
+    Retry(String),
+    /// A real error.
+    Fail(StoreError),
+}
+
+impl From<mysql::Error> for Failure {
+    fn from(e: mysql::Error) -> Failure {
+        match server_code(&e) {
+            Some(ER_LOCK_DEADLOCK | ER_LOCK_WAIT_TIMEOUT) => Failure::Retry(e.to_string()),
+            _ => Failure::Fail(err(e)),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        Failure::Fail(e)
+    }
+}
+
+/// Runs `attempt` (one whole transaction) until it succeeds, fails for real, or has lost
+/// [`ATTEMPTS`] races.
+fn retrying<T>(what: &str, mut attempt: impl FnMut() -> Result<T, Failure>) -> StoreResult<T> {
+    let mut n = 1;
+    loop {
+        match attempt() {
+            Ok(t) => return Ok(t),
+            Err(Failure::Fail(e)) => return Err(e),
+            Err(Failure::Retry(why)) if n < ATTEMPTS => {
+                log::debug!("{what}: {why}; trying again");
+                // A short random pause, so the racers do not meet again at once.
+                std::thread::sleep(Duration::from_millis(
+                    u64::from(n) * rand::random_range(1..=4),
+                ));
+                n += 1;
+            }
+            Err(Failure::Retry(why)) => {
+                return Err(StoreError::Query(format!(
+                    "{what}: still losing races after {ATTEMPTS} attempts: {why}"
+                )))
+            }
+        }
+    }
+}
+
+/// Appends `batch` inside the caller's transaction (see [`Store::append`]).
+fn append_in(tx: &mut Transaction<'_>, batch: &[Append<'_>]) -> Result<Vec<Appended>, Failure> {
+    // The keys the database knows: a plain read (a concurrent insert of one of them makes
+    // our insert below fail as a duplicate, and the retry then finds it).
+    let keys = plan::cmid_keys(batch);
+    let mut known = HashMap::new();
+    for (range, padded) in plan::padded_runs(keys.len(), sql::MAX_ROWS) {
+        let run = &keys[range];
+        let params: Vec<Value> = (0..padded)
+            .flat_map(|i| {
+                let (sender, cmid) = run[i.min(run.len() - 1)];
+                [Value::from(sender), Value::from(cmid)]
+            })
+            .collect();
+        let rows: Vec<(UserId, Vec<u8>, i64, Seq, i64)> = tx.exec(CMID_GET.text(padded), params)?;
+        for (sender, cmid, conv, seq, created) in rows {
+            if let Some(key) = run.iter().find(|k| k.0 == sender && k.1.as_bytes() == cmid) {
+                known.insert(
+                    *key,
+                    CmidRow {
+                        conv: ConvId(conv),
+                        seq,
+                        created,
+                    },
+                );
+            }
+        }
+    }
+    let plan = AppendPlan::new(batch, &known);
+    if !plan.stores_anything() {
+        let (_, out) = plan
+            .assign(batch, &HashMap::new())
+            .map_err(StoreError::Query)?;
+        return Ok(out);
+    }
+    // Bump the conversations in ascending order (the row locks follow), then read them back:
+    // our own locked rows, so the values are ours.
+    let convs = plan.convs();
+    for run in plan::pow2_runs(convs.len(), sql::MAX_ROWS, usize::MAX, |_| 0) {
+        let params: Vec<Value> = convs[run.clone()]
+            .iter()
+            .flat_map(|(conv, k)| {
+                let (a, b) = sql::conv_users(*conv);
+                [conv.0.into(), (*k).into(), a.into(), b.into()]
+            })
+            .collect();
+        tx.exec_drop(BUMP_CONVS.text(run.len()), params)?;
+    }
+    let mut last = HashMap::with_capacity(convs.len());
+    for (range, padded) in plan::padded_runs(convs.len(), sql::MAX_ROWS) {
+        let run = &convs[range];
+        let params: Vec<Value> = (0..padded)
+            .map(|i| Value::from(run[i.min(run.len() - 1)].0 .0))
+            .collect();
+        let rows: Vec<(i64, Seq)> = tx.exec(LAST_SEQS.text(padded), params)?;
+        last.extend(rows.into_iter().map(|(conv, l)| (ConvId(conv), l)));
+    }
+    let (seqs, out) = plan.assign(batch, &last).map_err(StoreError::Query)?;
+    let stored: Vec<usize> = plan.stored().collect();
+    for run in plan::pow2_runs(stored.len(), sql::MAX_ROWS, sql::MESSAGE_BYTES, |i| {
+        batch[stored[i]].body.len()
+    }) {
+        let params: Vec<Value> = stored[run.clone()]
+            .iter()
+            .flat_map(|&i| {
+                let m = &batch[i];
+                [
+                    m.conv.0.into(),
+                    seqs[i].into(),
+                    m.sender.into(),
+                    m.created_ms.into(),
+                    m.body.into(),
+                ]
+            })
+            .collect();
+        tx.exec_drop(MESSAGE_INSERT.text(run.len()), params)?;
+    }
+    // The keys: new ones in multi-row INSERTs, expired ones renewed one by one (rare).
+    let (fresh, renewed): (Vec<_>, Vec<_>) = plan
+        .cmid_writes()
+        .iter()
+        .partition(|w| w.replaces.is_none());
+    for run in plan::pow2_runs(fresh.len(), sql::MAX_ROWS, usize::MAX, |_| 0) {
+        let params: Vec<Value> = fresh[run.clone()]
+            .iter()
+            .flat_map(|w: &&plan::CmidWrite| {
+                let m = &batch[w.index];
+                [
+                    m.sender.into(),
+                    m.cmid.into(),
+                    m.conv.0.into(),
+                    seqs[w.index].into(),
+                    m.created_ms.into(),
+                ]
+            })
+            .collect();
+        tx.exec_drop(CMID_INSERT.text(run.len()), params)
+            .map_err(|e| {
+                if server_code(&e) == Some(ER_DUP_ENTRY) {
+                    Failure::Retry(format!("a cmid was recorded meanwhile: {e}"))
+                } else {
+                    e.into()
+                }
+            })?;
+    }
+    for w in renewed {
+        let m = &batch[w.index];
+        tx.exec_drop(
+            CMID_RENEW,
+            (
+                m.conv.0,
+                seqs[w.index],
+                m.created_ms,
+                m.sender,
+                m.cmid,
+                w.replaces,
+            ),
+        )?;
+        if tx.affected_rows() != 1 {
+            return Err(Failure::Retry(
+                "an expired cmid was renewed meanwhile".into(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Which of `ids` the statement (one of the `..._IN`) finds.
+fn existing(
+    tx: &mut Transaction<'_>,
+    stmt: &sql::MultiRow,
+    ids: &BTreeSet<i64>,
+) -> Result<BTreeSet<i64>, Failure> {
+    let ids: Vec<i64> = ids.iter().copied().collect();
+    let mut found = BTreeSet::new();
+    for (range, padded) in plan::padded_runs(ids.len(), sql::MAX_ROWS) {
+        let run = &ids[range];
+        let params: Vec<Value> = (0..padded)
+            .map(|i| Value::from(run[i.min(run.len() - 1)]))
+            .collect();
+        let got: Vec<i64> = tx.exec(stmt.text(padded), params)?;
+        found.extend(got);
+    }
+    Ok(found)
+}
+
+/// Moves the old offline queue into the log, in one transaction (see [`migrate`]). The rows
+/// are read FOR UPDATE, so two servers opening at once move each row once.
+fn migrate_offline(c: &mut Conn) -> Result<(), Failure> {
+    let any: Option<i64> = c.query_first("SELECT 1 FROM offlinemessage LIMIT 1")?;
+    if any.is_none() {
+        return Ok(());
+    }
+    let mut tx = c.start_transaction(TxOpts::default())?;
+    let rows: Vec<OfflineRow> = tx.query_map(
+        format!("{} FOR UPDATE", sql::OFFLINE_ALL),
+        |(seq, user, message)| OfflineRow { seq, user, message },
+    )?;
+    let (users, groups) = migrate::referenced(&rows);
+    let users = existing(&mut tx, &USERS_IN, &users)?;
+    let groups = existing(&mut tx, &GROUPS_IN, &groups)?;
+    let m = migrate::plan(&rows, &users, &groups);
+    m.warn_kept(&rows);
+    if m.moves.is_empty() {
+        return Ok(());
+    }
+    let now = sql::now_ms();
+    let batch: Vec<Append<'_>> = m
+        .moves
+        .iter()
+        .map(|mv| Append {
+            conv: mv.conv,
+            sender: mv.sender,
+            cmid: None,
+            body: &rows[mv.row].message,
+            created_ms: now,
+        })
+        .collect();
+    let seqs: Vec<Seq> = append_in(&mut tx, &batch)?
+        .into_iter()
+        .map(|a| match a {
+            Appended::New(seq) | Appended::Duplicate { seq, .. } => seq,
+        })
+        .collect();
+    for (conv, moved) in m.by_conversation(&seqs) {
+        let participants: Vec<UserId> = match (conv.as_pair(), conv.as_group()) {
+            (Some((a, b)), _) => vec![a, b],
+            (None, Some(g)) => tx.exec(sql::MEMBERS, (g,))?,
+            (None, None) => Vec::new(),
+        };
+        let asked: Vec<UserId> = participants
+            .iter()
+            .chain(moved.first.keys())
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut had = HashMap::new();
+        for (range, padded) in plan::padded_runs(asked.len(), sql::MAX_ROWS) {
+            let run = &asked[range];
+            let params: Vec<Value> = std::iter::once(Value::from(conv.0))
+                .chain((0..padded).map(|i| Value::from(run[i.min(run.len() - 1)])))
+                .collect();
+            let rows: Vec<(UserId, Seq)> = tx.exec(CURSORS_IN.text(padded), params)?;
+            had.extend(rows);
+        }
+        for (u, seq) in moved.cursors(&participants, &had) {
+            tx.exec_drop(SET_CURSOR, (u, conv.0, seq))?;
+        }
+    }
+    for (range, padded) in plan::padded_runs(m.migrated.len(), sql::MAX_ROWS) {
+        let run = &m.migrated[range];
+        let params: Vec<Value> = (0..padded)
+            .map(|i| Value::from(run[i.min(run.len() - 1)]))
+            .collect();
+        tx.exec_drop(OFFLINE_DELETE.text(padded), params)?;
+    }
+    tx.commit()?;
+    log::info!(
+        "moved {} offline messages into the log as {} messages",
+        m.migrated.len(),
+        m.moves.len()
+    );
+    Ok(())
 }
 
 /// Reads and deletes one user's offline queue in one transaction.
@@ -365,9 +875,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schema_splits_into_the_five_tables() {
+    fn schema_splits_into_the_nine_tables() {
         let stmts = split_sql(SCHEMA);
-        assert_eq!(stmts.len(), 5);
+        assert_eq!(stmts.len(), 9);
         assert!(stmts
             .iter()
             .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));

@@ -7,6 +7,25 @@
 
 use clusterchat_proto::{GroupId, UserId};
 
+/// A conversation: with one user (named by the other party) or in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Conv {
+    /// The one-to-one conversation with this user.
+    User(UserId),
+    /// The conversation of this group.
+    Group(GroupId),
+}
+
+impl std::fmt::Display for Conv {
+    /// `user 5` or `group 3`, as the client's lines name them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Conv::User(id) => write!(f, "user {id}"),
+            Conv::Group(id) => write!(f, "group {id}"),
+        }
+    }
+}
+
 /// One thing the user asked for. Parsing is pure so it can be tested without a terminal or a
 /// server; [`crate::state::ClientState::request`] turns a command into a wire request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +75,13 @@ pub enum Command {
         /// The message (the rest of the line).
         text: String,
     },
+    /// Show the latest stored messages of a conversation.
+    History {
+        /// The conversation (`5` for user 5, `g3` for group 3).
+        conv: Conv,
+        /// How many messages (the server's default when absent).
+        count: Option<u32>,
+    },
     /// Show the friends of the last login reply.
     Friends,
     /// Show the groups of the last login reply.
@@ -89,6 +115,7 @@ commands (`chat:5:hi` colon syntax works too):
   creategroup <name> <desc...>    create a group
   addgroup <id>                   join a group
   groupchat <id> <text...>        send a message to a group
+  history <id>|g<id> [count]      latest messages with a user, or of group <id>
   friends                         friends from the last login
   groups                          groups from the last login
   logout                          log out (alias: loginout)
@@ -151,6 +178,22 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         "addgroup" => Command::AddGroup {
             id: one_number(args(1), "addgroup <id>")?,
         },
+        "history" => {
+            let usage = "history <id>|g<id> [count]";
+            let parts = args(2);
+            let (conv, count) = match parts.as_slice() {
+                [conv] => (conversation(conv, usage)?, None),
+                [conv, count] => (
+                    conversation(conv, usage)?,
+                    Some(
+                        u32::try_from(number(count, usage)?)
+                            .map_err(|_| ParseError::Usage(usage))?,
+                    ),
+                ),
+                _ => return Err(ParseError::Usage(usage)),
+            };
+            Command::History { conv, count }
+        }
         "friends" => no_args(rest, Command::Friends, "friends")?,
         "groups" => no_args(rest, Command::Groups, "groups")?,
         "logout" | "loginout" => no_args(rest, Command::Logout, "logout")?,
@@ -209,6 +252,14 @@ fn number(s: &str, usage: &'static str) -> Result<i64, ParseError> {
         .ok()
         .filter(|&n| n > 0)
         .ok_or(ParseError::Usage(usage))
+}
+
+/// `5` is user 5, `g3` (or `G3`) group 3.
+fn conversation(s: &str, usage: &'static str) -> Result<Conv, ParseError> {
+    match s.strip_prefix(['g', 'G']) {
+        Some(group) => Ok(Conv::Group(number(group, usage)?)),
+        None => Ok(Conv::User(number(s, usage)?)),
+    }
 }
 
 fn no_args(rest: &str, cmd: Command, usage: &'static str) -> Result<Command, ParseError> {
@@ -273,6 +324,35 @@ mod tests {
         );
         assert_eq!(ok("addfriend 7"), Command::AddFriend { id: 7 });
         assert_eq!(ok("addgroup 2"), Command::AddGroup { id: 2 });
+    }
+
+    #[test]
+    fn history_of_a_user_or_a_group_with_an_optional_count() {
+        let history = |conv, count| Command::History { conv, count };
+        assert_eq!(ok("history 5"), history(Conv::User(5), None));
+        assert_eq!(ok("history g3"), history(Conv::Group(3), None));
+        assert_eq!(ok("History G3  20 "), history(Conv::Group(3), Some(20)));
+        assert_eq!(ok("history 7 1"), history(Conv::User(7), Some(1)));
+        assert_eq!(ok("history:g4:10"), history(Conv::Group(4), Some(10)));
+        assert_eq!(ok("history:12"), history(Conv::User(12), None));
+        let usage = |l: &str| parse(l) == Err(ParseError::Usage("history <id>|g<id> [count]"));
+        for bad in [
+            "history",
+            "history x",
+            "history g",
+            "history gg3",
+            "history g-3",
+            "history 0",
+            "history 5 0",
+            "history 5 -2",
+            "history 5 many",
+            "history 5 10 more",
+            "history 5 99999999999",
+        ] {
+            assert!(usage(bad), "{bad}");
+        }
+        assert_eq!(Conv::User(5).to_string(), "user 5");
+        assert_eq!(Conv::Group(3).to_string(), "group 3");
     }
 
     #[test]

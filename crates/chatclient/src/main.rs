@@ -4,8 +4,9 @@
 //! - the **main thread** reads lines with rustyline (editing, history), parses them into a
 //!   [`command::Command`] and sends the request; it never waits for a reply;
 //! - the **reader thread** reads every frame the server sends, lets the shared
-//!   [`state::ClientState`] match it (by `reqid`) and prints it through rustyline's external
-//!   printer, which redraws the line being typed instead of garbling it.
+//!   [`state::ClientState`] match it (by `reqid`, or drop it as a duplicate by conversation and
+//!   `seq`) and prints it through rustyline's external printer, which redraws the line being
+//!   typed instead of garbling it; it also sends the receipts (RECV) that are due.
 //!
 //! Parsing ([`command`]), wording ([`render`]) and client state ([`state`]) are pure and
 //! unit-tested; only [`repl`] touches the terminal and the socket.

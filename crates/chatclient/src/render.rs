@@ -4,9 +4,11 @@
 //! server. The login reply is decoded by [`LoginAck::decode`] (leniently: see
 //! [`clusterchat_proto::reply`]).
 
+use crate::command::Conv;
 use clusterchat_proto::reply::text;
-use clusterchat_proto::{GroupInfo, LoginAck, UserInfo};
+use clusterchat_proto::{GroupId, GroupInfo, HistoryAck, LoginAck, UserInfo};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// A chat (msgid 6) or group chat (msgid 10) frame as one line, `None` for other frames.
 /// The sender's name and the time are the ones the frame carries.
@@ -41,8 +43,9 @@ pub fn friends_lines(friends: &[UserInfo]) -> Vec<String> {
     out
 }
 
-/// The groups with their members (state and role), or a note that there are none.
-pub fn groups_lines(groups: &[GroupInfo]) -> Vec<String> {
+/// The groups with their members (state and role), or a note that there are none. A group
+/// listed without its members (a sync login lists member counts) shows its count from `sizes`.
+pub fn groups_lines(groups: &[GroupInfo], sizes: &HashMap<GroupId, u64>) -> Vec<String> {
     if groups.is_empty() {
         return vec!["groups: none".into()];
     }
@@ -59,15 +62,21 @@ pub fn groups_lines(groups: &[GroupInfo]) -> Vec<String> {
                 m.user.id, m.user.name, m.user.state, m.role
             )
         }));
+        match sizes.get(&g.id) {
+            Some(1) if g.users.is_empty() => out.push("    1 member".into()),
+            Some(n) if g.users.is_empty() => out.push(format!("    {n} members")),
+            _ => {}
+        }
     }
     out
 }
 
-/// Everything a successful login shows: who you are, friends, groups, offline messages.
-pub fn login_lines(info: &LoginAck) -> Vec<String> {
+/// Everything a successful login shows: who you are, friends, groups (see [`groups_lines`]
+/// for `sizes`), offline messages.
+pub fn login_lines(info: &LoginAck, sizes: &HashMap<GroupId, u64>) -> Vec<String> {
     let mut out = vec![format!("logged in as {}({})", info.name, info.id)];
     out.extend(friends_lines(&info.friends));
-    out.extend(groups_lines(&info.groups));
+    out.extend(groups_lines(&info.groups, sizes));
     if !info.offline.is_empty() {
         out.push(format!("offline messages ({}):", info.offline.len()));
         out.extend(info.offline.iter().map(|m| {
@@ -78,6 +87,32 @@ pub fn login_lines(info: &LoginAck) -> Vec<String> {
                 .unwrap_or_else(|| m.clone());
             format!("  {line}")
         }));
+    }
+    out
+}
+
+/// SYNC_DONE: how many stored messages the sync login sent (nothing to say when none).
+pub fn sync_done_line(count: u64) -> Option<String> {
+    match count {
+        0 => None,
+        1 => Some("1 message while you were away".into()),
+        n => Some(format!("{n} messages while you were away")),
+    }
+}
+
+/// A HISTORY_ACK: a header naming the conversation, then each message as [`chat_line`]
+/// shows it (indented, oldest first), then whether older ones remain.
+pub fn history_lines(conv: Conv, ack: &HistoryAck) -> Vec<String> {
+    if ack.messages.is_empty() {
+        return vec![format!("history of {conv}: no messages")];
+    }
+    let mut out = vec![format!("history of {conv} ({}):", ack.messages.len())];
+    out.extend(ack.messages.iter().map(|m| {
+        let line = chat_line(m).unwrap_or_else(|| m.to_string());
+        format!("  {line}")
+    }));
+    if ack.more {
+        out.push("  (older messages remain)".into());
     }
     out
 }
@@ -94,7 +129,7 @@ pub fn error_text(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clusterchat_proto::MemberInfo;
+    use clusterchat_proto::{GroupSummary, MemberInfo, SyncLoginAck};
     use serde_json::json;
 
     fn alice() -> UserInfo {
@@ -158,7 +193,7 @@ mod tests {
         assert_eq!(info.friends, [bob]);
         assert_eq!(info.groups, [g]);
         assert_eq!(
-            login_lines(&info),
+            login_lines(&info, &HashMap::new()),
             [
                 "logged in as alice(1)",
                 "friends:",
@@ -180,9 +215,91 @@ mod tests {
             "offlinemsg":["plain text"]});
         let info = LoginAck::decode(&reply);
         assert_eq!(info.friends.len(), 1);
-        assert_eq!(groups_lines(&info.groups), ["groups: none"]);
+        assert_eq!(
+            groups_lines(&info.groups, &HashMap::new()),
+            ["groups: none"]
+        );
         assert_eq!(friends_lines(&[]), ["friends: none"]);
-        assert_eq!(login_lines(&info).last().unwrap(), "  plain text");
+        assert_eq!(
+            login_lines(&info, &HashMap::new()).last().unwrap(),
+            "  plain text"
+        );
+    }
+
+    #[test]
+    fn a_sync_login_shows_member_counts() {
+        let reply = SyncLoginAck {
+            id: 1,
+            name: "alice".into(),
+            friends: vec![],
+            groups: vec![
+                GroupSummary {
+                    id: 3,
+                    name: "rust".into(),
+                    desc: "all about rust".into(),
+                    members: 2500,
+                },
+                GroupSummary {
+                    id: 4,
+                    name: "solo".into(),
+                    desc: String::new(),
+                    members: 1,
+                },
+            ],
+        }
+        .encode();
+        let sizes = SyncLoginAck::decode(&reply)
+            .groups
+            .iter()
+            .map(|g| (g.id, g.members))
+            .collect();
+        assert_eq!(
+            login_lines(&LoginAck::decode(&reply), &sizes),
+            [
+                "logged in as alice(1)",
+                "friends: none",
+                "groups:",
+                "  3 rust: all about rust",
+                "    2500 members",
+                "  4 solo",
+                "    1 member",
+            ]
+        );
+    }
+
+    #[test]
+    fn sync_done_and_history() {
+        assert_eq!(sync_done_line(0), None);
+        assert_eq!(sync_done_line(1).unwrap(), "1 message while you were away");
+        assert_eq!(sync_done_line(7).unwrap(), "7 messages while you were away");
+        let ack = HistoryAck {
+            peer: None,
+            groupid: Some(3),
+            messages: vec![
+                json!({"msgid":10,"id":2,"name":"bob","groupid":3,"msg":"hey","time":"t","seq":4}),
+                json!({"msgid":10,"id":1,"name":"alice","groupid":3,"msg":"yo","time":"u","seq":5}),
+            ],
+            more: true,
+        };
+        assert_eq!(
+            history_lines(Conv::Group(3), &ack),
+            [
+                "history of group 3 (2):",
+                "  [t] group 3: bob(2) says: hey",
+                "  [u] group 3: alice(1) says: yo",
+                "  (older messages remain)",
+            ]
+        );
+        let empty = HistoryAck {
+            peer: Some(2),
+            groupid: None,
+            messages: vec![],
+            more: false,
+        };
+        assert_eq!(
+            history_lines(Conv::User(2), &empty),
+            ["history of user 2: no messages"]
+        );
     }
 
     #[test]

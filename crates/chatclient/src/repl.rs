@@ -1,6 +1,6 @@
 //! The line-editing loop of `chatclient`: the main thread edits and sends, a reader thread
-//! receives and prints (see the crate docs). The only file that touches the terminal and the
-//! socket.
+//! receives, prints and sends the receipts (RECV) the state owes (see the crate docs). The only
+//! file that touches the terminal and the socket.
 
 use crate::command::{self, parse, Command};
 use crate::render;
@@ -19,6 +19,13 @@ use terminal::SavedMode;
 /// Prints one block of lines without disturbing the line being edited.
 type Printer = Box<dyn FnMut(String) + Send>;
 
+/// The sending half of the connection, shared by the typing thread (requests) and the reader
+/// thread (receipts), so that frames never interleave.
+type Sender = Arc<Mutex<Client>>;
+
+/// How often the reader thread wakes up without input, to send receipts that are due.
+const RECEIPT_TICK: Duration = Duration::from_millis(50);
+
 /// How long `quit` (or end of piped input) waits for replies still owed to the user.
 const LINGER: Duration = Duration::from_secs(2);
 /// How long the prompt waits for a login or register reply before carrying on regardless.
@@ -31,7 +38,10 @@ pub fn run(host: &str, port: u16) -> Result<(), String> {
         ClientError::Io(e) => format!("cannot connect to {host}:{port}: {e}"),
         e => format!("cannot connect to {host}:{port}: {e}"),
     })?;
-    client.set_timeout(None).map_err(|e| e.to_string())?;
+    // The socket's read timeout is the reader thread's (this client never reads).
+    client
+        .set_timeout(Some(RECEIPT_TICK))
+        .map_err(|e| e.to_string())?;
     let socket = client.stream().try_clone().map_err(|e| e.to_string())?;
     let mut editor = DefaultEditor::new().map_err(|e| format!("terminal: {e}"))?;
     let printer: Printer = match editor.create_external_printer() {
@@ -41,27 +51,39 @@ pub fn run(host: &str, port: u16) -> Result<(), String> {
         Err(_) => Box::new(|s| println!("{s}")),
     };
     let state = Arc::new(Mutex::new(ClientState::new()));
+    let sender: Sender = Arc::new(Mutex::new(client));
     let quitting = Arc::new(AtomicBool::new(false));
     let reader = {
-        let (state, quitting) = (state.clone(), quitting.clone());
+        let (state, quitting, sender) = (state.clone(), quitting.clone(), sender.clone());
         let saved = SavedMode::save();
         std::thread::Builder::new()
             .name("chat-reader".into())
-            .spawn(move || read_frames(socket, state, quitting, printer, saved))
+            .spawn(move || read_frames(socket, state, sender, quitting, printer, saved))
             .map_err(|e| e.to_string())?
     };
     println!("connected to {host}:{port}; type `help` for the commands");
-    interact(&mut editor, &mut client, &state);
+    interact(&mut editor, &sender, &state);
 
     wait_while(&state, LINGER, ClientState::awaiting);
     quitting.store(true, Ordering::SeqCst);
-    let _ = client.stream().shutdown(Shutdown::Both);
+    let receipts = lock(&state).take_receipts();
+    let _ = send_all(&sender, &receipts);
+    let _ = lock(&sender).stream().shutdown(Shutdown::Both);
     let _ = reader.join();
     Ok(())
 }
 
+/// Sends frames in order under one lock of the sender.
+fn send_all(sender: &Sender, frames: &[serde_json::Value]) -> Result<(), ClientError> {
+    if frames.is_empty() {
+        return Ok(());
+    }
+    let mut client = lock(sender);
+    frames.iter().try_for_each(|f| client.send(f))
+}
+
 /// The main thread's loop: read a line, act on it, until the user leaves.
-fn interact(editor: &mut DefaultEditor, client: &mut Client, state: &Mutex<ClientState>) {
+fn interact(editor: &mut DefaultEditor, sender: &Sender, state: &Mutex<ClientState>) {
     loop {
         let prompt = lock(state).prompt();
         let line = match editor.readline(&prompt) {
@@ -93,15 +115,26 @@ fn interact(editor: &mut DefaultEditor, client: &mut Client, state: &Mutex<Clien
                 let lines = match (s.me(), &cmd) {
                     (None, _) => vec!["not logged in".to_string()],
                     (Some(me), Command::Friends) => render::friends_lines(&me.friends),
-                    (Some(me), _) => render::groups_lines(&me.groups),
+                    (Some(me), _) => render::groups_lines(&me.groups, s.group_sizes()),
                 };
                 println!("{}", lines.join("\n"));
             }
             _ => {
-                let Some(request) = lock(state).request(&cmd) else {
+                let (receipts, request) = {
+                    let mut s = lock(state);
+                    // Confirm what was seen before the session ends.
+                    let receipts = match cmd {
+                        Command::Logout => s.take_receipts(),
+                        _ => Vec::new(),
+                    };
+                    (receipts, s.request(&cmd))
+                };
+                let Some(request) = request else {
                     continue;
                 };
-                if let Err(e) = client.send(&request) {
+                if let Err(e) =
+                    send_all(sender, &receipts).and_then(|()| lock(sender).send(&request))
+                {
                     eprintln!("cannot send: {e}");
                     return;
                 }
@@ -116,6 +149,7 @@ fn interact(editor: &mut DefaultEditor, client: &mut Client, state: &Mutex<Clien
 fn read_frames(
     socket: TcpStream,
     state: Arc<Mutex<ClientState>>,
+    sender: Sender,
     quitting: Arc<AtomicBool>,
     mut print: Printer,
     saved: Option<SavedMode>,
@@ -134,6 +168,10 @@ fn read_frames(
             }
             Err(ClientError::Timeout) => {}
             Err(e) => break e,
+        }
+        let receipts = lock(&state).receipts_due(Instant::now());
+        if let Err(e) = send_all(&sender, &receipts) {
+            break e;
         }
     };
     if quitting.load(Ordering::SeqCst) {
@@ -165,7 +203,7 @@ fn wait_while(state: &Mutex<ClientState>, limit: Duration, busy: fn(&ClientState
     }
 }
 
-/// Locks the state; a panic elsewhere must not stop the client from printing.
-fn lock(state: &Mutex<ClientState>) -> MutexGuard<'_, ClientState> {
-    state.lock().unwrap_or_else(|e| e.into_inner())
+/// Locks the state (or the sender); a panic elsewhere must not stop the client from printing.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -4,6 +4,16 @@
 //! The socket and its buffers belong to the IO loop thread that owns the connection (the
 //! `EventLoop`); this handle only queues work to that loop, so it can be cloned into any
 //! thread. Every method here is thread safe.
+//!
+//! Frames go out with [`send`](TcpConnection::send), or with
+//! [`deliver`](TcpConnection::deliver) when the application must know what became of each one
+//! (a message it has to account for): a delivered frame carries a `u64` tag and is reported
+//! exactly once, on the owning loop's thread, either as written (`Handler::on_written`, whose
+//! tag is cumulative: the last frame fully taken by the kernel, all frames queued before it
+//! included) or as not written (`Handler::on_undelivered`, with the frame, when the connection
+//! was closed, was cut off at `max_output`, closed, or the server stopped before the frame's
+//! last byte was written). "Written" means the socket's `write` accepted the bytes; it says
+//! nothing of whether the peer read them.
 
 use crate::loop_shared::{LoopShared, Task};
 use bytes::Bytes;
@@ -104,11 +114,17 @@ impl<C: Send + Sync + 'static> TcpConnection<C> {
         });
     }
 
-    /// Like [`send`](Self::send), but if the connection turns out to be closed (or is cut off
-    /// by this frame passing `max_output`) the frame is handed back through
-    /// `Handler::on_undelivered` with `tag`, on the owning loop's thread, so no message is
-    /// silently lost. Frames already queued and unwritten when a connection closes are not
-    /// reported. Thread safe.
+    /// Like [`send`](Self::send), but the frame is accounted for: once all its bytes
+    /// (terminator included) have been written to the socket, `Handler::on_written` reports
+    /// `tag` or a later frame's (the report is cumulative, in the order the loop queued the
+    /// frames: for one calling thread, the order of its calls); if instead the connection
+    /// turns out to be closed, is cut off by this frame passing `max_output`, or closes (the
+    /// peer, an error, a cut-off, `ServerHandle::stop`) before the frame is fully written, the
+    /// frame is handed back through `Handler::on_undelivered` with `tag`. Either way on the
+    /// owning loop's thread, exactly once per frame, so no message is silently lost. (One gap:
+    /// a frame queued after `stop` has ended the owning loop is dropped, as no thread is left
+    /// to report it.) The tag is the caller's business (the reactor only reports it). Thread
+    /// safe.
     pub fn deliver(self: &Arc<Self>, frame: Bytes, tag: u64) {
         self.owner.queue(Task::Send {
             conn: Arc::clone(self),

@@ -1,6 +1,9 @@
 //! One IO thread's loop, muduo's `EventLoop` ("one loop per thread"): poll, read, hand bytes
 //! to the handler, run queued tasks (muduo's `doPendingFunctors`), and flush every connection
-//! written to in this iteration with one write each.
+//! written to in this iteration with one write each, reporting the tagged frames written
+//! (`on_written`, from each connection's [`TagQueue`]). Wherever a connection ends (closed by
+//! the peer, a read or write error, a cut-off at `max_output`, the loop's end), its tagged
+//! frames not fully written go to `on_undelivered`.
 //!
 //! Thread contracts: [`LoopShared`] is the part other threads may touch (thread safe); the
 //! [`EventLoop`] itself, its sockets and buffers are used by its loop thread only, which the
@@ -9,6 +12,7 @@
 use crate::buffer::Buffer;
 use crate::connection::{ConnRef, TcpConnection};
 use crate::loop_shared::{LoopShared, Task};
+use crate::written::TagQueue;
 use crate::Handler;
 use bytes::Bytes;
 use mio::net::TcpStream;
@@ -33,6 +37,9 @@ struct Slot<C> {
     handle: ConnRef<C>,
     input: Buffer,
     output: Buffer,
+    /// The tagged frames in `output` (`deliver`'s), created with the first one: a connection
+    /// that never uses tags pays a pointer and a check.
+    tags: Option<Box<TagQueue>>,
     /// Registered for WRITABLE because output is pending.
     want_write: bool,
     /// Queued for a flush at the end of this iteration.
@@ -61,6 +68,8 @@ pub(crate) struct EventLoop<C, H> {
     handler: Arc<H>,
     limits: LoopLimits,
     reading: bool,
+    /// Tasks taken with the Quit and queued behind it (see [`leave`](Self::leave)).
+    behind_quit: Vec<Task<C>>,
 }
 
 impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
@@ -78,6 +87,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             handler,
             limits,
             reading: true,
+            behind_quit: Vec::new(),
         })
     }
 
@@ -127,9 +137,37 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                 }
             }
         }
-        // Leaving: drop every socket without callbacks; the application releases its state itself.
-        for conn in self.conns.drain() {
-            conn.handle.mark_closed();
+        self.leave();
+    }
+
+    /// The loop's end: drops every connection without `on_close` (the application releases
+    /// its state itself) but hands its unwritten tagged frames to `on_undelivered`, and so the
+    /// tagged frames of the tasks behind the Quit and of those still queued (the connections
+    /// are closed by then). Tasks queued after it are dropped: no thread would run them. Loop
+    /// thread only.
+    fn leave(&mut self) {
+        self.assert_in_loop_thread();
+        for mut c in self.conns.drain() {
+            c.handle.mark_closed();
+            hand_back(&*self.handler, &mut c);
+        }
+        let mut tasks = std::mem::take(&mut self.behind_quit);
+        loop {
+            for task in tasks {
+                if let Task::Send {
+                    conn,
+                    frame,
+                    tag: Some(tag),
+                } = task
+                {
+                    self.handler.on_undelivered(&conn, frame, tag);
+                }
+            }
+            // The handler may have queued more.
+            tasks = self.shared.take();
+            if tasks.is_empty() {
+                break;
+            }
         }
         self.shared.leave();
     }
@@ -143,7 +181,8 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     }
 
     /// Runs queued tasks until the queue stays empty (handlers may queue more), muduo's
-    /// `doPendingFunctors`. False on Quit. Loop thread only.
+    /// `doPendingFunctors`. False on Quit, keeping the tasks behind it for
+    /// [`leave`](Self::leave). Loop thread only.
     fn run_tasks(&mut self) -> bool {
         self.assert_in_loop_thread();
         loop {
@@ -151,7 +190,8 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             if tasks.is_empty() {
                 return true;
             }
-            for task in tasks {
+            let mut tasks = tasks.into_iter();
+            while let Some(task) = tasks.next() {
                 match task {
                     Task::Register(stream, peer) => self.register(stream, peer),
                     Task::Send { conn, frame, tag } => self.queue_output(&conn, frame, tag),
@@ -162,7 +202,10 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                         }
                     }
                     Task::StopReading => self.reading = false,
-                    Task::Quit => return false,
+                    Task::Quit => {
+                        self.behind_quit = tasks.collect();
+                        return false;
+                    }
                 }
             }
         }
@@ -196,6 +239,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             handle: Arc::clone(&handle),
             input: Buffer::new(),
             output: Buffer::new(),
+            tags: None,
             want_write: false,
             dirty: false,
             closing: false,
@@ -216,10 +260,11 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         }
     }
 
-    /// Appends `frame` and the terminator to the connection's output and marks it for the
-    /// end-of-iteration flush. A connection whose unwritten output would pass `max_output` is
-    /// closed instead. A tagged frame that is not queued goes to `on_undelivered`; an untagged
-    /// one is dropped. Loop thread only.
+    /// Appends `frame` and the terminator to the connection's output (recording a tagged
+    /// frame's place in it) and marks it for the end-of-iteration flush. A connection whose
+    /// unwritten output would pass `max_output` is closed instead. A tagged frame that is not
+    /// queued goes to `on_undelivered` (after the connection's own unwritten ones, if this
+    /// frame cut it off); an untagged one is dropped. Loop thread only.
     fn queue_output(&mut self, conn: &ConnRef<C>, frame: Bytes, tag: Option<u64>) {
         self.assert_in_loop_thread();
         let Some(key) = self.live_key(conn) else {
@@ -244,6 +289,12 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         }
         c.output.append(&frame);
         c.output.append(&[c.handle.terminator()]);
+        if let Some(tag) = tag {
+            let buffered = c.output.len();
+            c.tags
+                .get_or_insert_with(Default::default)
+                .push(buffered, frame.len(), tag);
+        }
         self.mark_dirty(key);
     }
 
@@ -313,8 +364,9 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     }
 
     /// Writes every dirty connection's output as far as the socket takes it (one system call
-    /// each, in the common case), asks for WRITABLE while output remains, and completes pending
-    /// half-closes. Loop thread only.
+    /// each, in the common case), reports the last tagged frame fully written through
+    /// `on_written` (one call per connection at most), asks for WRITABLE while output
+    /// remains, and completes pending half-closes. Loop thread only.
     fn flush_dirty(&mut self) {
         self.assert_in_loop_thread();
         let dirty = std::mem::take(&mut self.dirty);
@@ -323,7 +375,12 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                 continue;
             };
             c.dirty = false;
-            if let Err(e) = write_out(c) {
+            let wrote = write_out(c);
+            // Before a close for a write error: what was written is reported as written.
+            if let Some(tag) = c.tags.as_deref_mut().and_then(TagQueue::take_written) {
+                self.handler.on_written(&c.handle, tag);
+            }
+            if let Err(e) = wrote {
                 log::debug!("write error on connection {}: {e}", c.handle.id());
                 self.close(key);
                 continue;
@@ -342,7 +399,8 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     }
 
     /// Removes a connection, dropping its unsent output, and tells the handler (muduo's
-    /// `handleClose` and `connectDestroyed`). Loop thread only.
+    /// `handleClose` and `connectDestroyed`): `on_close`, then `on_undelivered` for each tagged
+    /// frame not fully written, in the order queued. Loop thread only.
     fn close(&mut self, key: usize) {
         self.assert_in_loop_thread();
         if !self.conns.contains(key) {
@@ -352,15 +410,36 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         let _ = self.poll.registry().deregister(&mut c.stream);
         c.handle.mark_closed();
         self.handler.on_close(&c.handle);
+        hand_back(&*self.handler, &mut c);
     }
 }
 
-/// Writes as much pending output as the socket takes.
+/// Hands the tagged frames of a removed connection that were not fully written to
+/// `on_undelivered`, in the order queued. Loop thread only.
+fn hand_back<C, H: Handler<C>>(handler: &H, c: &mut Slot<C>) {
+    if let Some(tags) = c.tags.as_deref_mut() {
+        debug_assert!(
+            tags.take_written().is_none(),
+            "a written tag was not reported"
+        );
+        let handle = &c.handle;
+        tags.hand_back(c.output.peek(), |frame, tag| {
+            handler.on_undelivered(handle, frame, tag)
+        });
+    }
+}
+
+/// Writes as much pending output as the socket takes, keeping the tag queue up to date.
 fn write_out<C>(c: &mut Slot<C>) -> io::Result<()> {
     while !c.output.is_empty() {
         match c.stream.write(c.output.peek()) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => c.output.consume(n),
+            Ok(n) => {
+                if let Some(tags) = c.tags.as_deref_mut() {
+                    tags.wrote(n, c.output.peek());
+                }
+                c.output.consume(n);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

@@ -8,6 +8,13 @@
 //! ([`ConnRef`], [`ServerHandle`]) are thread safe: from another thread, `send` queues the
 //! frame to the owning loop and wakes it. Each method's doc comment states its contract.
 //!
+//! Delivery accounting: a frame queued with [`TcpConnection::deliver`] carries a tag and is
+//! reported exactly once, as written to the socket ([`Handler::on_written`], cumulative: one
+//! call per connection per flush, with the tag of the last frame fully written) or as not
+//! written ([`Handler::on_undelivered`], with the frame). Frames queued with
+//! [`TcpConnection::send`] are not accounted for. Connections that never use tags pay a
+//! check per write.
+//!
 //! `examples/echo.rs` and `examples/broadcast.rs` are the smallest servers on the reactor alone.
 
 mod buffer;
@@ -15,6 +22,7 @@ mod connection;
 mod event_loop;
 mod loop_shared;
 mod tcp_server;
+mod written;
 
 pub use buffer::Buffer;
 pub use bytes::Bytes;
@@ -41,7 +49,25 @@ pub trait Handler<C>: Send + Sync + 'static {
     /// connections still open when [`ServerHandle::stop`] ends the loops. Loop thread.
     fn on_close(&self, conn: &ConnRef<C>);
 
-    /// A frame queued with [`TcpConnection::deliver`] was not written because the connection
-    /// had closed or was cut off by it: the application can store it elsewhere. Loop thread.
+    /// Frames queued with [`TcpConnection::deliver`] have been written to the socket (the
+    /// kernel took all their bytes, terminator included; that is all it means: whether the
+    /// peer reads them is unknown). `tag` is the tag of the last such frame, in the order the
+    /// loop queued them, fully written since the previous call for this connection: every
+    /// tagged frame queued before it was written too. At most one call per connection after
+    /// each flush that completed a tagged frame; frames queued with
+    /// [`send`](TcpConnection::send) are never reported. Like muduo's `WriteCompleteCallback`,
+    /// but it says which frames, and fires without waiting for the output to drain. Loop
+    /// thread.
+    ///
+    /// Each tagged frame is reported exactly once: here (within a later call's cumulative
+    /// tag), or through [`on_undelivered`](Self::on_undelivered).
+    fn on_written(&self, _conn: &ConnRef<C>, _tag: u64) {}
+
+    /// A frame queued with [`TcpConnection::deliver`] was not written: the connection was
+    /// already closed, this frame cut it off at `max_output`, or it closed (the peer, an error,
+    /// a cut-off, or [`ServerHandle::stop`]) before all of the frame's bytes were written. The
+    /// frame comes back without its terminator, and the application can store it elsewhere.
+    /// A connection's frames come back in the order queued, after its `on_close` (if it gets
+    /// one) and after the `on_written` calls for the frames before them. Loop thread.
     fn on_undelivered(&self, _conn: &ConnRef<C>, _frame: Bytes, _tag: u64) {}
 }

@@ -23,8 +23,9 @@ thread_local! {
 pub(crate) enum Task<C> {
     /// Adopt a freshly accepted socket.
     Register(TcpStream, SocketAddr),
-    /// Append a frame and the connection's terminator to its output; `tag` set means "hand it
-    /// back through `Handler::on_undelivered` if the connection is gone or cut off".
+    /// Append a frame and the connection's terminator to its output; `tag` set means "report
+    /// it through `Handler::on_written` once written, or hand it back through
+    /// `Handler::on_undelivered` if it is not".
     Send {
         conn: ConnRef<C>,
         frame: Bytes,
@@ -38,7 +39,7 @@ pub(crate) enum Task<C> {
     /// the peer has not read yet); requests already taken are still answered.
     StopReading,
     /// Write what can be written without waiting, then leave the loop (shutdown, phase 2).
-    /// Tasks queued behind it are dropped.
+    /// Tasks queued behind it are not run; their tagged frames go to `on_undelivered`.
     Quit,
 }
 

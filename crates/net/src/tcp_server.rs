@@ -150,9 +150,11 @@ impl<C: Send + Sync + 'static> ServerHandle<C> {
         }
     }
 
-    /// Shutdown, phase 2 (does phase 1 too): every loop writes what it can without waiting and
-    /// exits, dropping its connections without `on_close` (each handle reports `is_closed`);
-    /// waits for all the threads. Any thread but an IO loop's (it joins them); blocks.
+    /// Shutdown, phase 2 (does phase 1 too): every loop writes what it can without waiting
+    /// (reporting `on_written`) and exits, dropping its connections without `on_close` (each
+    /// handle reports `is_closed`); the frames queued with `deliver` that were not fully
+    /// written, including those still in the loop's task queue, go to `on_undelivered`. Waits
+    /// for all the threads. Any thread but an IO loop's (it joins them); blocks.
     pub fn stop(self) {
         self.stop_input();
         for l in &self.loops {

@@ -19,6 +19,7 @@ pub struct Recorder {
     conns: Sender<ConnRef<()>>,
     closes: Sender<u64>,
     undelivered: Sender<(u64, Bytes, u64)>,
+    written: Sender<(u64, u64)>,
     /// Complete lines handed to `on_message`.
     pub lines: AtomicUsize,
     /// `on_close` calls.
@@ -30,6 +31,8 @@ pub struct Calls {
     pub conns: Receiver<ConnRef<()>>,
     pub closes: Receiver<u64>,
     pub undelivered: Receiver<(u64, Bytes, u64)>,
+    /// `on_written` calls: (connection id, tag).
+    pub written: Receiver<(u64, u64)>,
 }
 
 impl Calls {
@@ -64,6 +67,10 @@ impl Handler<()> for Recorder {
     fn on_undelivered(&self, conn: &ConnRef<()>, frame: Bytes, tag: u64) {
         let _ = self.undelivered.send((conn.id(), frame, tag));
     }
+
+    fn on_written(&self, conn: &ConnRef<()>, tag: u64) {
+        let _ = self.written.send((conn.id(), tag));
+    }
 }
 
 /// Starts a server on 127.0.0.1:0.
@@ -72,18 +79,30 @@ pub fn start(
     io_threads: usize,
     max_output: usize,
 ) -> (ServerHandle<()>, Arc<Recorder>, Calls) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    start_on(listener, echo, io_threads, max_output)
+}
+
+/// Starts a server on a listener the test prepared.
+pub fn start_on(
+    listener: std::net::TcpListener,
+    echo: bool,
+    io_threads: usize,
+    max_output: usize,
+) -> (ServerHandle<()>, Arc<Recorder>, Calls) {
     let (conns_tx, conns) = channel();
     let (closes_tx, closes) = channel();
     let (undelivered_tx, undelivered) = channel();
+    let (written_tx, written) = channel();
     let recorder = Arc::new(Recorder {
         echo,
         conns: conns_tx,
         closes: closes_tx,
         undelivered: undelivered_tx,
+        written: written_tx,
         lines: AtomicUsize::new(0),
         closed: AtomicUsize::new(0),
     });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let options = ServerOptions {
         io_threads,
         max_output,
@@ -93,6 +112,7 @@ pub fn start(
         conns,
         closes,
         undelivered,
+        written,
     };
     (server, recorder, calls)
 }
