@@ -20,6 +20,7 @@ use crate::seqtrack::{Conv, SeqBook};
 use crate::setup::{login_raw, register_users, BenchUser};
 use crate::stamp::{self, int_field, push_u64};
 use crate::{io_err, BenchError, Result, Settings};
+use clusterchat_proto::client::ClientError;
 use clusterchat_proto::msgid;
 use hdrhistogram::Histogram;
 use std::io::{Read, Write};
@@ -158,6 +159,12 @@ impl RssSampler {
     }
 }
 
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// What the receiver read.
 struct Received {
     arrivals: Histogram<u64>,
@@ -224,6 +231,110 @@ impl Received {
     }
 }
 
+/// After the receiver's LOGIN_ACK: takes the backlog from its `offlinemsg` (a server without
+/// the log), or reads the frames that follow until SYNC_DONE when the server stored with seqs
+/// (`stored.0`; `stored.1` messages were acked), confirming with RECV. `reading` is the
+/// LOGIN's time, the hard deadline and how long to wait without a byte. Returns the
+/// disconnects (0 or 1).
+#[allow(clippy::too_many_arguments)]
+fn read_after_login(
+    read: &mut Received,
+    notes: &mut Vec<String>,
+    peer: Conv,
+    stored: (bool, u64),
+    reading: (Instant, Instant, Duration),
+    mut stream: TcpStream,
+    rest: Vec<u8>,
+    ack: serde_json::Value,
+) -> Result<u64> {
+    let (with_seq, acked) = stored;
+    let (t0, deadline, silence) = reading;
+    let offline = ack["offlinemsg"].as_array().cloned().unwrap_or_default();
+    drop(ack);
+    for m in &offline {
+        match m.as_str() {
+            Some(text) => read.chat(peer, text.as_bytes(), t0),
+            None => read.chat(peer, m.to_string().as_bytes(), t0),
+        }
+    }
+    // A server with the log acks with seqs and ends a sync login with SYNC_DONE; one without
+    // it sends the backlog inside the LOGIN_ACK and nothing after it.
+    let expect_done = offline.is_empty() && with_seq;
+    if !expect_done && acked > 0 {
+        notes.push(
+            "no SYNC_DONE expected: the server acked without seqs or put the backlog into its \
+             LOGIN_ACK (no message log), which ended the sync"
+                .into(),
+        );
+    }
+    drop(offline);
+    let mut buf = rest;
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut last_byte = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .map_err(io_err("setting a read timeout"))?;
+    let mut disconnects = 0;
+    loop {
+        let consumed = split_frames(&buf, |f| {
+            read.frame(peer, f, t0);
+            if read.book.unconfirmed() >= crate::seqtrack::RECV_BATCH {
+                read.recvs += read.book.flush(&mut out, Instant::now());
+            }
+        })
+        .ok_or_else(|| BenchError::Settings("the server sent a frame over 16 MiB".into()))?;
+        buf.drain(..consumed);
+        if read.book.due(Instant::now()) {
+            read.recvs += read.book.flush(&mut out, Instant::now());
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).map_err(io_err("sending RECV"))?;
+            out.clear();
+        }
+        if !expect_done || read.sync_done.is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Timeout(format!(
+                "backlog: {} of {} read, no SYNC_DONE",
+                read.delivered, acked
+            )));
+        }
+        if last_byte.elapsed() > silence {
+            notes.push(format!(
+                "no SYNC_DONE: gave up after {} s without a byte",
+                silence.as_secs()
+            ));
+            break;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => {
+                disconnects = 1;
+                notes.push("the server closed the connection before SYNC_DONE".into());
+                break;
+            }
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                last_byte = Instant::now();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(io_err("reading the backlog")(e)),
+        }
+    }
+    read.recvs += read.book.flush(&mut out, Instant::now());
+    if !out.is_empty() {
+        let _ = stream.write_all(&out);
+    }
+    Ok(disconnects)
+}
+
 /// Stores the backlog, then reads it with a sync login; see the module doc.
 pub fn run(settings: &Settings) -> Result<Report> {
     let started = Instant::now();
@@ -273,89 +384,34 @@ pub fn run(settings: &Settings) -> Result<Report> {
     let wait = deadline
         .saturating_duration_since(t0)
         .max(Duration::from_secs(1));
-    let (mut stream, rest, ack) = login_raw(stream, receiver, true, wait)?;
-    let login_ack = t0.elapsed();
     let peer = Conv::Peer(sender.id);
     let mut read = Received::default();
-    let offline = ack["offlinemsg"].as_array().cloned().unwrap_or_default();
-    drop(ack);
-    for m in &offline {
-        match m.as_str() {
-            Some(text) => read.chat(peer, text.as_bytes(), t0),
-            None => read.chat(peer, m.to_string().as_bytes(), t0),
-        }
-    }
-    // A server with the log acks with seqs and ends a sync login with SYNC_DONE; one without
-    // it sends the backlog inside the LOGIN_ACK and nothing after it.
-    let expect_done = offline.is_empty() && fill.max_seq > 0;
-    drop(offline);
     let mut notes = Vec::new();
-    let mut buf = rest;
-    let mut out = Vec::new();
-    let mut chunk = vec![0u8; 256 * 1024];
     let silence = settings.grace.max(SILENCE);
-    let mut last_byte = Instant::now();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .map_err(io_err("setting a read timeout"))?;
-    let mut disconnects = 0;
-    loop {
-        let consumed = split_frames(&buf, |f| {
-            read.frame(peer, f, t0);
-            if read.book.unconfirmed() >= crate::seqtrack::RECV_BATCH {
-                read.recvs += read.book.flush(&mut out, Instant::now());
-            }
-        })
-        .ok_or_else(|| BenchError::Settings("the server sent a frame over 16 MiB".into()))?;
-        buf.drain(..consumed);
-        if read.book.due(Instant::now()) {
-            read.recvs += read.book.flush(&mut out, Instant::now());
+    let (login_ack, disconnects) = match login_raw(stream, receiver, true, wait) {
+        Ok((stream, rest, ack)) => {
+            let login_ack = t0.elapsed();
+            let stored = (fill.max_seq > 0, fill.acked);
+            let reading = (t0, deadline, silence);
+            let disconnects = read_after_login(
+                &mut read, &mut notes, peer, stored, reading, stream, rest, ack,
+            )?;
+            (Some(login_ack), disconnects)
         }
-        if !out.is_empty() {
-            stream.write_all(&out).map_err(io_err("sending RECV"))?;
-            out.clear();
+        Err(BenchError::Client {
+            source: ClientError::Closed,
+            ..
+        }) => {
+            notes.push(
+                "the server closed the connection before its LOGIN_ACK (a server without the \
+                 log puts the whole backlog into it: over its --max-output?)"
+                    .into(),
+            );
+            (None, 1)
         }
-        if !expect_done || read.sync_done.is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(BenchError::Timeout(format!(
-                "backlog: {} of {} read, no SYNC_DONE",
-                read.delivered, fill.acked
-            )));
-        }
-        if last_byte.elapsed() > silence {
-            notes.push(format!(
-                "no SYNC_DONE: gave up after {} s without a byte",
-                silence.as_secs()
-            ));
-            break;
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => {
-                disconnects = 1;
-                notes.push("the server closed the connection before SYNC_DONE".into());
-                break;
-            }
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                last_byte = Instant::now();
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(io_err("reading the backlog")(e)),
-        }
-    }
+        Err(e) => return Err(e),
+    };
     let sync_s = t0.elapsed().as_secs_f64();
-    read.recvs += read.book.flush(&mut out, Instant::now());
-    if !out.is_empty() {
-        let _ = stream.write_all(&out);
-    }
     let cpu_after = self_cpu_us();
     let server_after = ProcSample::read_all(&settings.server_pids)
         .map_err(io_err("reading the server's /proc"))?;
@@ -389,8 +445,10 @@ pub fn run(settings: &Settings) -> Result<Report> {
         "fill_msgs_per_sec".into(),
         fill.acked as f64 / fill_s.max(1e-9),
     );
-    r.extra
-        .insert("login_ack_ms".into(), login_ack.as_secs_f64() * 1e3);
+    r.extra.insert(
+        "login_ack_ms".into(),
+        login_ack.map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    );
     r.extra.insert(
         "first_msg_ms".into(),
         read.first_msg.map_or(0.0, |d| d.as_secs_f64() * 1e3),
@@ -405,12 +463,6 @@ pub fn run(settings: &Settings) -> Result<Report> {
                 read.delivered + read.dup
             ));
         }
-    } else if !expect_done {
-        r.notes.push(
-            "no SYNC_DONE expected: the server has no message log (its LOGIN_ACK carried the \
-             backlog and ended the sync)"
-                .into(),
-        );
     }
     if read.noseq > 0 {
         r.extra.insert("noseq_msgs".into(), read.noseq as f64);
@@ -444,7 +496,6 @@ pub fn run(settings: &Settings) -> Result<Report> {
         );
     }
     r.set_bench_cpu(cpu_before, cpu_after, sync_s);
-    drop(stream);
     Ok(r)
 }
 
