@@ -1,6 +1,6 @@
 //! Smoke test of chatbench's scenarios against a real chatserver: each runs about a second
 //! with few users through the library API; the checks are on counts (figures produced,
-//! nothing lost), never on timings.
+//! nothing lost), never on timings. The `--sync` runs count loss by the message log's seqs.
 
 mod util;
 
@@ -96,4 +96,72 @@ fn compare_alternates_two_servers() {
         .chain(&cmp.b)
         .all(|r| r.lost == 0 && r.delivered > 0));
     assert!(cmp.ratios["msgs_per_sec"].ratio.is_some());
+}
+
+#[test]
+fn sync_pairs_with_cmid_lose_no_seq() {
+    let server = TestServer::start();
+    let s = Settings {
+        sync: true,
+        cmid: true,
+        ..settings(&server)
+    };
+    let r = run_once(Kind::Pairs, &s).unwrap();
+    assert!(r.sent > 0 && r.delivered == r.sent, "{}", r.table());
+    assert_eq!((r.lost, r.errors), (0, 0), "{}", r.table());
+    assert_eq!(r.extra["dup"], 0.0, "{}", r.table());
+    assert_eq!(r.extra["unreceived"], 0.0, "{}", r.table());
+    assert_eq!(
+        r.extra["acks"],
+        r.sent as f64,
+        "every chat acked: {}",
+        r.table()
+    );
+    assert_eq!(r.extra["sync_done_users"], 6.0, "{}", r.table());
+    assert!(r.extra["recv_sent"] > 0.0, "{}", r.table());
+    assert!(!r.extra.contains_key("noseq_msgs"), "{}", r.table());
+    assert!(r.notes.is_empty(), "{}", r.table());
+}
+
+#[test]
+fn sync_group_loses_no_seq() {
+    let server = TestServer::start();
+    let s = Settings {
+        sync: true,
+        cmid: true,
+        ..settings(&server)
+    };
+    let r = run_once(Kind::Group, &s).unwrap();
+    assert!(r.sent > 0 && r.delivered == r.sent, "{}", r.table());
+    assert_eq!((r.lost, r.errors), (0, 0), "{}", r.table());
+    assert_eq!(r.extra["dup"], 0.0, "{}", r.table());
+    assert_eq!(r.extra["sync_done_users"], 6.0, "{}", r.table());
+    assert!(!r.extra.contains_key("noseq_msgs"), "{}", r.table());
+}
+
+#[test]
+fn backlog_is_read_whole_by_a_sync_login() {
+    let server = TestServer::start();
+    let s = Settings {
+        messages: 2000,
+        cmid: true,
+        ..settings(&server)
+    };
+    let r = run_once(Kind::Backlog, &s).unwrap();
+    assert_eq!(
+        (r.sent, r.delivered, r.lost, r.errors),
+        (2000, 2000, 0, 0),
+        "{}",
+        r.table()
+    );
+    assert_eq!(r.extra["sync_done_count"], 2000.0, "{}", r.table());
+    assert_eq!(r.extra["dup"], 0.0, "{}", r.table());
+    assert!(!r.extra.contains_key("noseq_msgs"), "{}", r.table());
+    assert!(
+        r.msgs_per_sec > 0.0 && r.latency_us.max > 0,
+        "{}",
+        r.table()
+    );
+    assert!(r.extra.contains_key("server_rss_growth_bytes"));
+    assert!(r.notes.is_empty(), "{}", r.table());
 }

@@ -29,6 +29,27 @@ pub enum Command {
     Idle(IdleArgs),
     /// Registrations/s and logins/s with C concurrent clients (--concurrency).
     Logins(Common),
+    /// One sender stores N messages to an offline receiver, which then logs in with sync and
+    /// reads them all until SYNC_DONE: msgs/s of the read, server RSS growth during it, loss.
+    Backlog(BacklogArgs),
+}
+
+/// Flags of `backlog`.
+#[derive(Debug, Args)]
+pub struct BacklogArgs {
+    /// Flags every scenario takes (--window, --duration and --threads are not used; --cmid
+    /// applies to the stored messages; the read is always a sync login).
+    #[command(flatten)]
+    pub common: Common,
+    /// Messages stored for the offline receiver (N).
+    #[arg(long, default_value_t = 200_000)]
+    pub messages: usize,
+    /// Characters of each message's text.
+    #[arg(long, default_value_t = 100)]
+    pub msg_bytes: usize,
+    /// Messages in flight while storing (each waits for its ACK).
+    #[arg(long, default_value_t = 256)]
+    pub fill_window: usize,
 }
 
 /// Flags of `group`.
@@ -99,6 +120,14 @@ pub struct Common {
     /// Rounds per server with --compare.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Sync sessions (a server with the message log): log in with "sync":true, ask an ACK
+    /// (with the seq) of every chat, drop duplicates and count loss by seq gaps, confirm with
+    /// batched RECV. A server without the log still works: loss is then counted by stamps.
+    #[arg(long)]
+    pub sync: bool,
+    /// Give every chat a unique client message id ("cmid":"<user name>-<n>").
+    #[arg(long)]
+    pub cmid: bool,
 }
 
 /// Resolves `host:port` to one socket address.
@@ -136,6 +165,8 @@ impl Common {
             threads: self.threads.max(1),
             concurrency: self.concurrency.max(1),
             server_pids: self.server_pid.clone(),
+            sync: self.sync,
+            cmid: self.cmid,
             ..Settings::default()
         })
     }
@@ -149,11 +180,17 @@ impl Cli {
             Command::Group(g) => (Kind::Group, &g.common),
             Command::Idle(i) => (Kind::Idle, &i.common),
             Command::Logins(c) => (Kind::Logins, c),
+            Command::Backlog(b) => (Kind::Backlog, &b.common),
         };
         let mut settings = common.settings()?;
         match &self.scenario {
             Command::Group(g) => settings.senders = g.senders.max(1),
             Command::Idle(i) => settings.source_addrs = i.source_addrs.max(1),
+            Command::Backlog(b) => {
+                settings.messages = b.messages;
+                settings.msg_bytes = b.msg_bytes;
+                settings.fill_window = b.fill_window.max(1);
+            }
             _ => {}
         }
         Ok((kind, common, settings))
@@ -222,6 +259,16 @@ mod tests {
         assert_eq!((s.users, s.senders), (8, 3));
         assert_eq!(s.server_pids, [10, 11]);
         assert_eq!(s.duration, Duration::from_millis(1500));
+        assert!(!s.sync && !s.cmid);
+        let cli = Cli::parse_from(["chatbench", "pairs", "--sync", "--cmid"]);
+        let (kind, _, s) = cli.resolve().unwrap();
+        assert_eq!(kind, Kind::Pairs);
+        assert!(s.sync && s.cmid);
+        let cli = Cli::parse_from(["chatbench", "backlog", "--messages", "2000", "--cmid"]);
+        let (kind, _, s) = cli.resolve().unwrap();
+        assert_eq!(kind, Kind::Backlog);
+        assert_eq!((s.messages, s.msg_bytes, s.fill_window), (2000, 100, 256));
+        assert!(s.cmid);
         let bad = Cli::parse_from(["chatbench", "pairs", "--duration=-1"]);
         assert!(bad.resolve().is_err());
     }

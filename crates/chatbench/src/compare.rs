@@ -3,7 +3,7 @@
 //! of the means with the spread of the per-round ratios.
 
 use crate::report::{compare, compare_table, Ratio, Report};
-use crate::{group, idle, logins, pairs, Result, Settings};
+use crate::{backlog, group, idle, logins, pairs, Result, Settings};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -18,6 +18,8 @@ pub enum Kind {
     Idle,
     /// Registrations and logins per second.
     Logins,
+    /// A sync login reading a stored backlog.
+    Backlog,
 }
 
 /// Runs a scenario once.
@@ -27,6 +29,7 @@ pub fn run_once(kind: Kind, settings: &Settings) -> Result<Report> {
         Kind::Group => group::run(settings),
         Kind::Idle => idle::run(settings),
         Kind::Logins => logins::run(settings),
+        Kind::Backlog => backlog::run(settings),
     }
 }
 
@@ -56,8 +59,8 @@ impl Comparison {
 }
 
 /// Runs `rounds` rounds alternating A and B. Pairs and group set up once per server and
-/// reuse the logged-in users for every round; idle and logins set up anew each round (their
-/// setup is what they measure).
+/// reuse the logged-in users for every round; idle, logins and backlog set up anew each round
+/// (their setup is what they measure, or their users are used up).
 pub fn run_compare(kind: Kind, a: &Settings, b: &Settings, rounds: usize) -> Result<Comparison> {
     let rounds = rounds.max(1);
     let mut out = Comparison {
@@ -84,7 +87,7 @@ pub fn run_compare(kind: Kind, a: &Settings, b: &Settings, rounds: usize) -> Res
                 out.b.push(group::measure(&mut pb, &with_round(b, r))?);
             }
         }
-        Kind::Idle | Kind::Logins => {
+        Kind::Idle | Kind::Logins | Kind::Backlog => {
             for r in 0..rounds {
                 out.a.push(run_once(kind, &with_round(a, r))?);
                 out.b.push(run_once(kind, &with_round(b, r))?);

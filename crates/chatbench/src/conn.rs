@@ -106,6 +106,21 @@ impl Conns {
         })
     }
 
+    /// Takes connected sockets, each with bytes already read from it (what the server sent
+    /// behind the LOGIN_ACK): the loop reads those first.
+    pub fn with_input(streams: Vec<(std::net::TcpStream, Vec<u8>)>) -> io::Result<Conns> {
+        let mut conns = Vec::with_capacity(streams.len());
+        for (stream, input) in streams {
+            let mut c = Conn::new(stream)?;
+            c.rbuf = input;
+            conns.push(c);
+        }
+        Ok(Conns {
+            conns,
+            dirty: Vec::new(),
+        })
+    }
+
     /// How many connections.
     pub fn len(&self) -> usize {
         self.conns.len()
@@ -152,6 +167,27 @@ pub trait Scenario {
     fn tick(&mut self, conns: &mut Conns, now: Instant) -> bool;
 }
 
+/// Hands the whole frames in connection `i`'s read buffer to the scenario, keeps a partial
+/// one, and reports the connection's close (after its last frames).
+fn deliver(conns: &mut Conns, scenario: &mut impl Scenario, i: usize, poll: &Poll) {
+    let now_ns = crate::stamp::clock_ns();
+    let rbuf = std::mem::take(&mut conns.conns[i].rbuf);
+    let consumed = split_frames(&rbuf, |frame| scenario.on_frame(conns, i, frame, now_ns));
+    let c = &mut conns.conns[i];
+    c.rbuf = rbuf;
+    match consumed {
+        Some(n) => drop(c.rbuf.drain(..n)),
+        None => c.open = false,
+    }
+    if c.rbuf.is_empty() && c.rbuf.capacity() > 64 * 1024 {
+        c.rbuf = Vec::new();
+    }
+    if !c.open {
+        let _ = poll.registry().deregister(&mut c.stream);
+        scenario.on_close(i);
+    }
+}
+
 /// Runs `scenario` over `conns` until its `tick` says done; fails past `hard_deadline`.
 pub fn drive(
     conns: &mut Conns,
@@ -170,6 +206,12 @@ pub fn drive(
     }
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 256 * 1024];
+    // Bytes read before the loop (behind a LOGIN_ACK) come first.
+    for i in 0..conns.len() {
+        if conns.conns[i].open && !conns.conns[i].rbuf.is_empty() {
+            deliver(conns, scenario, i, &poll);
+        }
+    }
     let result = loop {
         let now = Instant::now();
         if scenario.tick(conns, now) {
@@ -203,22 +245,7 @@ pub fn drive(
                 continue;
             }
             conns.conns[i].fill(&mut scratch);
-            let now_ns = crate::stamp::clock_ns();
-            let rbuf = std::mem::take(&mut conns.conns[i].rbuf);
-            let consumed = split_frames(&rbuf, |frame| scenario.on_frame(conns, i, frame, now_ns));
-            let c = &mut conns.conns[i];
-            c.rbuf = rbuf;
-            match consumed {
-                Some(n) => drop(c.rbuf.drain(..n)),
-                None => c.open = false,
-            }
-            if c.rbuf.is_empty() && c.rbuf.capacity() > 64 * 1024 {
-                c.rbuf = Vec::new();
-            }
-            if !c.open {
-                let _ = poll.registry().deregister(&mut c.stream);
-                scenario.on_close(i);
-            }
+            deliver(conns, scenario, i, &poll);
         }
     };
     for c in conns.conns.iter_mut().filter(|c| c.open) {
@@ -256,6 +283,27 @@ mod tests {
         fn tick(&mut self, _conns: &mut Conns, _now: Instant) -> bool {
             self.closed == 1
         }
+    }
+
+    #[test]
+    fn bytes_read_before_the_loop_come_first() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut conns = Conns::with_input(vec![(client, b"{\"a\":1}\0{\"b\"".to_vec())]).unwrap();
+        server.write_all(b":2}\0").unwrap();
+        drop(server);
+        let mut echo = Echo {
+            got: Vec::new(),
+            closed: 0,
+        };
+        drive(
+            &mut conns,
+            &mut echo,
+            Instant::now() + Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(echo.got, [&b"{\"a\":1}"[..], b"{\"b\":2}"]);
     }
 
     #[test]

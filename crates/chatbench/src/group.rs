@@ -3,11 +3,19 @@
 //! is the latency reported (`latency_us`), and what frees the sender's window slot. Fan-out
 //! deliveries per second are the throughput. All members share one loop thread, so "the last
 //! receiver" is seen in one place.
+//!
+//! With `--sync` (see [`crate::pairs`]) members log in as sync sessions, every group chat is
+//! acked with its `seq`, and every member must receive every seq of the group up to the
+//! highest anyone knows of, except its own.
 
 use crate::conn::{drive, Conns, Scenario};
+use crate::pairs::{push_frame, Extras};
 use crate::procstat::{self_cpu_us, ProcSample};
 use crate::report::{new_histogram, record_ns, Latency, Report};
-use crate::setup::{connect, parallel, register_users, unique_prefix, BenchUser, PASSWORD};
+use crate::seqtrack::{flush_recvs, sync_frame, Conv, Session, SyncCounts, RECV_SCAN};
+use crate::setup::{
+    connect, login_all, parallel, register_users, unique_prefix, BenchUser, PASSWORD,
+};
 use crate::stamp::{self, clock_ns, Stamp};
 use crate::{client_err, io_err, Result, Settings};
 use clusterchat_proto::{msgid, GroupId};
@@ -21,10 +29,13 @@ pub struct Prepared {
     pub setup_s: f64,
     conns: Conns,
     users: Vec<BenchUser>,
+    sessions: Vec<Session>,
     group: GroupId,
 }
 
 /// Registers and logs in the members, creates the group (member 0) and has the others join.
+/// With `--sync` they do that on legacy sessions, then log in again as sync sessions (each
+/// member costs the server two logins).
 pub fn prepare(settings: &Settings) -> Result<Prepared> {
     let started = Instant::now();
     let deadline = started + settings.timeout;
@@ -51,10 +62,17 @@ pub fn prepare(settings: &Settings) -> Result<Prepared> {
             .map_err(client_err(format!("{} joining the group", u.name)))?;
         c.stream().try_clone().map_err(io_err("keeping a socket"))
     })?;
-    let streams = std::iter::once(first).chain(rest).collect();
+    let streams: Vec<_> = std::iter::once(first).chain(rest).collect();
+    let streams = if settings.sync {
+        drop(streams);
+        login_all(&users, settings.concurrency, deadline, true)?
+    } else {
+        streams.into_iter().map(|s| (s, Vec::new())).collect()
+    };
     Ok(Prepared {
         setup_s: started.elapsed().as_secs_f64(),
-        conns: Conns::new(streams).map_err(io_err("making sockets non-blocking"))?,
+        conns: Conns::with_input(streams).map_err(io_err("making sockets non-blocking"))?,
+        sessions: vec![Session::default(); users.len()],
         users,
         group,
     })
@@ -68,11 +86,23 @@ pub fn run(settings: &Settings) -> Result<Report> {
 
 /// Appends one group chat frame as the old client sends it (`{"msgid":10,...}` and a NUL).
 pub fn group_frame(out: &mut Vec<u8>, from: &BenchUser, group: GroupId, stamp: &Stamp, time: &str) {
-    super::pairs::push_frame(out, 10, from, "groupid", group, stamp, time);
+    push_frame(
+        out,
+        msgid::GROUP_CHAT,
+        from,
+        "groupid",
+        group,
+        |o| stamp.encode(o),
+        time,
+        Extras::NONE,
+    );
 }
 
 struct GroupLoop<'a> {
     users: &'a [BenchUser],
+    sessions: &'a mut [Session],
+    sync: bool,
+    cmid: bool,
     group: GroupId,
     senders: usize,
     window: usize,
@@ -94,6 +124,8 @@ struct GroupLoop<'a> {
     errors: u64,
     first_error: Option<String>,
     disconnects: u64,
+    counts: SyncCounts,
+    next_recv_scan: Instant,
 }
 
 impl GroupLoop<'_> {
@@ -104,13 +136,22 @@ impl GroupLoop<'_> {
             seq: self.seq[from],
             t_ns: clock_ns(),
         };
-        group_frame(
+        let n = self.sessions[from].chats;
+        self.sessions[from].chats += 1;
+        let u = &self.users[from];
+        push_frame(
             conns.out(from),
-            &self.users[from],
+            msgid::GROUP_CHAT,
+            u,
+            "groupid",
             self.group,
-            &stamp,
+            |o| stamp.encode(o),
             &self.time,
+            Extras::of(self.sync, self.cmid, &u.name, n),
         );
+        if self.sync {
+            self.counts.acks_pending += 1;
+        }
         self.seq[from] += 1;
         self.pending
             .insert((stamp.sender, stamp.seq), self.users.len() - 1);
@@ -119,6 +160,13 @@ impl GroupLoop<'_> {
 
 impl Scenario for GroupLoop<'_> {
     fn on_frame(&mut self, conns: &mut Conns, i: usize, frame: &[u8], now_ns: u64) {
+        if self.sync {
+            let conv = Conv::Group(self.group);
+            let chat = msgid::GROUP_CHAT;
+            if !sync_frame(&mut self.counts, self.sessions, conns, i, frame, chat, conv) {
+                return;
+            }
+        }
         if !stamp::wanted_frame(
             frame,
             msgid::GROUP_CHAT,
@@ -173,7 +221,32 @@ impl Scenario for GroupLoop<'_> {
         if self.sending && now >= self.send_until {
             self.sending = false;
         }
-        !self.sending && (self.pending.is_empty() || now >= self.end_by)
+        let done = !self.sending
+            && ((self.pending.is_empty() && self.counts.acks_pending == 0) || now >= self.end_by);
+        if self.sync && (done || now >= self.next_recv_scan) {
+            self.next_recv_scan = now + RECV_SCAN;
+            flush_recvs(&mut self.counts, self.sessions, conns, now, done);
+        }
+        done
+    }
+}
+
+impl GroupLoop<'_> {
+    /// Ends a `--sync` round: every member's seq gaps up to the highest seq any member knows
+    /// of, then settles them for the next round.
+    fn count_gaps(&mut self) {
+        let conv = Conv::Group(self.group);
+        let upper = self
+            .sessions
+            .iter()
+            .filter_map(|s| s.book.get(conv).map(|t| t.known_hi()))
+            .max()
+            .unwrap_or(0);
+        for s in self.sessions.iter_mut() {
+            let t = s.book.conv(conv);
+            self.counts.lost_gaps += t.lost(upper);
+            t.settle(upper);
+        }
     }
 }
 
@@ -185,6 +258,9 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
     let start = Instant::now();
     let mut l = GroupLoop {
         users: &p.users,
+        sessions: &mut p.sessions,
+        sync: settings.sync,
+        cmid: settings.cmid,
         group: p.group,
         senders: settings.senders.clamp(1, p.users.len()),
         window: settings.window.max(1),
@@ -205,8 +281,13 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
         errors: 0,
         first_error: None,
         disconnects: 0,
+        counts: SyncCounts::default(),
+        next_recv_scan: start,
     };
     drive(&mut p.conns, &mut l, start + settings.timeout)?;
+    if l.sync {
+        l.count_gaps();
+    }
     let wall = start.elapsed().as_secs_f64();
     let cpu_after = self_cpu_us();
     let server_after = ProcSample::read_all(&settings.server_pids)
@@ -244,6 +325,10 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
     }
     r.notes
         .extend(l.first_error.map(|e| format!("error reply: {e}")));
+    if settings.sync {
+        let counts = l.counts;
+        counts.report(&mut r, &p.sessions.iter().collect::<Vec<_>>());
+    }
     if !settings.server_pids.is_empty() {
         r.set_server(&server_before, &server_after);
     }

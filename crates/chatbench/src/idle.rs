@@ -4,12 +4,13 @@
 //! One source address has ~28k ephemeral ports, so against a loopback target the connections
 //! are bound (before connect, with `socket2`) to 127.0.0.1, 127.0.0.2, … in turn. Every socket
 //! is a file descriptor here too, so N is capped at the open-file limit (raised from soft to
-//! hard at start) minus a margin, and the report says so.
+//! hard at start) minus a margin, and the report says so. With `--sync` the logins are sync
+//! sessions (each gets a SYNC_DONE, counted).
 
 use crate::conn::{drive, Conns, Scenario};
 use crate::procstat::{raise_nofile_limit, self_cpu_us, ProcSample};
 use crate::report::{new_histogram, record_ns, Latency, Report};
-use crate::setup::{login_stream, parallel, register_users};
+use crate::setup::{login_raw, login_stream, parallel, register_users};
 use crate::stamp::clock_ns;
 use crate::{client_err, io_err, Result, Settings};
 use clusterchat_proto::client::Client;
@@ -65,16 +66,22 @@ pub fn connect_from(target: SocketAddr, source: Option<IpAddr>) -> std::io::Resu
     Ok(sock.into())
 }
 
-/// Holds the connections, counting the ones the server closes.
+/// Holds the connections, counting the ones the server closes (and, for sync sessions,
+/// their SYNC_DONE).
 struct Hold {
     until: Instant,
     closed: u64,
     frames: u64,
+    sync_done: u64,
 }
 
 impl Scenario for Hold {
-    fn on_frame(&mut self, _conns: &mut Conns, _i: usize, _frame: &[u8], _now_ns: u64) {
-        self.frames += 1;
+    fn on_frame(&mut self, _conns: &mut Conns, _i: usize, frame: &[u8], _now_ns: u64) {
+        if crate::stamp::msgid(frame) == Some(clusterchat_proto::msgid::SYNC_DONE) {
+            self.sync_done += 1;
+        } else {
+            self.frames += 1;
+        }
     }
     fn on_close(&mut self, _i: usize) {
         self.closed += 1;
@@ -115,8 +122,13 @@ pub fn run(settings: &Settings) -> Result<Report> {
         let source = source_addr(u.target, i, settings.source_addrs);
         let stream = connect_from(u.target, source)
             .map_err(io_err(format!("connecting {} from {source:?}", u.name)))?;
-        let client = Client::from_stream(stream).map_err(client_err("setting up a client"))?;
-        let s = login_stream(client.use_nul(), u)?;
+        let s = if settings.sync {
+            let (s, rest, _) = login_raw(stream, u, true, Duration::from_secs(10))?;
+            (s, rest)
+        } else {
+            let client = Client::from_stream(stream).map_err(client_err("setting up a client"))?;
+            (login_stream(client.use_nul(), u)?, Vec::new())
+        };
         record_ns(&mut hist.lock().expect("not poisoned"), clock_ns() - t0);
         Ok(s)
     })?;
@@ -124,11 +136,12 @@ pub fn run(settings: &Settings) -> Result<Report> {
     let server_logged_in = ProcSample::read_all(&settings.server_pids)
         .map_err(io_err("reading the server's /proc"))?;
 
-    let mut conns = Conns::new(streams).map_err(io_err("making sockets non-blocking"))?;
+    let mut conns = Conns::with_input(streams).map_err(io_err("making sockets non-blocking"))?;
     let mut hold = Hold {
         until: Instant::now() + settings.duration,
         closed: 0,
         frames: 0,
+        sync_done: 0,
     };
     drive(&mut conns, &mut hold, deadline)?;
     let wall = login_start.elapsed().as_secs_f64();
@@ -156,6 +169,10 @@ pub fn run(settings: &Settings) -> Result<Report> {
     r.extra
         .insert("logins_per_sec".into(), n as f64 / login_s.max(1e-9));
     r.extra.insert("nofile_limit".into(), limit as f64);
+    if settings.sync {
+        r.extra
+            .insert("sync_done_users".into(), hold.sync_done as f64);
+    }
     if hold.frames > 0 {
         r.extra
             .insert("unexpected_frames".into(), hold.frames as f64);

@@ -11,9 +11,13 @@
 //! the bottleneck on a small machine; it reports its own CPU to prove it.
 //!
 //! Scenarios: [`pairs`] (one-to-one chat), [`group`] (fan-out), [`idle`] (many idle logged-in
-//! connections: memory per connection), [`logins`] (registrations/s and logins/s).
+//! connections: memory per connection), [`logins`] (registrations/s and logins/s), [`backlog`]
+//! (reading a large stored backlog with a sync login). Against a server with the message log,
+//! `--sync` sessions log in with `"sync":true`, drop duplicates and count loss by `seq`
+//! ([`seqtrack`]); `--cmid` gives every chat a client message id.
 //! [`cli`] turns the command line into [`Settings`] and runs them, alone or A/B ([`compare`]).
 
+pub mod backlog;
 pub mod cli;
 pub mod compare;
 pub mod conn;
@@ -23,6 +27,7 @@ pub mod logins;
 pub mod pairs;
 pub mod procstat;
 pub mod report;
+pub mod seqtrack;
 pub mod setup;
 pub mod stamp;
 
@@ -99,6 +104,17 @@ pub struct Settings {
     pub server_pids: Vec<u32>,
     /// Which round of an A/B comparison this is (stamped into messages).
     pub round: u64,
+    /// Sync sessions: log in with `"sync":true`, ask for an ACK of every chat (`reqid`), drop
+    /// duplicates and count loss by `seq`, confirm with batched RECV.
+    pub sync: bool,
+    /// Give every chat a unique `cmid` (client message id).
+    pub cmid: bool,
+    /// `backlog`: messages stored for the offline receiver.
+    pub messages: usize,
+    /// `backlog`: bytes of each message's text.
+    pub msg_bytes: usize,
+    /// `backlog`: messages in flight while storing the backlog.
+    pub fill_window: usize,
 }
 
 impl Default for Settings {
@@ -116,6 +132,11 @@ impl Default for Settings {
             source_addrs: 4,
             server_pids: Vec::new(),
             round: 0,
+            sync: false,
+            cmid: false,
+            messages: 200_000,
+            msg_bytes: 100,
+            fill_window: 256,
         }
     }
 }

@@ -2,17 +2,18 @@
 //! concurrent blocking clients. Both are dominated by the server's argon2 hashing, which is
 //! the point: it shows how many accounts the server can create or admit per second.
 //! Registrations reuse one connection per client; each login opens a fresh connection (as a
-//! real client does) and closes it after the reply.
+//! real client does) and closes it after the reply (with `--sync`: a sync login, closed after
+//! its LOGIN_ACK).
 
 use crate::procstat::{self_cpu_us, ProcSample};
 use crate::report::{new_histogram, record_ns, Latency, Report};
-use crate::setup::{connect, login_stream, unique_prefix, BenchUser, PASSWORD};
+use crate::setup::{connect, login_raw, login_stream, unique_prefix, BenchUser, PASSWORD};
 use crate::stamp::clock_ns;
 use crate::{io_err, Result, Settings};
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What one timed phase produced.
 struct Phase {
@@ -115,7 +116,14 @@ pub fn run(settings: &Settings) -> Result<Report> {
             login_start + settings.duration,
             |_, _| {
                 let u = &users[next.fetch_add(1, Ordering::Relaxed) % users.len()];
-                login_stream(connect(u.target)?, u).map(drop)
+                if settings.sync {
+                    let s =
+                        std::net::TcpStream::connect_timeout(&u.target, Duration::from_secs(10))
+                            .map_err(io_err(format!("connecting to {}", u.target)))?;
+                    login_raw(s, u, true, Duration::from_secs(10)).map(drop)
+                } else {
+                    login_stream(connect(u.target)?, u).map(drop)
+                }
             },
             &logged,
         ))

@@ -3,12 +3,20 @@
 //! the sender its window slot back (both partners live on the same loop thread). After the
 //! duration sending stops; a grace period lets in-flight messages land, then whatever was sent
 //! and never received is counted lost.
+//!
+//! With `--sync` (a server with the message log) every chat also carries a `reqid`, so the
+//! server acks it with its `seq`; the sessions log in as sync sessions, drop duplicate frames
+//! by (conversation, seq), confirm with batched RECV and count loss by seq gaps
+//! ([`crate::seqtrack`]): in a pair's conversation every seq up to the highest either partner
+//! knows of must have reached the partner that did not send it. `--cmid` gives every chat a
+//! unique `cmid`.
 
 use crate::conn::{drive, Conns, Scenario};
 use crate::procstat::{self_cpu_us, ProcSample};
 use crate::report::{new_histogram, record_ns, Latency, Report};
-use crate::setup::{login_users, register_users, BenchUser};
-use crate::stamp::{self, clock_ns, push_i64, Stamp};
+use crate::seqtrack::{flush_recvs, sync_frame, Conv, Session, SyncCounts, RECV_SCAN};
+use crate::setup::{login_all, register_users, BenchUser};
+use crate::stamp::{self, clock_ns, push_i64, push_u64, Stamp};
 use crate::{io_err, Result, Settings};
 use clusterchat_proto::{msgid, UserId};
 use hdrhistogram::Histogram;
@@ -18,8 +26,9 @@ use std::time::Instant;
 pub struct Prepared {
     /// Setup time in seconds.
     pub setup_s: f64,
-    /// Per loop thread: its connections and users; users `2k` and `2k+1` are partners.
-    shards: Vec<(Conns, Vec<BenchUser>)>,
+    /// Per loop thread: its connections, users and their sessions; users `2k` and `2k+1` are
+    /// partners.
+    shards: Vec<(Conns, Vec<BenchUser>, Vec<Session>)>,
 }
 
 /// Registers and logs in `settings.users` (rounded up to even) users, spread over the targets
@@ -29,7 +38,7 @@ pub fn prepare(settings: &Settings) -> Result<Prepared> {
     let deadline = started + settings.timeout;
     let n = settings.users.max(2).div_ceil(2) * 2;
     let users = register_users(&settings.targets, n, settings.concurrency, deadline)?;
-    let streams = login_users(&users, settings.concurrency, deadline)?;
+    let streams = login_all(&users, settings.concurrency, deadline, settings.sync)?;
     let threads = settings.threads.clamp(1, n / 2);
     let mut split: Vec<(Vec<_>, Vec<BenchUser>)> =
         (0..threads).map(|_| (Vec::new(), Vec::new())).collect();
@@ -41,9 +50,11 @@ pub fn prepare(settings: &Settings) -> Result<Prepared> {
     let shards = split
         .into_iter()
         .map(|(s, u)| {
+            let sessions = vec![Session::default(); u.len()];
             Ok((
-                Conns::new(s).map_err(io_err("making sockets non-blocking"))?,
+                Conns::with_input(s).map_err(io_err("making sockets non-blocking"))?,
                 u,
+                sessions,
             ))
         })
         .collect::<Result<_>>()?;
@@ -61,19 +72,57 @@ pub fn run(settings: &Settings) -> Result<Report> {
 
 /// Appends one chat frame exactly as the old client sends it: `{"msgid":6,...}` and a NUL.
 pub fn chat_frame(out: &mut Vec<u8>, from: &BenchUser, to: UserId, stamp: &Stamp, time: &str) {
-    push_frame(out, 6, from, "toid", to, stamp, time);
+    push_frame(
+        out,
+        6,
+        from,
+        "toid",
+        to,
+        |o| stamp.encode(o),
+        time,
+        Extras::NONE,
+    );
+}
+
+/// What a chat frame carries besides the old client's fields.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras<'a> {
+    /// `"cmid":"<prefix>-<n>"`.
+    pub cmid: Option<(&'a str, u64)>,
+    /// `"reqid":n`: the server acks the chat (with its `seq`).
+    pub reqid: Option<u64>,
+}
+
+impl Extras<'_> {
+    /// Nothing: the old client's frame.
+    pub const NONE: Extras<'static> = Extras {
+        cmid: None,
+        reqid: None,
+    };
+
+    /// The extras of a bench user's `n`th chat: a `reqid` when `sync` (the ACK brings the
+    /// seq), a `cmid` `"<name>-<n>"` when `cmid` (unique: the name is unique to the run).
+    pub fn of<'a>(sync: bool, cmid: bool, name: &'a str, n: u64) -> Extras<'a> {
+        Extras {
+            cmid: cmid.then_some((name, n)),
+            reqid: sync.then_some(n),
+        }
+    }
 }
 
 /// Appends a chat frame (msgid 6 with `toid`, or 10 with `groupid`) as the old client writes
-/// it, NUL included, without going through a JSON serialiser.
+/// it, NUL included, without going through a JSON serialiser. `msg` appends the text (which
+/// must need no escaping).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn push_frame(
     out: &mut Vec<u8>,
     msgid: i64,
     from: &BenchUser,
     target_field: &str,
     target: i64,
-    stamp: &Stamp,
+    msg: impl FnOnce(&mut Vec<u8>),
     time: &str,
+    extras: Extras,
 ) {
     out.extend_from_slice(b"{\"msgid\":");
     push_i64(out, msgid);
@@ -86,15 +135,30 @@ pub(super) fn push_frame(
     out.extend_from_slice(b"\":");
     push_i64(out, target);
     out.extend_from_slice(b",\"msg\":\"");
-    stamp.encode(out);
+    msg(out);
     out.extend_from_slice(b"\",\"time\":\"");
     out.extend_from_slice(time.as_bytes());
-    out.extend_from_slice(b"\"}\0");
+    out.push(b'"');
+    if let Some((prefix, n)) = extras.cmid {
+        out.extend_from_slice(b",\"cmid\":\"");
+        out.extend_from_slice(prefix.as_bytes());
+        out.push(b'-');
+        push_u64(out, n);
+        out.push(b'"');
+    }
+    if let Some(reqid) = extras.reqid {
+        out.extend_from_slice(b",\"reqid\":");
+        push_u64(out, reqid);
+    }
+    out.extend_from_slice(b"}\0");
 }
 
 /// One loop thread's view of a round.
 struct PairsLoop<'a> {
     users: &'a [BenchUser],
+    sessions: &'a mut [Session],
+    sync: bool,
+    cmid: bool,
     window: usize,
     round: u64,
     send_until: Instant,
@@ -113,6 +177,8 @@ struct PairsLoop<'a> {
     errors: u64,
     first_error: Option<String>,
     disconnects: u64,
+    counts: SyncCounts,
+    next_recv_scan: Instant,
 }
 
 impl PairsLoop<'_> {
@@ -128,7 +194,23 @@ impl PairsLoop<'_> {
             self.time_ns = stamp.t_ns;
         }
         let to = self.users[from ^ 1].id;
-        chat_frame(conns.out(from), &self.users[from], to, &stamp, &self.time);
+        let n = self.sessions[from].chats;
+        self.sessions[from].chats += 1;
+        let u = &self.users[from];
+        let extras = Extras::of(self.sync, self.cmid, &u.name, n);
+        push_frame(
+            conns.out(from),
+            msgid::ONE_CHAT,
+            u,
+            "toid",
+            to,
+            |o| stamp.encode(o),
+            &self.time,
+            extras,
+        );
+        if self.sync {
+            self.counts.acks_pending += 1;
+        }
         self.seq[from] += 1;
         self.in_flight[from] += 1;
         self.total_in_flight += 1;
@@ -137,6 +219,21 @@ impl PairsLoop<'_> {
 
 impl Scenario for PairsLoop<'_> {
     fn on_frame(&mut self, conns: &mut Conns, i: usize, frame: &[u8], now_ns: u64) {
+        if self.sync {
+            let partner = Conv::Peer(self.users[i ^ 1].id);
+            let chat = msgid::ONE_CHAT;
+            if !sync_frame(
+                &mut self.counts,
+                self.sessions,
+                conns,
+                i,
+                frame,
+                chat,
+                partner,
+            ) {
+                return;
+            }
+        }
         if !stamp::wanted_frame(
             frame,
             msgid::ONE_CHAT,
@@ -181,7 +278,40 @@ impl Scenario for PairsLoop<'_> {
         if self.sending && now >= self.send_until {
             self.sending = false;
         }
-        !self.sending && (self.total_in_flight == 0 || now >= self.end_by)
+        let done = !self.sending
+            && ((self.total_in_flight == 0 && self.counts.acks_pending == 0) || now >= self.end_by);
+        if self.sync && (done || now >= self.next_recv_scan) {
+            self.next_recv_scan = now + RECV_SCAN;
+            flush_recvs(&mut self.counts, self.sessions, conns, now, done);
+        }
+        done
+    }
+}
+
+impl PairsLoop<'_> {
+    /// Ends a `--sync` round: counts every pair conversation's seq gaps up to the highest seq
+    /// either partner knows of, then settles them for the next round.
+    fn count_gaps(&mut self) {
+        let n = self.users.len();
+        let conv_of = |u: usize| Conv::Peer(self.users[u ^ 1].id);
+        let uppers: Vec<u64> = (0..n)
+            .map(|u| {
+                let mine = self.sessions[u]
+                    .book
+                    .get(conv_of(u))
+                    .map_or(0, |t| t.known_hi());
+                let theirs = self.sessions[u ^ 1]
+                    .book
+                    .get(conv_of(u ^ 1))
+                    .map_or(0, |t| t.own_hi());
+                mine.max(theirs)
+            })
+            .collect();
+        for (u, upper) in uppers.into_iter().enumerate() {
+            let t = self.sessions[u].book.conv(conv_of(u));
+            self.counts.lost_gaps += t.lost(upper);
+            t.settle(upper);
+        }
     }
 }
 
@@ -199,11 +329,14 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
         let handles: Vec<_> = p
             .shards
             .iter_mut()
-            .map(|(conns, users)| {
+            .map(|(conns, users, sessions)| {
                 s.spawn(move || {
                     let n = users.len();
                     let mut l = PairsLoop {
                         users,
+                        sessions,
+                        sync: settings.sync,
+                        cmid: settings.cmid,
                         window: settings.window.max(1),
                         round: settings.round,
                         send_until,
@@ -222,8 +355,14 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
                         errors: 0,
                         first_error: None,
                         disconnects: 0,
+                        counts: SyncCounts::default(),
+                        next_recv_scan: start,
                     };
-                    drive(conns, &mut l, hard).map(|_| l)
+                    drive(conns, &mut l, hard)?;
+                    if l.sync {
+                        l.count_gaps();
+                    }
+                    Ok(l)
                 })
             })
             .collect();
@@ -247,8 +386,10 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
     let mut hist = new_histogram();
     let mut in_window = 0;
     let mut stale = 0;
+    let mut counts = SyncCounts::default();
     for l in results {
         let l = l?;
+        counts.add(&l.counts);
         r.users += l.users.len() as u64;
         r.sent += l.seq.iter().sum::<u64>();
         r.delivered += l.delivered;
@@ -266,6 +407,10 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
     r.latency_us = Latency::from_histogram(&hist);
     if stale > 0 {
         r.extra.insert("stale_msgs".into(), stale as f64);
+    }
+    if settings.sync {
+        let sessions: Vec<&Session> = p.shards.iter().flat_map(|sh| sh.2.iter()).collect();
+        counts.report(&mut r, &sessions);
     }
     if !settings.server_pids.is_empty() {
         r.set_server(&server_before, &server_after);

@@ -205,18 +205,30 @@ pub struct Ratio {
     pub max: Option<f64>,
 }
 
-/// Compares the rounds of A and B figure by figure (rounds are paired in order).
+/// Compares the rounds of A and B figure by figure (rounds are paired in order): A's figures,
+/// and scenario figures only B reports (counts reported only when not zero, such as
+/// `noseq_msgs` against a server without the message log), which count as 0 where absent.
 pub fn compare(a: &[Report], b: &[Report]) -> BTreeMap<String, Ratio> {
     let mut out = BTreeMap::new();
     let Some(first) = a.first() else {
         return out;
     };
-    for (name, _) in first.figures() {
+    let mut names: Vec<String> = first.figures().into_iter().map(|(n, _)| n).collect();
+    for name in b.first().into_iter().flat_map(|r| r.extra.keys()) {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    for name in names {
         let pick = |reports: &[Report]| -> Vec<f64> {
             reports
                 .iter()
-                .filter_map(|r| r.figures().into_iter().find(|(n, _)| *n == name))
-                .map(|(_, v)| v)
+                .map(|r| {
+                    r.figures()
+                        .into_iter()
+                        .find(|(n, _)| *n == name)
+                        .map_or(0.0, |(_, v)| v)
+                })
                 .collect()
         };
         let (va, vb) = (pick(a), pick(b));
@@ -329,6 +341,10 @@ mod tests {
         assert_eq!(m.min, Some(1.0));
         assert_eq!(m.max, Some(1.5));
         assert!(ratios["lost"].ratio.is_none());
+        let mut only_b = rep(1.0);
+        only_b.extra.insert("noseq_msgs".into(), 7.0);
+        let ratios = compare(&[rep(1.0)], &[only_b]);
+        assert_eq!((ratios["noseq_msgs"].a, ratios["noseq_msgs"].b), (0.0, 7.0));
         assert!(compare_table(&ratios).contains("msgs_per_sec"));
     }
 }

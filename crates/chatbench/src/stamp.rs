@@ -150,6 +150,23 @@ pub fn msgid(frame: &[u8]) -> Option<i64> {
     std::str::from_utf8(&v[..end]).ok()?.parse().ok()
 }
 
+/// The frame's integer field `key` (`"seq"`, `"id"`, `"groupid"`…), found by scanning; `None`
+/// when absent or not an integer.
+pub fn int_field(frame: &[u8], key: &str) -> Option<i64> {
+    let v = value_after(frame, key)?;
+    let (neg, digits) = match v.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, v),
+    };
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    let n = parse_u64(&digits[..end])?;
+    let n = i64::try_from(n).ok()?;
+    Some(if neg { -n } else { n })
+}
+
 /// The raw text of the frame's `msg` string (up to the next quote: no escapes expected).
 pub fn msg_text(frame: &[u8]) -> Option<&[u8]> {
     let v = value_after(frame, "msg")?.strip_prefix(b"\"")?;
@@ -234,6 +251,21 @@ mod tests {
         assert_eq!(msgid(err), Some(13));
         assert_eq!(msg_text(err), None);
         assert_eq!(msgid(b"{}"), None);
+    }
+
+    #[test]
+    fn integer_fields_are_found() {
+        let f = br#"{"msgid":6,"id":4,"name":"a","toid":5,"msg":"1.2.3.4","time":"x","seq":17}"#;
+        assert_eq!(int_field(f, "seq"), Some(17));
+        assert_eq!(int_field(f, "id"), Some(4));
+        assert_eq!(int_field(f, "toid"), Some(5));
+        assert_eq!(int_field(f, "groupid"), None);
+        assert_eq!(int_field(f, "name"), None);
+        let ack = br#"{"msgid":12,"errno":0,"request":10,"seq":3,"groupid":-9,"reqid":7}"#;
+        assert_eq!(int_field(ack, "seq"), Some(3));
+        assert_eq!(int_field(ack, "groupid"), Some(-9));
+        assert_eq!(int_field(br#"{"seq": 5 }"#, "seq"), Some(5));
+        assert_eq!(int_field(br#"{"seq":"5"}"#, "seq"), None);
     }
 
     #[test]
