@@ -88,7 +88,6 @@ fn one_to_one_seqs_are_assigned_once_across_servers() {
 /// member gets the local server's higher seqs before the lower ones relayed through Redis, and
 /// those are dropped, for good on a legacy session (its cursor moves past them).
 #[test]
-#[ignore = "server bug: live group messages relayed from another server after a higher local seq are dropped"]
 fn group_seqs_are_assigned_once_across_servers() {
     let Some(cluster) = TestCluster::start("log_seq_group", 2) else {
         return;

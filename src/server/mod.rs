@@ -93,6 +93,7 @@ impl RunningServer {
             Hasher::new(config.argon2_m_kib),
             Arc::clone(&workers),
             config.max_message,
+            config.max_output,
         ));
         service.start_log_writer()?;
         {

@@ -15,9 +15,6 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// Longest client message id accepted, in bytes.
-const MAX_CMID: usize = 64;
-
 impl ChatService {
     /// The IO-thread fast path for ONE_CHAT: if the sender is logged in, has nothing queued on
     /// a worker and the request is well formed, it is submitted to the log writer right here,
@@ -99,17 +96,11 @@ impl ChatService {
     }
 }
 
-/// The request's `cmid`: a string of at most [`MAX_CMID`] bytes, if present.
+/// The request's `cmid` (a string of at most 64 bytes), if present; errno 102 otherwise.
 fn cmid(env: &Envelope) -> Result<Option<Box<str>>, ServiceError> {
-    let Some(raw) = env.cmid else {
-        return Ok(None);
-    };
-    let text: Cow<str> = serde_json::from_str(raw.get())
-        .map_err(|_| bad_field("field `cmid` must be a string".into()))?;
-    if text.is_empty() || text.len() > MAX_CMID {
-        return Err(bad_field(format!("`cmid` must have 1 to {MAX_CMID} bytes")));
-    }
-    Ok(Some(text.into()))
+    clusterchat_proto::envelope::cmid_field(env.cmid)
+        .map(|c| c.map(Into::into))
+        .map_err(bad_field)
 }
 
 /// The server's clock in Unix milliseconds.

@@ -200,6 +200,7 @@ impl ChatService {
                         }
                     }
                 }
+                s.conn.context().outbox().note_own(s.sender, s.conv, seq);
                 seq
             }
             Appended::Duplicate { seq, .. } => seq,

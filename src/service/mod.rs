@@ -94,6 +94,8 @@ pub(crate) struct ChatService {
     cursors: cursors::Cursors,
     /// Largest chat text accepted (`--max-message`).
     max_message: usize,
+    /// Bytes a backlog stream keeps in flight (see [`sync`]).
+    sync_window: usize,
 }
 
 impl ChatService {
@@ -105,6 +107,7 @@ impl ChatService {
         hasher: Hasher,
         workers: Arc<WorkerPool>,
         max_message: usize,
+        max_output: usize,
     ) -> Self {
         ChatService {
             store,
@@ -118,6 +121,7 @@ impl ChatService {
             writer: log_writer::LogWriter::default(),
             cursors: cursors::Cursors::default(),
             max_message,
+            sync_window: sync::window(max_output),
         }
     }
 

@@ -40,6 +40,12 @@ impl OnlineUsers {
             .cloned()
     }
 
+    /// Whether `user` has an entry here, even one whose connection closed and whose session
+    /// has not yet ended (its cursors are not yet saved).
+    pub(crate) fn holds(&self, user: UserId) -> bool {
+        self.shard(user).contains_key(&user)
+    }
+
     /// Makes `conn` the connection of `user`, replacing a stale (closed) one.
     pub(crate) fn insert(&self, user: UserId, conn: &ChatConn) {
         self.shard(user).insert(user, conn.clone());

@@ -19,7 +19,7 @@ use crate::store::{ConvId, Seq};
 use crate::sync::LockExt;
 use clusterchat_net::Bytes;
 use clusterchat_proto::UserId;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -39,9 +39,31 @@ struct State {
     dirty: bool,
     legacy: bool,
     sent: HashMap<ConvId, Seq>,
+    /// The user's own messages above `sent` in their conversation (they are not pushed back
+    /// to their sender): the gaps they leave are not losses.
+    own: HashSet<(ConvId, Seq)>,
+    /// A resync was asked for and has not started.
+    resync_asked: bool,
     last_tag: u64,
     inflight: VecDeque<Inflight>,
     inflight_bytes: usize,
+}
+
+/// Most own-message seqs remembered per session; past it they are forgotten, and the next
+/// push after one of them reads the log again instead.
+const MAX_OWN: usize = 4096;
+
+/// What [`Outbox::push`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Queued, or not needed (sent already, or the session is syncing and will read it).
+    Done,
+    /// The session missed something before this message (it came from another server ahead
+    /// of an earlier one, or is the first of its conversation in this session): it was not
+    /// queued; read the log for the session ([`resync`](Outbox::resync)).
+    Gap,
+    /// No session on this connection.
+    NoSession,
 }
 
 /// Cursor advances that writes made (legacy sessions only): `(user, [(conv, seq)])`.
@@ -63,6 +85,8 @@ impl Outbox {
         st.live = false;
         st.dirty = false;
         st.sent.clear();
+        st.own.clear();
+        st.resync_asked = false;
     }
 
     /// Ends the session: returns the advances written so far; frames still in flight are
@@ -73,6 +97,7 @@ impl Outbox {
         st.user = None;
         st.live = false;
         st.sent.clear();
+        st.own.clear();
         st.inflight.clear();
         st.inflight_bytes = 0;
         advances
@@ -83,21 +108,53 @@ impl Outbox {
         let mut st = self.state.locked();
         st.live = false;
         st.dirty = false;
+        st.resync_asked = false;
     }
 
-    /// A live message: queued if the session is live and has not had it, noted as missed if
-    /// the session is syncing. Returns false when there is no session.
-    pub(crate) fn push(&self, conn: &ChatConn, conv: ConvId, seq: Seq, frame: &Bytes) -> bool {
+    /// A live message: queued if the session is live and it comes next in its conversation
+    /// (after what was sent and the user's own messages); noted as missed if the session is
+    /// syncing; a [`Pushed::Gap`] if something before it is missing (asked once until the
+    /// resync starts; later gaps meanwhile are left to it).
+    pub(crate) fn push(&self, conn: &ChatConn, conv: ConvId, seq: Seq, frame: &Bytes) -> Pushed {
         let mut st = self.state.locked();
         if st.user.is_none() {
-            return false;
+            return Pushed::NoSession;
         }
         if !st.live {
             st.dirty = true;
-            return true;
+            return Pushed::Done;
+        }
+        let sent = match st.sent.get(&conv) {
+            Some(&sent) => absorb_own(&mut st, conv, sent),
+            None if seq == 1 => 0,
+            None => return gap(&mut st),
+        };
+        if seq <= sent {
+            return Pushed::Done;
+        }
+        if seq > sent + 1 {
+            return gap(&mut st);
         }
         queue(&mut st, conn, conv, seq, frame.clone());
-        true
+        absorb_own(&mut st, conv, seq);
+        Pushed::Done
+    }
+
+    /// `user` sent `seq` in `conv` from this session: a gap it leaves is not a loss.
+    pub(crate) fn note_own(&self, user: UserId, conv: ConvId, seq: Seq) {
+        let mut st = self.state.locked();
+        if st.user != Some(user) {
+            return;
+        }
+        if st.sent.get(&conv) == Some(&(seq - 1)) {
+            st.sent.insert(conv, seq);
+            absorb_own(&mut st, conv, seq);
+        } else {
+            if st.own.len() >= MAX_OWN {
+                st.own.clear();
+            }
+            st.own.insert((conv, seq));
+        }
     }
 
     /// A message of the backlog (or a LOGIN_ACK carrying several): queued unless this session
@@ -223,6 +280,27 @@ impl Outbox {
     }
 }
 
+/// Moves `conv`'s sent mark over the user's own messages right above `sent`; returns it.
+fn absorb_own(st: &mut State, conv: ConvId, mut sent: Seq) -> Seq {
+    if st.own.is_empty() {
+        return sent;
+    }
+    while st.own.remove(&(conv, sent + 1)) {
+        sent += 1;
+    }
+    st.sent.insert(conv, sent);
+    sent
+}
+
+/// A gap: ask for one resync until it starts.
+fn gap(st: &mut State) -> Pushed {
+    if st.resync_asked {
+        return Pushed::Done;
+    }
+    st.resync_asked = true;
+    Pushed::Gap
+}
+
 /// Queues one message frame unless the session has had its seq; the caller holds the lock.
 fn queue(st: &mut State, conn: &ChatConn, conv: ConvId, seq: Seq, frame: Bytes) -> bool {
     let sent = st.sent.entry(conv).or_insert(0);
@@ -257,46 +335,68 @@ mod tests {
         let (conn, mut client, _server) = connection();
         let outbox = conn.context().outbox();
         let c = ConvId::pair(1, 2);
-        assert!(!outbox.push(&conn, c, 1, &frame(1)), "no session yet");
+        assert_eq!(outbox.push(&conn, c, 1, &frame(1)), Pushed::NoSession);
         outbox.begin(2, false);
         outbox.clear_dirty();
-        assert!(outbox.push(&conn, c, 1, &frame(1)));
+        assert_eq!(outbox.push(&conn, c, 1, &frame(1)), Pushed::Done);
         assert!(
             !outbox.finish_sync(|| panic!("not live")),
             "a message was missed"
         );
         assert!(outbox.stream(&conn, c, 1, frame(1)), "the read finds it");
         assert!(outbox.finish_sync(|| conn.send(Bytes::from("{\"done\":1}"))));
-        assert!(outbox.push(&conn, c, 2, &frame(2)));
+        assert_eq!(outbox.push(&conn, c, 2, &frame(2)), Pushed::Done);
         assert_eq!(line(&mut client), r#"{"seq":1}"#);
         assert_eq!(line(&mut client), r#"{"done":1}"#);
         assert_eq!(line(&mut client), r#"{"seq":2}"#);
     }
 
     #[test]
-    fn a_session_is_sent_each_seq_once_and_never_behind_a_higher_one() {
+    fn a_session_is_sent_each_seq_once_in_order_and_reads_the_log_at_a_gap() {
         let (conn, mut client, _server) = connection();
         let outbox = conn.context().outbox();
-        let (a, b) = (ConvId::pair(1, 2), ConvId::group(7));
+        let (a, g) = (ConvId::pair(1, 2), ConvId::group(7));
         outbox.begin(2, false);
         assert!(outbox.finish_sync(|| ()));
-        outbox.push(&conn, a, 1, &frame(1));
-        outbox.push(&conn, a, 3, &frame(3));
-        outbox.push(&conn, a, 3, &frame(3));
-        outbox.push(&conn, a, 2, &frame(2));
-        outbox.push(&conn, b, 2, &frame(20));
-        assert!(!outbox.stream(&conn, a, 3, frame(3)));
-        assert_eq!(outbox.sent(a), Some(3));
-        assert_eq!(outbox.after(a, 1), 3);
+        assert_eq!(outbox.push(&conn, a, 1, &frame(1)), Pushed::Done);
+        assert_eq!(
+            outbox.push(&conn, a, 1, &frame(1)),
+            Pushed::Done,
+            "a duplicate"
+        );
+        // The user's own seq 2 leaves no gap; 4 before 3 does (once, until the resync).
+        outbox.note_own(2, a, 2);
+        outbox.note_own(9, a, 3); // another user's: ignored
+        assert_eq!(outbox.push(&conn, a, 3, &frame(3)), Pushed::Done);
+        assert_eq!(outbox.push(&conn, a, 5, &frame(5)), Pushed::Gap);
+        assert_eq!(
+            outbox.push(&conn, a, 6, &frame(6)),
+            Pushed::Done,
+            "asked once"
+        );
+        // The first message of a conversation in this session, unless it is seq 1: a gap.
+        outbox.resync();
+        assert!(outbox.finish_sync(|| ()));
+        assert_eq!(outbox.push(&conn, g, 20, &frame(20)), Pushed::Gap);
+        assert!(!outbox.stream(&conn, a, 3, frame(3)), "sent already");
+        assert!(outbox.stream(&conn, a, 4, frame(4)));
+        assert_eq!(outbox.sent(a), Some(4));
+        assert_eq!(outbox.after(a, 1), 4);
         assert_eq!(outbox.after(ConvId::group(8), 4), 4);
+        // Own messages ahead of what was sent are absorbed when it catches up.
+        outbox.note_own(2, a, 6);
+        assert_eq!(outbox.push(&conn, a, 5, &frame(5)), Pushed::Done);
+        assert_eq!(outbox.push(&conn, a, 7, &frame(7)), Pushed::Done);
         conn.send(Bytes::from("{\"end\":1}"));
-        let got: Vec<String> = (0..4).map(|_| line(&mut client)).collect();
+        let got: Vec<String> = (0..6).map(|_| line(&mut client)).collect();
         assert_eq!(
             got,
             [
                 r#"{"seq":1}"#,
                 r#"{"seq":3}"#,
-                r#"{"seq":20}"#,
+                r#"{"seq":4}"#,
+                r#"{"seq":5}"#,
+                r#"{"seq":7}"#,
                 r#"{"end":1}"#
             ]
         );

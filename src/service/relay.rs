@@ -5,6 +5,7 @@
 //! finds nobody, or fails, loses nothing. The receiver gets it at their next (sync) login, or
 //! when their server is nudged to read the log again (after a bus outage).
 
+use super::outbox::Pushed;
 use super::ChatService;
 use crate::store::{ConvId, Seq};
 use clusterchat_net::Bytes;
@@ -43,8 +44,10 @@ impl ChatService {
     /// reads the log again).
     pub(crate) fn push(self: &Arc<Self>, user: UserId, conv: ConvId, seq: Seq, frame: &Bytes) {
         if let Some(conn) = self.online.connection(user) {
-            if conn.context().outbox().push(&conn, conv, seq, frame) {
-                return;
+            match conn.context().outbox().push(&conn, conv, seq, frame) {
+                Pushed::Done => return,
+                Pushed::Gap => return self.resync_later(conn),
+                Pushed::NoSession => {}
             }
         }
         if self.bus.is_standalone() {
@@ -73,15 +76,21 @@ impl ChatService {
             return log::warn!("ignored a bus frame for user {user} that is not a stored chat");
         };
         if let Some(conn) = self.online.connection(user) {
-            conn.context().outbox().push(&conn, conv, seq, &frame);
+            if conn.context().outbox().push(&conn, conv, seq, &frame) == Pushed::Gap {
+                self.resync_later(conn);
+            }
         }
     }
 
     /// Reads the log again for `user` if they are online here, on their connection's worker.
     pub(crate) fn schedule_resync(self: &Arc<Self>, user: UserId) {
-        let Some(conn) = self.online.connection(user) else {
-            return;
-        };
+        if let Some(conn) = self.online.connection(user) {
+            self.resync_later(conn);
+        }
+    }
+
+    /// Reads the log again for the session of `conn`, on its worker.
+    fn resync_later(self: &Arc<Self>, conn: super::ChatConn) {
         let service = Arc::clone(self);
         self.workers
             .execute(conn.id(), Box::new(move || service.resync(&conn)));

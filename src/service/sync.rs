@@ -18,7 +18,8 @@ use std::time::Duration;
 
 /// Messages read from the log at a time.
 const PAGE: usize = 256;
-/// Bytes queued to a syncing connection and not yet in the kernel before the stream waits.
+/// Bytes queued to a syncing connection and not yet in the kernel before the stream waits, at
+/// most: a quarter of `--max-output` if that is less, so a reading client is never cut off.
 const WINDOW_BYTES: usize = 1 << 20;
 
 impl ChatService {
@@ -44,6 +45,7 @@ impl ChatService {
                     let page = self.store.read_after(conv, after, PAGE)?;
                     let full = page.len() == PAGE;
                     for m in page {
+                        wait_window(conn, self.sync_window)?;
                         after = m.seq;
                         if legacy && sender_of(m.body.as_bytes()) == Some(user) {
                             outbox.skip(conv, m.seq);
@@ -54,7 +56,6 @@ impl ChatService {
                             count += 1;
                         }
                     }
-                    wait_window(conn)?;
                     if !full {
                         break;
                     }
@@ -88,14 +89,19 @@ impl ChatService {
     }
 }
 
-/// Waits while the connection has more than [`WINDOW_BYTES`] in flight.
-fn wait_window(conn: &ChatConn) -> Result<(), ServiceError> {
+/// The stream's window for a server whose output limit is `max_output`.
+pub(super) fn window(max_output: usize) -> usize {
+    WINDOW_BYTES.min(max_output / 4).max(1)
+}
+
+/// Waits while the connection has more than `window` bytes in flight.
+fn wait_window(conn: &ChatConn, window: usize) -> Result<(), ServiceError> {
     let outbox = conn.context().outbox();
     loop {
         if conn.is_closed() {
             return Err(ServiceError::new(errno::UNAVAILABLE, "connection closed"));
         }
-        if outbox.inflight_bytes() <= WINDOW_BYTES {
+        if outbox.inflight_bytes() <= window {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(1));

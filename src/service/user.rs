@@ -257,13 +257,14 @@ impl ChatService {
         Err(online())
     }
 
-    /// Whether `user`'s connection on this server is gone. A client that closed its socket
+    /// Whether `user`'s session on this server has ended (its cursors saved). A client that
+    /// closed its socket
     /// and logged in again at once may be faster than the IO loop noticing the close, so an
     /// open holder gets a short grace period (the caller holds the user's lock, so no other
     /// login of this user can slip in meanwhile).
     fn local_holder_gone(&self, user: UserId) -> bool {
         for _ in 0..LOCAL_CLOSE_GRACE_STEPS {
-            if self.online.connection(user).is_none() {
+            if !self.online.holds(user) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -282,15 +283,15 @@ impl ChatService {
     /// Takes `login` off this server: out of the online table and the bus, what it was sent
     /// and wrote saved as cursors, presence released.
     pub(super) fn end_session(&self, conn: &ChatConn, login: &Login) {
-        {
-            let _guard = self.locks.lock(login.id);
-            self.online.remove(login.id, conn);
-        }
-        self.bus.unsubscribe(login.id);
+        // Cursors first: a login of this user (here, as soon as they leave the table, or
+        // elsewhere) must start from what this session received.
         if let Some((user, advances)) = conn.context().outbox().end() {
             self.cursors.record(user, &advances);
         }
         self.cursors.flush_user(&*self.store, login.id);
+        // Not under the user's lock: a login waiting for this session to end holds it.
+        self.online.remove(login.id, conn);
+        self.bus.unsubscribe(login.id);
         if let Err(e) = self.store.release_session(login.id, &login.claim) {
             log::warn!(
                 "user {}: could not mark offline ({e}); will retry",

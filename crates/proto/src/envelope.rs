@@ -37,8 +37,17 @@ pub struct Envelope<'a> {
     pub time: Option<&'a RawValue>,
     /// A chat's client message id (new; a string of at most
     /// [`MAX_CMID_BYTES`](crate::request::MAX_CMID_BYTES): see [`cmid_field`]).
-    #[serde(borrow, default)]
+    /// Present-but-null is `Some("null")`, so that it is refused rather than taken as absent.
+    #[serde(borrow, default, deserialize_with = "present")]
     pub cmid: Option<&'a RawValue>,
+}
+
+/// A field that is present, whatever its value (`null` included).
+fn present<'de, D>(d: D) -> Result<Option<&'de RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 impl Envelope<'_> {
@@ -58,15 +67,13 @@ pub fn int_field(raw: Option<&RawValue>, field: &str) -> Result<i64, String> {
     }
 }
 
-/// Reads the optional `cmid` of an [`Envelope`]: `None` when absent or null, borrowed when the
+/// Reads the optional `cmid` of an [`Envelope`]: `None` when absent, borrowed when the
 /// string has no escapes; `Err` names the field when it is not a string or longer than
 /// [`MAX_CMID_BYTES`] (after unescaping).
 pub fn cmid_field(raw: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, String> {
     let Some(r) = raw else { return Ok(None) };
     let text = r.get();
-    let cmid: Cow<str> = if text == "null" {
-        return Ok(None);
-    } else if let Ok(s) = serde_json::from_str::<&str>(text) {
+    let cmid: Cow<str> = if let Ok(s) = serde_json::from_str::<&str>(text) {
         Cow::Borrowed(s)
     } else {
         Cow::Owned(
@@ -98,7 +105,10 @@ mod tests {
         let env: Envelope = serde_json::from_str(r#"{"msgid":6}"#).unwrap();
         assert_eq!(cmid_field(env.cmid).unwrap(), None);
         let env: Envelope = serde_json::from_str(r#"{"cmid":null}"#).unwrap();
-        assert_eq!(cmid_field(env.cmid).unwrap(), None);
+        assert!(
+            cmid_field(env.cmid).unwrap_err().contains("`cmid`"),
+            "null is no string"
+        );
         let env: Envelope = serde_json::from_str(r#"{"cmid":17}"#).unwrap();
         assert!(cmid_field(env.cmid).unwrap_err().contains("`cmid`"));
         let long = format!(r#"{{"cmid":"{}"}}"#, "x".repeat(65));
