@@ -14,6 +14,9 @@ use std::sync::Mutex;
 #[derive(Default)]
 pub(crate) struct Cursors {
     dirty: Mutex<HashMap<UserId, HashMap<ConvId, Seq>>>,
+    /// Held while advances taken from `dirty` are being written, so that a session's end
+    /// never returns before an earlier flush holding its advances has committed.
+    writing: Mutex<()>,
 }
 
 impl Cursors {
@@ -30,6 +33,7 @@ impl Cursors {
     /// Writes `user`'s advances now (the end of a session, so that a login elsewhere starts
     /// from them). On failure they stay queued for the next flush.
     pub(crate) fn flush_user(&self, store: &dyn Store, user: UserId) {
+        let _writing = self.writing.locked();
         let Some(convs) = self.dirty.locked().remove(&user) else {
             return;
         };
@@ -38,6 +42,7 @@ impl Cursors {
 
     /// Writes every queued advance.
     pub(crate) fn flush(&self, store: &dyn Store) {
+        let _writing = self.writing.locked();
         let all = std::mem::take(&mut *self.dirty.locked());
         for (user, convs) in all {
             self.write(store, user, convs);

@@ -89,6 +89,19 @@ impl Outbox {
         st.resync_asked = false;
     }
 
+    /// Stops queueing live messages to the session (they wait in the log) and returns the tag
+    /// of the last frame queued: once it is written, the session's cursors are complete.
+    pub(crate) fn stop_pushes(&self) -> u64 {
+        let mut st = self.state.locked();
+        st.live = false;
+        st.last_tag
+    }
+
+    /// Whether every tagged frame up to `tag` has been reported written.
+    pub(crate) fn written_up_to(&self, tag: u64) -> bool {
+        self.written_tag.load(Ordering::Acquire) >= tag
+    }
+
     /// Ends the session: returns the advances written so far; frames still in flight are
     /// forgotten (they stay after the cursor and are sent again at the next login).
     pub(crate) fn end(&self) -> Advances {
@@ -157,11 +170,16 @@ impl Outbox {
         }
     }
 
-    /// A message of the backlog (or a LOGIN_ACK carrying several): queued unless this session
-    /// has had it. Returns whether it was queued.
+    /// A message of the backlog: queued unless this session has had it (or sent it). Returns
+    /// whether it was queued.
     pub(crate) fn stream(&self, conn: &ChatConn, conv: ConvId, seq: Seq, frame: Bytes) -> bool {
         let mut st = self.state.locked();
         if st.user.is_none() {
+            return false;
+        }
+        if st.own.remove(&(conv, seq)) {
+            let sent = st.sent.entry(conv).or_insert(0);
+            *sent = (*sent).max(seq);
             return false;
         }
         queue(&mut st, conn, conv, seq, frame)
@@ -209,11 +227,6 @@ impl Outbox {
             seq,
             bytes: 0,
         });
-    }
-
-    /// Whether the session is a legacy one (the old client: no RECV).
-    pub(crate) fn is_legacy(&self) -> bool {
-        self.state.locked().legacy
     }
 
     /// The highest seq of `conv` this session has been sent, if any.

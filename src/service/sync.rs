@@ -24,14 +24,14 @@ const WINDOW_BYTES: usize = 1 << 20;
 
 impl ChatService {
     /// Streams `user`'s backlog to `conn`, then turns the session live, sending SYNC_DONE first
-    /// when `done_frame`. Legacy sessions are not sent their own messages. Returns how many
+    /// when `done_frame`. No session is sent its user's own messages (HISTORY has them; a
+    /// legacy session's cursor moves over them). Returns how many
     /// frames were sent; an error when the connection closed or the database failed (the
     /// session then stays syncing until a resync).
     pub(super) fn stream_backlog(
         &self,
         conn: &ChatConn,
         user: UserId,
-        legacy: bool,
         done_frame: bool,
     ) -> Result<u64, ServiceError> {
         let outbox = conn.context().outbox();
@@ -47,7 +47,7 @@ impl ChatService {
                     for m in page {
                         wait_window(conn, self.sync_window)?;
                         after = m.seq;
-                        if legacy && sender_of(m.body.as_bytes()) == Some(user) {
+                        if sender_of(m.body.as_bytes()) == Some(user) {
                             outbox.skip(conv, m.seq);
                             continue;
                         }
@@ -80,7 +80,7 @@ impl ChatService {
         };
         let outbox = conn.context().outbox();
         outbox.resync();
-        if let Err(e) = self.stream_backlog(conn, login.id, outbox.is_legacy(), false) {
+        if let Err(e) = self.stream_backlog(conn, login.id, false) {
             if !conn.is_closed() {
                 log::warn!("user {}: cannot read the log ({e}); will retry", login.id);
                 self.retries.nudge_later(login.id);

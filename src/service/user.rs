@@ -18,6 +18,9 @@ use std::time::Duration;
 const MAX_NAME: usize = 50;
 /// Largest legacy LOGIN_ACK, in bytes: what does not fit follows as ordinary frames.
 const MAX_LOGIN_ACK: usize = 64 << 10;
+/// How long a LOGOUT waits for the session's last frames to reach the kernel (a client that
+/// does not read them gets them again at its next login).
+const END_FLUSH_WAIT: Duration = Duration::from_secs(1);
 /// How long (in 5 ms steps) a login waits for a vanished connection of the same user to be
 /// noticed before answering "already online".
 const LOCAL_CLOSE_GRACE_STEPS: u32 = 200;
@@ -135,7 +138,7 @@ impl ChatService {
             return Err(e);
         }
         log::debug!("user {} logged in on connection {}", user.id, conn.id());
-        if let Err(e) = self.stream_backlog(conn, user.id, legacy, !legacy) {
+        if let Err(e) = self.stream_backlog(conn, user.id, !legacy) {
             if !conn.is_closed() {
                 log::warn!("user {}: cannot read the log ({e}); will retry", user.id);
                 self.retries.nudge_later(user.id);
@@ -284,8 +287,18 @@ impl ChatService {
     /// and wrote saved as cursors, presence released.
     pub(super) fn end_session(&self, conn: &ChatConn, login: &Login) {
         // Cursors first: a login of this user (here, as soon as they leave the table, or
-        // elsewhere) must start from what this session received.
-        if let Some((user, advances)) = conn.context().outbox().end() {
+        // elsewhere) must start from what this session received, including the frames still
+        // on their way to the kernel (a LOGOUT's ACK comes after them).
+        let outbox = conn.context().outbox();
+        let last = outbox.stop_pushes();
+        let deadline = std::time::Instant::now() + END_FLUSH_WAIT;
+        while !outbox.written_up_to(last) && !conn.is_closed() {
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Some((user, advances)) = outbox.end() {
             self.cursors.record(user, &advances);
         }
         self.cursors.flush_user(&*self.store, login.id);

@@ -171,6 +171,12 @@ pub trait Store: Send + Sync {
     /// before the log): group history shows them only later messages. `None`: not a member.
     fn join_floor(&self, group: GroupId, user: UserId) -> StoreResult<Option<Seq>>;
 
+    /// Moves what the write-ahead log holds into the database file, off the hot path (SQLite;
+    /// a no-op for MySQL, which does its own). Called every second by the housekeeper.
+    fn checkpoint(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Deletes at most `limit` messages created before `before_ms`, and `(sender, cmid)`
     /// records older than [`CMID_WINDOW_MS`]; returns how many messages were deleted.
     fn prune(&self, before_ms: i64, limit: usize) -> StoreResult<u64>;
