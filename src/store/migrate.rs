@@ -15,7 +15,7 @@
 //! minus one; any other participant (the sender of a pair message, a group member who got
 //! the messages live) moves to `new`, so nobody is shown as unread what they already saw.
 
-use super::log::{ConvId, Seq};
+use super::log::{Append, Appended, ConvId, Seq};
 use clusterchat_proto::{GroupId, UserId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -168,6 +168,31 @@ pub fn plan(
 
 impl Migration {
     /// Reports the rows kept in the old queue (a warning each: never dropped silently).
+    /// The appends that move the rows: every move's message into its conversation, all
+    /// stamped `now_ms`.
+    pub fn appends<'a>(&self, rows: &'a [OfflineRow], now_ms: i64) -> Vec<Append<'a>> {
+        self.moves
+            .iter()
+            .map(|mv| Append {
+                conv: mv.conv,
+                sender: mv.sender,
+                cmid: None,
+                body: &rows[mv.row].message,
+                created_ms: now_ms,
+            })
+            .collect()
+    }
+
+    /// The seq each append got (a migration has no cmids, so no duplicates).
+    pub fn seqs(appended: Vec<Appended>) -> Vec<Seq> {
+        appended
+            .into_iter()
+            .map(|a| match a {
+                Appended::New(seq) | Appended::Duplicate { seq, .. } => seq,
+            })
+            .collect()
+    }
+
     pub fn warn_kept(&self, rows: &[OfflineRow]) {
         for (i, reason) in &self.kept {
             let r = &rows[*i];

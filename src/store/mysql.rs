@@ -779,24 +779,8 @@ fn migrate_offline(c: &mut Conn) -> Result<(), Failure> {
     if m.moves.is_empty() {
         return Ok(());
     }
-    let now = sql::now_ms();
-    let batch: Vec<Append<'_>> = m
-        .moves
-        .iter()
-        .map(|mv| Append {
-            conv: mv.conv,
-            sender: mv.sender,
-            cmid: None,
-            body: &rows[mv.row].message,
-            created_ms: now,
-        })
-        .collect();
-    let seqs: Vec<Seq> = append_in(&mut tx, &batch)?
-        .into_iter()
-        .map(|a| match a {
-            Appended::New(seq) | Appended::Duplicate { seq, .. } => seq,
-        })
-        .collect();
+    let batch = m.appends(&rows, sql::now_ms());
+    let seqs = migrate::Migration::seqs(append_in(&mut tx, &batch)?);
     for (conv, moved) in m.by_conversation(&seqs) {
         let participants: Vec<UserId> = match (conv.as_pair(), conv.as_group()) {
             (Some((a, b)), _) => vec![a, b],

@@ -721,24 +721,8 @@ fn migrate_offline(c: &mut Connection) -> StoreResult<()> {
     if m.moves.is_empty() {
         return Ok(());
     }
-    let now = sql::now_ms();
-    let batch: Vec<Append<'_>> = m
-        .moves
-        .iter()
-        .map(|mv| Append {
-            conv: mv.conv,
-            sender: mv.sender,
-            cmid: None,
-            body: &rows[mv.row].message,
-            created_ms: now,
-        })
-        .collect();
-    let seqs: Vec<Seq> = append_in(&tx, &batch)?
-        .into_iter()
-        .map(|a| match a {
-            Appended::New(seq) | Appended::Duplicate { seq, .. } => seq,
-        })
-        .collect();
+    let batch = m.appends(&rows, sql::now_ms());
+    let seqs = migrate::Migration::seqs(append_in(&tx, &batch)?);
     {
         let mut members = tx.prepare_cached(sql::MEMBERS).map_err(query)?;
         let mut cursor = tx
