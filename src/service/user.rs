@@ -159,12 +159,14 @@ impl ChatService {
         let size = |v: &serde_json::Value| serde_json::to_vec(v).map_or(0, |b| b.len()) + 1;
         let fixed = size(&ack.encode()) + reqid.map_or(0, |r| r.get().len() + 10);
         let mut base = fixed;
-        let groups: Vec<usize> = ack.groups.iter().map(|g| size(&g.encode())).collect();
+        // Each group and friend is carried as a JSON string holding its object (escaped).
+        let as_string = |v: serde_json::Value| size(&serde_json::Value::String(v.to_string()));
+        let groups: Vec<usize> = ack.groups.iter().map(|g| as_string(g.encode())).collect();
         while base > MAX_LOGIN_ACK * 3 / 4 && !ack.groups.is_empty() {
             ack.groups.pop();
             base -= groups[ack.groups.len()];
         }
-        let friends: Vec<usize> = ack.friends.iter().map(|f| size(&f.encode())).collect();
+        let friends: Vec<usize> = ack.friends.iter().map(|f| as_string(f.encode())).collect();
         while base > MAX_LOGIN_ACK * 3 / 4 && !ack.friends.is_empty() {
             ack.friends.pop();
             base -= friends[ack.friends.len()];
