@@ -119,6 +119,10 @@ pub(super) fn as_text(frame: &[u8]) -> &str {
     std::str::from_utf8(frame).unwrap_or("")
 }
 
+/// Longest `time` kept as the sender wrote it, in bytes of its JSON string (the old client's
+/// "YYYY-MM-DD HH:MM:SS" is 21 with its quotes); a longer one is replaced by the server's.
+const MAX_TIME: usize = 66;
+
 impl ChatService {
     /// The frame to forward, once its text is checked (`msg` a string of at most
     /// `--max-message` bytes, else errno 102): the request itself when its `id` and `name`
@@ -160,7 +164,11 @@ impl ChatService {
             .name
             .and_then(|r| serde_json::from_str::<Cow<str>>(r.get()).ok())
             .is_some_and(|n| *n == *login.name);
-        let time_ok = env.time.is_some_and(|r| r.get().starts_with('"'));
+        // A time that is not a short string is replaced (it is stored and forwarded, so it
+        // must not carry what `--max-message` keeps out of `msg`).
+        let time_ok = env
+            .time
+            .is_some_and(|r| r.get().starts_with('"') && r.get().len() <= MAX_TIME);
         // A `seq` is the server's to give: a frame that names one (even inside `msg`, which
         // costs a rebuild, never a wrong frame) is rebuilt without it.
         let no_seq = !frame.windows(5).any(|w| w == b"\"seq\"");

@@ -203,7 +203,15 @@ impl ChatService {
                 s.conn.context().outbox().note_own(s.sender, s.conv, seq);
                 seq
             }
-            Appended::Duplicate { seq, .. } => seq,
+            Appended::Duplicate { conv, seq } if conv == s.conv => seq,
+            Appended::Duplicate { .. } => {
+                let e = ServiceError::new(
+                    errno::BAD_FIELD,
+                    "this cmid was used for another conversation in the last 24 hours; \
+                     nothing was stored",
+                );
+                return fail(s, &e);
+            }
         };
         if let Some(reqid) = &s.reqid {
             let group = match s.to {

@@ -14,7 +14,8 @@ pub struct Envelope<'a> {
     #[serde(borrow, default)]
     pub msgid: Option<&'a RawValue>,
     /// The client's request tag, echoed verbatim in the ack or error reply.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
+    /// Present-but-null is `Some("null")`: any JSON value, `null` included, is echoed.
     pub reqid: Option<&'a RawValue>,
     /// The sender's id as the client claims it (never trusted).
     #[serde(borrow, default)]
