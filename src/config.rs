@@ -60,6 +60,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_OUTPUT", default_value_t = 16 << 20)]
     pub max_output: usize,
 
+    /// Seconds without any input after which a connection that has sent a PING (20) is closed.
+    #[arg(long, env = "CHAT_HEARTBEAT_TIMEOUT", default_value_t = 60)]
+    pub heartbeat_timeout: u64,
+
     /// Days a stored message is kept; older ones are deleted in small batches by a background
     /// pruner. 0 keeps everything.
     #[arg(long, env = "CHAT_RETENTION_DAYS", default_value_t = 0)]

@@ -52,6 +52,7 @@ impl ChatHandler {
 
 impl Handler<ConnContext> for ChatHandler {
     fn on_message(&self, conn: &ChatConn, input: &[u8]) -> usize {
+        conn.context().touch();
         let mut frames = Frames::new(input, self.max_frame);
         for item in frames.by_ref() {
             match item {
@@ -121,6 +122,9 @@ impl ChatHandler {
                     && self.service.try_fast_chat(conn, &env, frame)
                 {
                     return;
+                }
+                if env.msgid() == Some(msgid::PING) {
+                    return self.service.ping(conn, env.reqid);
                 }
             }
         }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 /// The housekeeping thread: every second, retries what failed during an outage; in a
 /// cluster, every few seconds also sets offline the users of servers that died without saying
 /// so (their liveness key expired), so friends lists stop showing them online; every minute
-/// prunes the message log (`--retention-days`) and expired client message ids.
+/// prunes the message log (`--retention-days`) and expired client message ids; every second
+/// closes heartbeating connections that went silent (`--heartbeat-timeout`).
 pub(super) struct Housekeeper {
     stop: crossbeam_channel::Sender<()>,
     thread: std::thread::JoinHandle<()>,
@@ -21,6 +22,7 @@ impl Housekeeper {
         service: Arc<ChatService>,
         cluster: bool,
         retention_days: u32,
+        heartbeat_timeout: std::time::Duration,
     ) -> std::io::Result<Housekeeper> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
         let thread = std::thread::Builder::new()
@@ -31,6 +33,7 @@ impl Housekeeper {
                     stopped.recv_timeout(Self::TICK)
                 {
                     service.retry_pending();
+                    service.sweep_heartbeats(heartbeat_timeout);
                     tick = tick.wrapping_add(1);
                     if cluster && tick % Self::REAP_EVERY == 0 {
                         service.reap_dead_nodes();

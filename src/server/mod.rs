@@ -133,6 +133,7 @@ impl RunningServer {
             Arc::clone(&service),
             !bus.is_standalone(),
             config.retention_days,
+            Duration::from_secs(config.heartbeat_timeout),
         )?;
         Ok(RunningServer {
             net,

@@ -5,7 +5,7 @@ use super::outbox::Outbox;
 use crate::sync::RwLockExt;
 use clusterchat_net::ConnRef;
 use clusterchat_proto::UserId;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// The logged-in user of a connection.
@@ -25,6 +25,10 @@ pub(crate) struct ConnContext {
     login: RwLock<Option<Login>>,
     pending: AtomicUsize,
     outbox: Outbox,
+    /// When input last arrived (Unix seconds), for the heartbeat.
+    last_input: AtomicU64,
+    /// Whether the connection has sent a PING (and is watched by the heartbeat).
+    heartbeat: AtomicBool,
 }
 
 /// A connection of the chat server.
@@ -34,6 +38,21 @@ impl ConnContext {
     /// The user logged in on this connection, if any.
     pub(crate) fn login(&self) -> Option<Login> {
         self.login.read_locked().clone()
+    }
+
+    /// Notes that input arrived now. IO thread, once per read.
+    pub(crate) fn touch(&self) {
+        self.last_input.store(now_secs(), Ordering::Relaxed);
+    }
+
+    /// When input last arrived (Unix seconds; 0 before any).
+    pub(crate) fn last_input(&self) -> u64 {
+        self.last_input.load(Ordering::Relaxed)
+    }
+
+    /// Marks the connection as heartbeating; true the first time.
+    pub(crate) fn start_heartbeat(&self) -> bool {
+        !self.heartbeat.swap(true, Ordering::AcqRel)
     }
 
     /// What this connection has been sent from the message log.
@@ -71,4 +90,11 @@ impl ConnContext {
     pub(crate) fn end_job(&self) {
         self.pending.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The clock in whole Unix seconds.
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -9,6 +9,7 @@ pub(crate) mod context;
 mod cursors;
 mod friend;
 mod group;
+mod heartbeat;
 mod history;
 mod log_writer;
 pub(crate) mod online;
@@ -96,6 +97,8 @@ pub(crate) struct ChatService {
     max_message: usize,
     /// Bytes a backlog stream keeps in flight (see [`sync`]).
     sync_window: usize,
+    /// Connections watched by the heartbeat.
+    heartbeats: heartbeat::Heartbeats,
 }
 
 impl ChatService {
@@ -122,6 +125,7 @@ impl ChatService {
             cursors: cursors::Cursors::default(),
             max_message,
             sync_window: sync::window(max_output),
+            heartbeats: heartbeat::Heartbeats::default(),
         }
     }
 
@@ -143,6 +147,9 @@ impl ChatService {
             let err = ServiceError::new(errno::UNKNOWN_MSGID, "missing or non-integer msgid");
             return send_error(conn, &err, None, env.reqid);
         };
+        if id == msgid::PING {
+            return self.ping(conn, env.reqid);
+        }
         let result = match RequestKind::from_msgid(id) {
             None => Err(ServiceError::new(
                 errno::UNKNOWN_MSGID,
@@ -183,6 +190,7 @@ impl ChatService {
 
     /// Called when a connection closed: its user (if any) goes offline at once.
     pub(crate) fn disconnected(&self, conn: &ChatConn) {
+        self.forget_heartbeat(conn);
         if let Some(login) = conn.context().take_login() {
             self.end_session(conn, &login);
         }

@@ -140,4 +140,12 @@ impl<C: Send + Sync + 'static> TcpConnection<C> {
     pub fn shutdown(self: &Arc<Self>) {
         self.owner.queue(Task::Shutdown(Arc::clone(self)));
     }
+
+    /// Closes the connection at once (muduo's `forceClose`): for a peer that stopped
+    /// answering, where a [`shutdown`](Self::shutdown) would wait for it forever. Output not
+    /// yet written is dropped (tagged frames go to `on_undelivered`), then `on_close` runs.
+    /// Thread safe.
+    pub fn force_close(self: &Arc<Self>) {
+        self.owner.queue(Task::ForceClose(Arc::clone(self)));
+    }
 }

@@ -201,6 +201,11 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                             self.mark_dirty(key);
                         }
                     }
+                    Task::ForceClose(conn) => {
+                        if let Some(key) = self.live_key(&conn) {
+                            self.close(key);
+                        }
+                    }
                     Task::StopReading => self.reading = false,
                     Task::Quit => {
                         self.behind_quit = tasks.collect();

@@ -34,6 +34,8 @@ pub(crate) enum Task<C> {
     /// Half-close (shut down the writing side) once the output has drained; input that
     /// arrives from then on is discarded.
     Shutdown(ConnRef<C>),
+    /// Close now, whatever is queued (its tagged frames go to `on_undelivered`).
+    ForceClose(ConnRef<C>),
     /// Stop taking requests from every connection (shutdown, phase 1): what arrives is read
     /// and discarded (so that closing later does not reset the connection and destroy replies
     /// the peer has not read yet); requests already taken are still answered.

@@ -125,6 +125,28 @@ fn shutdown_writes_what_was_queued_then_half_closes() {
 }
 
 #[test]
+fn force_close_closes_at_once_without_waiting_for_the_peer() {
+    let (server, recorder, calls) = start(true, 1, 1 << 20);
+    let mut client = Client::connect(server.local_addr());
+    let conn = calls.next_conn();
+    conn.force_close();
+    // The peer says nothing and never closes; the server closes anyway, once.
+    assert_eq!(
+        calls.closes.recv_timeout(WAIT).expect("on_close"),
+        conn.id()
+    );
+    assert!(conn.is_closed());
+    client.rest();
+    conn.force_close(); // a second one is harmless
+    assert!(calls
+        .closes
+        .recv_timeout(Duration::from_millis(200))
+        .is_err());
+    assert_eq!(recorder.closed.load(Ordering::SeqCst), 1);
+    server.stop();
+}
+
+#[test]
 fn stop_input_then_stop_ends_the_threads() {
     let (server, recorder, calls) = start(true, 2, 1 << 20);
     let addr = server.local_addr();
