@@ -26,6 +26,10 @@ type Sender = Arc<Mutex<Client>>;
 /// How often the reader thread wakes up without input, to send receipts that are due.
 const RECEIPT_TICK: Duration = Duration::from_millis(50);
 
+/// How often the reader thread sends a PING (20), so that a server with the default 60 s
+/// `--heartbeat-timeout` keeps the connection, and closes it when this client is gone.
+const HEARTBEAT: Duration = Duration::from_secs(20);
+
 /// How long `quit` (or end of piped input) waits for replies still owed to the user.
 const LINGER: Duration = Duration::from_secs(2);
 /// How long the prompt waits for a login or register reply before carrying on regardless.
@@ -155,6 +159,7 @@ fn read_frames(
     saved: Option<SavedMode>,
 ) {
     let mut frames = FrameReader::new(socket);
+    let mut last_ping = Instant::now();
     let why = loop {
         match frames.next_value() {
             Ok(frame) => {
@@ -169,8 +174,12 @@ fn read_frames(
             Err(ClientError::Timeout) => {}
             Err(e) => break e,
         }
-        let receipts = lock(&state).receipts_due(Instant::now());
-        if let Err(e) = send_all(&sender, &receipts) {
+        let mut due = lock(&state).receipts_due(Instant::now());
+        if last_ping.elapsed() >= HEARTBEAT {
+            last_ping = Instant::now();
+            due.push(serde_json::json!({"msgid": clusterchat_proto::msgid::PING}));
+        }
+        if let Err(e) = send_all(&sender, &due) {
             break e;
         }
     };

@@ -342,6 +342,8 @@ impl ClientState {
                 }
                 render::chat_line(frame).into_iter().collect()
             }
+            // The answer to the reader thread's heartbeat: nothing to show.
+            Some(msgid::PONG) => Vec::new(),
             Some(msgid::SYNC_DONE) => {
                 self.receipts.sync_done();
                 let count = frame["count"].as_u64().unwrap_or(0);
@@ -661,6 +663,13 @@ mod tests {
             s.handle(&json!({"msgid":15,"count":1})),
             ["1 message while you were away"]
         );
+    }
+
+    #[test]
+    fn a_pong_is_not_shown() {
+        let mut s = logged_in();
+        assert!(s.handle(&json!({"msgid":21})).is_empty());
+        assert!(ClientState::new().handle(&json!({"msgid":21})).is_empty());
     }
 
     #[test]
