@@ -60,6 +60,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_OUTPUT", default_value_t = 16 << 20)]
     pub max_output: usize,
 
+    /// TCP keepalive: seconds of silence before the kernel probes a connection (then every
+    /// sixth of it, 3 probes), so a peer whose network vanished is closed within 1.5 times
+    /// this (90 s by default). 0 turns it off.
+    #[arg(long, env = "CHAT_KEEPALIVE", default_value_t = 60)]
+    pub keepalive: u64,
+
     /// Seconds without any input after which a connection that has sent a PING (20) is closed.
     #[arg(long, env = "CHAT_HEARTBEAT_TIMEOUT", default_value_t = 60)]
     pub heartbeat_timeout: u64,

@@ -120,6 +120,7 @@ impl RunningServer {
             ServerOptions {
                 io_threads: config.io_threads(),
                 max_output: config.max_output,
+                keepalive: (config.keepalive > 0).then(|| Duration::from_secs(config.keepalive)),
             },
         )?;
         log::info!(

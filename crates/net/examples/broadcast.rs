@@ -57,6 +57,7 @@ fn main() -> std::io::Result<()> {
     let options = ServerOptions {
         io_threads: 2,
         max_output: 1 << 20,
+        keepalive: None,
     };
     let server = TcpServer::start(listener, Arc::new(Broadcast::default()), options)?;
     println!("broadcast chat listening on {}", server.local_addr());

@@ -31,6 +31,7 @@ fn main() -> std::io::Result<()> {
     let options = ServerOptions {
         io_threads: 1,
         max_output: 1 << 20,
+        keepalive: None,
     };
     let server = TcpServer::start(listener, Arc::new(Echo), options)?;
     println!("echo server listening on {}", server.local_addr());

@@ -24,6 +24,11 @@ pub struct ServerOptions {
     /// Output bytes queued and not yet written for one connection before it is cut off (the
     /// high-water mark; muduo's `setHighWaterMarkCallback`, with closing as the callback).
     pub max_output: usize,
+    /// TCP keepalive on every accepted connection: probes start after this much silence, then
+    /// every sixth of it (at least a second), and the kernel closes the connection after 3
+    /// unanswered probes: a peer that vanished without a FIN (its network went away) is
+    /// closed about 1.5 times this after it last sent. `None`: the kernel's default (off).
+    pub keepalive: Option<Duration>,
 }
 
 /// Starts the acceptor and the IO loops: muduo's `TcpServer` + `Acceptor` +
@@ -74,10 +79,11 @@ impl TcpServer {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let acceptor_loops = loops.clone();
+        let keepalive = options.keepalive;
         threads.push(
             std::thread::Builder::new()
                 .name("acceptor".into())
-                .spawn(move || accept_loop(poll, listener, acceptor_loops))?,
+                .spawn(move || accept_loop(poll, listener, acceptor_loops, keepalive))?,
         );
         Ok(ServerHandle {
             local_addr,
@@ -91,7 +97,12 @@ impl TcpServer {
 /// Accepts until told to stop, handing each socket to the next loop (round-robin). On an
 /// accept error (typically running out of file descriptors) it backs off 50 ms instead of
 /// spinning (the pending connection stays in the backlog). Acceptor thread only.
-fn accept_loop<C>(mut poll: Poll, listener: TcpListener, loops: Vec<Arc<LoopShared<C>>>) {
+fn accept_loop<C>(
+    mut poll: Poll,
+    listener: TcpListener,
+    loops: Vec<Arc<LoopShared<C>>>,
+    keepalive: Option<Duration>,
+) {
     let mut events = Events::with_capacity(64);
     let mut next = 0usize;
     let mut backoff: Option<Duration> = None;
@@ -112,6 +123,11 @@ fn accept_loop<C>(mut poll: Poll, listener: TcpListener, loops: Vec<Arc<LoopShar
             match listener.accept() {
                 Ok((stream, peer)) => {
                     warned = false;
+                    if let Some(idle) = keepalive {
+                        if let Err(e) = set_keepalive(&stream, idle) {
+                            log::warn!("cannot set TCP keepalive for {peer}: {e}");
+                        }
+                    }
                     loops[next % loops.len()].queue(Task::Register(stream, peer));
                     next = next.wrapping_add(1);
                 }
@@ -164,4 +180,14 @@ impl<C: Send + Sync + 'static> ServerHandle<C> {
             let _ = t.join();
         }
     }
+}
+
+/// Turns TCP keepalive on for an accepted socket (see [`ServerOptions::keepalive`]).
+fn set_keepalive(stream: &mio::net::TcpStream, idle: Duration) -> io::Result<()> {
+    let interval = (idle / 6).max(Duration::from_secs(1));
+    let params = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(interval)
+        .with_retries(3);
+    socket2::SockRef::from(stream).set_tcp_keepalive(&params)
 }

@@ -90,6 +90,20 @@ pub fn start_on(
     io_threads: usize,
     max_output: usize,
 ) -> (ServerHandle<()>, Arc<Recorder>, Calls) {
+    let options = ServerOptions {
+        io_threads,
+        max_output,
+        keepalive: None,
+    };
+    start_with(listener, echo, options)
+}
+
+/// Starts a server with these options on a listener the test prepared.
+pub fn start_with(
+    listener: std::net::TcpListener,
+    echo: bool,
+    options: ServerOptions,
+) -> (ServerHandle<()>, Arc<Recorder>, Calls) {
     let (conns_tx, conns) = channel();
     let (closes_tx, closes) = channel();
     let (undelivered_tx, undelivered) = channel();
@@ -103,10 +117,6 @@ pub fn start_on(
         lines: AtomicUsize::new(0),
         closed: AtomicUsize::new(0),
     });
-    let options = ServerOptions {
-        io_threads,
-        max_output,
-    };
     let server = TcpServer::start(listener, Arc::clone(&recorder), options).expect("start");
     let calls = Calls {
         conns,
