@@ -40,10 +40,10 @@ impl OnlineUsers {
             .cloned()
     }
 
-    /// Whether `user` has an entry here, even one whose connection closed and whose session
-    /// has not yet ended (its cursors are not yet saved).
-    pub(crate) fn holds(&self, user: UserId) -> bool {
-        self.shard(user).contains_key(&user)
+    /// The connection `user` has here, even one that closed and whose session has not yet
+    /// ended (its cursors are not yet saved).
+    pub(crate) fn holder(&self, user: UserId) -> Option<ChatConn> {
+        self.shard(user).get(&user).cloned()
     }
 
     /// Makes `conn` the connection of `user`, replacing a stale (closed) one.

@@ -262,15 +262,23 @@ impl ChatService {
         Err(online())
     }
 
-    /// Whether `user`'s session on this server has ended (its cursors saved). A client that
-    /// closed its socket
-    /// and logged in again at once may be faster than the IO loop noticing the close, so an
-    /// open holder gets a short grace period (the caller holds the user's lock, so no other
-    /// login of this user can slip in meanwhile).
+    /// Whether `user`'s session on this server has ended. A holder whose connection closed
+    /// is ended right here (cursors saved, out of the table, presence released) rather than
+    /// waited for: its disconnect job may be queued behind this very login on the same
+    /// worker. A client that closed its socket and logged in again at once may be faster than
+    /// the IO loop noticing the close, so an open holder gets a short grace period (the
+    /// caller holds the user's lock, so no other login of this user can slip in meanwhile).
     fn local_holder_gone(&self, user: UserId) -> bool {
         for _ in 0..LOCAL_CLOSE_GRACE_STEPS {
-            if !self.online.holds(user) {
+            let Some(holder) = self.online.holder(user) else {
                 return true;
+            };
+            if holder.is_closed() {
+                if let Some(old) = holder.context().take_login() {
+                    self.end_session(&holder, &old);
+                    return true;
+                }
+                // Else its disconnect job has taken the login and is ending it right now.
             }
             std::thread::sleep(Duration::from_millis(5));
         }
