@@ -9,19 +9,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub const LOGIN: i64 = 1;
-pub const LOGIN_ACK: i64 = 2;
-pub const LOGOUT: i64 = 3;
-pub const ONE_CHAT: i64 = 6;
-pub const GROUP_CHAT: i64 = 10;
-pub const ACK: i64 = 12;
-pub const ERROR: i64 = 13;
-pub const RECV: i64 = 14;
-pub const SYNC_DONE: i64 = 15;
-pub const HISTORY: i64 = 16;
-pub const HISTORY_ACK: i64 = 17;
-pub const MEMBERS: i64 = 18;
-pub const MEMBERS_ACK: i64 = 19;
+// The msgids the tests name, from the protocol crate (each test crate uses some of them).
+#[allow(unused_imports)]
+pub use clusterchat_proto::msgid::{
+    ACK, ERROR, GROUP_CHAT, HISTORY, HISTORY_ACK, LOGIN, LOGIN_ACK, LOGOUT, MEMBERS, MEMBERS_ACK,
+    ONE_CHAT, RECV, SYNC_DONE,
+};
 
 /// The password `TestServer::user` and `util::faults::register` give `name`.
 pub fn pw(name: &str) -> String {

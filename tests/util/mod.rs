@@ -2,7 +2,7 @@
 //! private MySQL databases, nginx in front of a cluster, private Redis and MariaDB instances
 //! for fault injection and the helpers the fault tests share; for the message log, its
 //! requests as raw JSON, frames with their sizes, a receiver with a small receive buffer and a
-//! receiver that moves while a stream goes on; tests of known server bugs; stored messages made old.
+//! receiver that moves while a stream goes on; stored messages made old.
 #![allow(dead_code)]
 
 pub mod age_log;
@@ -18,5 +18,4 @@ pub mod private_redis;
 pub mod private_service;
 pub mod raw_conn;
 pub mod server;
-pub mod server_bug;
 pub mod small_rcvbuf;

@@ -115,19 +115,33 @@ impl GroupInfo {
     }
 }
 
+/// A successful LOGIN_ACK as the original builds it: `friends`, `groups` and `offlinemsg` are
+/// lists of JSON-encoded strings.
+fn login_ack(
+    id: UserId,
+    name: &str,
+    friends: &[UserInfo],
+    groups: impl Iterator<Item = Value>,
+    offline: &[String],
+) -> Value {
+    let friends: Vec<String> = friends.iter().map(|f| f.encode().to_string()).collect();
+    let groups: Vec<String> = groups.map(|g| g.to_string()).collect();
+    json!({
+        "msgid": msgid::LOGIN_ACK, "errno": 0, "id": id, "name": name,
+        "friends": friends, "groups": groups, "offlinemsg": offline,
+    })
+}
+
 impl LoginAck {
     /// The reply exactly as the original builds it.
     pub fn encode(&self) -> Value {
-        let friends: Vec<String> = self
-            .friends
-            .iter()
-            .map(|f| f.encode().to_string())
-            .collect();
-        let groups: Vec<String> = self.groups.iter().map(|g| g.encode().to_string()).collect();
-        json!({
-            "msgid": msgid::LOGIN_ACK, "errno": 0, "id": self.id, "name": self.name,
-            "friends": friends, "groups": groups, "offlinemsg": self.offline,
-        })
+        login_ack(
+            self.id,
+            &self.name,
+            &self.friends,
+            self.groups.iter().map(|g| g.encode()),
+            &self.offline,
+        )
     }
 
     /// Reads a successful LOGIN_ACK, leniently (see the module docs).
@@ -201,16 +215,13 @@ pub struct SyncLoginAck {
 impl SyncLoginAck {
     /// `{"msgid":2,"errno":0,"id","name","friends","groups","offlinemsg":[]}`.
     pub fn encode(&self) -> Value {
-        let friends: Vec<String> = self
-            .friends
-            .iter()
-            .map(|f| f.encode().to_string())
-            .collect();
-        let groups: Vec<String> = self.groups.iter().map(|g| g.encode().to_string()).collect();
-        json!({
-            "msgid": msgid::LOGIN_ACK, "errno": 0, "id": self.id, "name": self.name,
-            "friends": friends, "groups": groups, "offlinemsg": [],
-        })
+        login_ack(
+            self.id,
+            &self.name,
+            &self.friends,
+            self.groups.iter().map(|g| g.encode()),
+            &[],
+        )
     }
 
     /// Reads a successful sync LOGIN_ACK, leniently (see the module docs).
