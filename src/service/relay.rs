@@ -117,9 +117,6 @@ impl ChatService {
             }
         }
         self.cursors.flush(&*self.store);
-        if let Err(e) = self.store.checkpoint() {
-            log::warn!("checkpoint: {e}");
-        }
     }
 
     /// Sets offline the sessions of every server whose liveness lapsed (cluster only).

@@ -12,6 +12,7 @@ pub mod mysql;
 mod plan;
 mod sql;
 pub mod sqlite;
+mod sqlite_checkpoint;
 
 use clusterchat_proto::{GroupId, GroupInfo, MemberInfo, UserId, UserInfo};
 pub use log::{with_seq, Append, Appended, ConvId, Logged, Seq, Unread, CMID_WINDOW_MS};
@@ -170,12 +171,6 @@ pub trait Store: Send + Sync {
     /// The seq `group` had when `user` joined it (0 for its creator and for members from
     /// before the log): group history shows them only later messages. `None`: not a member.
     fn join_floor(&self, group: GroupId, user: UserId) -> StoreResult<Option<Seq>>;
-
-    /// Moves what the write-ahead log holds into the database file, off the hot path (SQLite;
-    /// a no-op for MySQL, which does its own). Called every second by the housekeeper.
-    fn checkpoint(&self) -> StoreResult<()> {
-        Ok(())
-    }
 
     /// Deletes at most `limit` messages created before `before_ms`, and `(sender, cmid)`
     /// records older than [`CMID_WINDOW_MS`]; returns how many messages were deleted.

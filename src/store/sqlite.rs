@@ -7,19 +7,26 @@
 use super::migrate::{self, OfflineRow};
 use super::plan::{self, AppendPlan, CmidRow};
 use super::sql::{self, GroupRow};
+use super::sqlite_checkpoint::Checkpointer;
 use super::{
     Append, Appended, Claim, ConvId, JoinOutcome, Logged, Seq, Store, StoreError, StoreResult,
     Unread, UserRecord, CMID_WINDOW_MS,
 };
+use crate::sync::LockExt;
 use clusterchat_proto::{GroupId, GroupInfo, MemberInfo, UserId, UserInfo};
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a connection waits for another writer before giving up with `SQLITE_BUSY`.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The WAL file's size once it rewinds (bytes): about what a checkpoint cycle lets pile up
+/// under full load, so that a busy server keeps writing over blocks it already has.
+const WAL_SIZE_LIMIT: i64 = 128 << 20;
 
 /// The schema, idempotent (`IF NOT EXISTS`), applied at every open so a new file just works.
 /// Foreign keys keep friends, members and offline messages pointing at real rows.
@@ -153,7 +160,11 @@ const STATEMENT_CACHE: usize = 64;
 
 /// The embedded store of a server that runs alone: a pool of SQLite connections on one file.
 pub struct SqliteStore {
-    pool: Pool<SqliteConnectionManager>,
+    pub(super) pool: Pool<SqliteConnectionManager>,
+    /// Held by every append for its transaction, and by the checkpointer for the last copy of
+    /// a cycle (see `sqlite_checkpoint`).
+    pub(super) append_gate: Arc<Mutex<()>>,
+    _checkpointer: Checkpointer,
 }
 
 /// Settings every pooled connection needs; WAL itself is persistent and set once at open.
@@ -162,13 +173,15 @@ fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
     c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     c.pragma_update(None, "foreign_keys", true)?;
     // No checkpoint inside a commit: its fsync would stall the log writer's group commit for
-    // milliseconds. The housekeeper checkpoints every second instead (`Store::checkpoint`).
+    // milliseconds. The checkpointer thread does it instead (`sqlite_checkpoint`).
     c.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // When the WAL rewinds, a file that grew past this is cut back to it.
+    c.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     c.pragma_update(None, "synchronous", "NORMAL")
 }
 
 /// A failed query: the database answered with an error.
-fn query(e: rusqlite::Error) -> StoreError {
+pub(super) fn query(e: rusqlite::Error) -> StoreError {
     StoreError::Query(e.to_string())
 }
 
@@ -197,7 +210,14 @@ impl SqliteStore {
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)
             .map_err(|e| StoreError::Unavailable(format!("{path}: {e}")))?;
-        Ok(Self { pool })
+        let append_gate = Arc::new(Mutex::new(()));
+        let checkpointer = Checkpointer::start(pool.clone(), Arc::clone(&append_gate))
+            .map_err(|e| StoreError::Unavailable(format!("checkpointer thread: {e}")))?;
+        Ok(Self {
+            pool,
+            append_gate,
+            _checkpointer: checkpointer,
+        })
     }
 
     /// A pooled connection, or [`StoreError::Unavailable`] when none comes in time.
@@ -466,6 +486,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let mut c = self.conn()?;
+        let _gate = self.append_gate.locked();
         let tx = c
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(query)?;
@@ -539,12 +560,6 @@ impl Store for SqliteStore {
                 s.query_row(params![ConvId::group(group).0, group, user], |r| r.get(0))
                     .optional()
             })
-            .map_err(query)
-    }
-
-    fn checkpoint(&self) -> StoreResult<()> {
-        let c = self.conn()?;
-        c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .map_err(query)
     }
 
