@@ -24,9 +24,10 @@ use std::time::Duration;
 /// How long a connection waits for another writer before giving up with `SQLITE_BUSY`.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The WAL file's size once it rewinds (bytes): about what a checkpoint cycle lets pile up
-/// under full load, so that a busy server keeps writing over blocks it already has.
-const WAL_SIZE_LIMIT: i64 = 128 << 20;
+/// The WAL file's size once it rewinds (bytes): what the checkpointer lets pile up before it
+/// rewinds (`sqlite_checkpoint::REWIND_AT`, 128 MiB) and what arrives while it does, so that a
+/// busy server writes over blocks it already has.
+const WAL_SIZE_LIMIT: i64 = 192 << 20;
 
 /// The schema, idempotent (`IF NOT EXISTS`), applied at every open so a new file just works.
 /// Foreign keys keep friends, members and offline messages pointing at real rows.
