@@ -78,6 +78,9 @@ fn one_to_one_history_pages_the_callers_own_conversation() {
     let (seqs, more, _) = history(&mut c, json!({"id": ida, "peer": idb}));
     assert_eq!((seqs, more), (vec![], false));
     assert!(history(&mut c, json!({"peer": ida})).0.is_empty());
+    // A peer that does not exist is an error, not an empty conversation.
+    let nobody = json!({"msgid": HISTORY, "peer": 999_999});
+    assert_error(&ask(&mut a, nobody.clone()), 106, &nobody.to_string());
 
     // Default limit 50, at most 200.
     let reqs: Vec<Value> = (8..=257).map(|i| one_chat(idb, &format!("m{i}"))).collect();

@@ -27,6 +27,12 @@ impl ChatService {
         let limit = page_size(req.limit, HISTORY_LIMIT);
         let before = req.before.unwrap_or(i64::MAX);
         let (rows, more) = self.store.read_before(conv, before, floor, limit)?;
+        if let (true, Some(peer)) = (rows.is_empty(), req.peer) {
+            // Nothing stored: say so if the peer does not exist at all.
+            if self.store.user(peer)?.is_none() {
+                return Err(ServiceError::new(errno::NOT_FOUND, format!("no user {peer}")));
+            }
+        }
         let messages = rows
             .into_iter()
             .filter_map(|m| {
