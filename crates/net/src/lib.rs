@@ -15,8 +15,19 @@
 //! [`TcpConnection::send`] are not accounted for. Connections that never use tags pay a
 //! check per write.
 //!
+//! Protection from peers ([`ServerOptions`]): output per connection is capped (`max_output`);
+//! each connection is read at most 64 KiB per loop iteration, so one flood does not starve
+//! the loop's other connections; a handler applies input backpressure with
+//! [`TcpConnection::stop_read`] / [`TcpConnection::start_read`]; the acceptor closes new
+//! connections at once past `max_connections` or `max_unauthenticated_per_ip` (the
+//! application says who is authenticated with [`TcpConnection::set_authenticated`]) and never
+//! spins when out of file descriptors; connections unauthenticated for `auth_timeout` are
+//! closed.
+//!
 //! `examples/echo.rs` and `examples/broadcast.rs` are the smallest servers on the reactor alone.
 
+mod acceptor;
+mod admission;
 mod buffer;
 mod connection;
 mod event_loop;

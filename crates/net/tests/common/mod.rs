@@ -94,6 +94,7 @@ pub fn start_on(
         io_threads,
         max_output,
         keepalive: None,
+        ..ServerOptions::default()
     };
     start_with(listener, echo, options)
 }
