@@ -1,5 +1,8 @@
-//! The reactor callbacks of the chat server: framing, the fast path, the worker hand-off.
+//! The reactor callbacks of the chat server: framing, the fast path, the worker hand-off, and
+//! input backpressure (see [`crate::service::backpressure`]): after each request taken, a
+//! connection with too much in progress is no longer read until it drains.
 
+use crate::service::backpressure::{self, Work};
 use crate::service::{send_error, ChatConn, ChatService, ConnContext, ServiceError};
 use crate::worker_pool::WorkerPool;
 use clusterchat_net::{Bytes, Handler};
@@ -15,6 +18,8 @@ pub(super) struct ChatHandler {
     pub(super) workers: Arc<WorkerPool>,
     /// Largest request frame accepted.
     pub(super) max_frame: usize,
+    /// What one connection may have in progress before it is no longer read.
+    pub(super) limits: backpressure::Limits,
 }
 
 impl ChatHandler {
@@ -23,12 +28,14 @@ impl ChatHandler {
         let service = Arc::clone(&self.service);
         let conn2 = Arc::clone(conn);
         let frame = frame.to_vec();
+        let work = Work::job(conn, frame.len());
         conn.context().begin_job();
         self.workers.execute(
             conn.id(),
             Box::new(move || {
                 service.handle(&conn2, &frame);
                 conn2.context().end_job();
+                drop(work);
             }),
         );
     }
@@ -39,12 +46,14 @@ impl ChatHandler {
             return send_error(conn, &err, None, None);
         }
         let conn2 = Arc::clone(conn);
+        let work = Work::job(conn, 0);
         conn.context().begin_job();
         self.workers.execute(
             conn.id(),
             Box::new(move || {
                 send_error(&conn2, &err, None, None);
                 conn2.context().end_job();
+                drop(work);
             }),
         );
     }
@@ -88,6 +97,9 @@ impl Handler<ConnContext> for ChatHandler {
                     conn.shutdown();
                     return input.len();
                 }
+            }
+            if backpressure::pause_if_busy(conn, &self.limits) {
+                break; // the rest is offered again once the connection drains
             }
         }
         if frames.saw_nul() {
