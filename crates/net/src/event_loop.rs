@@ -260,7 +260,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                             self.auth_timers.start(&conn, key, timeout);
                         }
                     }
-                    Task::StopReading => self.reading = false,
+                    Task::StopReading => self.stop_reading(),
                     Task::Quit => {
                         self.behind_quit = tasks.collect();
                         return false;

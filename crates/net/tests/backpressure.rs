@@ -28,6 +28,8 @@ struct Gate {
     lines_at_echo: AtomicUsize,
     /// Connections stopped by a `stop` line.
     stopped: Mutex<Vec<ConnRef<()>>>,
+    /// `on_close` calls.
+    closed: AtomicUsize,
     conns: Mutex<Sender<ConnRef<()>>>,
 }
 
@@ -66,7 +68,9 @@ impl Handler<()> for Gate {
         used
     }
 
-    fn on_close(&self, _conn: &ConnRef<()>) {}
+    fn on_close(&self, _conn: &ConnRef<()>) {
+        self.closed.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 fn start(
@@ -84,6 +88,7 @@ fn start(
         largest_input: AtomicUsize::new(0),
         lines_at_echo: AtomicUsize::new(0),
         stopped: Mutex::new(Vec::new()),
+        closed: AtomicUsize::new(0),
         conns: Mutex::new(tx),
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -189,6 +194,31 @@ fn a_flood_on_one_connection_does_not_keep_the_loop_from_another() {
     assert!(
         flood_read <= (64 << 10) + LINE.len(),
         "{flood_read} of {queued} flood bytes were read before the other connection's line"
+    );
+    server.stop();
+}
+
+/// Shutdown's first phase reads and discards the input of every connection, stopped ones too:
+/// their end of file is seen (unread input would turn the final close into a reset).
+#[test]
+fn stop_input_discards_what_a_stopped_connection_kept_back() {
+    let (server, gate, conns) = start(false);
+    let (stream, conn, _) = stopped_with_a_backlog(server.local_addr(), &conns);
+    assert!(!conn.is_reading());
+    server.stop_input();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while gate.closed.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the end of file was never read"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(
+        gate.lines.load(Ordering::SeqCst),
+        1,
+        "nothing more was handled"
     );
     server.stop();
 }

@@ -99,6 +99,30 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         self.make_ready(key);
     }
 
+    /// Shutdown, phase 1: from now on input is read and discarded, from every connection,
+    /// including those whose reading was stopped (their input is dropped with the rest: left
+    /// unread, it would turn the close into a reset that destroys replies not yet read). Loop
+    /// thread only.
+    pub(super) fn stop_reading(&mut self) {
+        self.reading = false;
+        let paused: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.paused)
+            .map(|(key, _)| key)
+            .collect();
+        for key in paused {
+            let c = &mut self.conns[key];
+            c.paused = false;
+            if let Err(e) = update_interest(self.poll.registry(), key, c) {
+                log::warn!("cannot update interest: {e}");
+                self.close(key);
+                continue;
+            }
+            self.make_ready(key);
+        }
+    }
+
     /// Feeds the connection's input to the handler: first what it kept back, if reading
     /// restarted; then what the socket holds, up to the read budget. Closes the connection
     /// on end of file or a read error. Loop thread only.
