@@ -1,11 +1,14 @@
 //! Connections that never log in are bounded (issue 10, case 2): closed after
-//! `--login-timeout`; at most `--max-unauth-per-ip` at once per source address and
+//! `--login-timeout` (with an ERROR 104 saying so); at most `--max-unauth-per-ip` at once per source address and
 //! `--max-connections` in all, past which a new connection is closed at once; at the
 //! open-file limit the server neither spins nor stops serving once descriptors are free. A
 //! logged-in user is never refused or closed for any of it.
 
 mod util;
 
+use clusterchat_proto::{errno, msgid};
+use serde_json::json;
+use std::io::Read;
 use std::net::TcpStream;
 use std::time::Duration;
 use util::limits::{closed_at_once, connect_from, served, thread_cpu_ticks};
@@ -32,15 +35,28 @@ fn connections_without_a_login_are_closed_after_the_login_timeout() {
     left.login(c, "pw-carol").unwrap();
     left.logout(c).unwrap();
     assert!(served(&mut pinger));
-    assert!(closed_at_once(&mut silent), "a silent connection is closed");
-    assert!(closed_at_once(&mut pinger), "pings are not a login");
-    let mut rest = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut left.stream().try_clone().unwrap(), &mut rest);
-    assert!(rest.is_empty(), "a logged-out connection's timer restarts");
+    for (conn, what) in [
+        (&mut silent, "a silent connection"),
+        (&mut pinger, "a pinging one (a PING is not a login)"),
+        (
+            &mut left.stream().try_clone().unwrap(),
+            "a logged-out one (its timer restarts)",
+        ),
+    ] {
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest);
+        let farewell: serde_json::Value = serde_json::from_slice(&rest)
+            .unwrap_or_else(|_| panic!("{what}: {:?}", String::from_utf8_lossy(&rest)));
+        assert_eq!(
+            (&farewell["msgid"], &farewell["errno"]),
+            (&json!(msgid::ERROR), &json!(errno::NOT_LOGGED_IN)),
+            "{what} gets an ERROR 104 and is closed: {farewell}"
+        );
+    }
     // The logged-in users outlived all of them, and chat on.
     alice.chat(a, b, "still here").unwrap();
     assert_eq!(
-        bob.recv_msgid(clusterchat_proto::msgid::ONE_CHAT).unwrap()["msg"],
+        bob.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"],
         "still here"
     );
     assert!(srv
@@ -65,7 +81,7 @@ fn unauthenticated_connections_are_limited_per_address() {
     // Logged-in users from 127.0.0.1 are untouched.
     alice.chat(a, b, "over the limit").unwrap();
     assert_eq!(
-        bob.recv_msgid(clusterchat_proto::msgid::ONE_CHAT).unwrap()["msg"],
+        bob.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"],
         "over the limit"
     );
     // One of the 64 logs in: it no longer counts, so there is room for one more.
@@ -94,7 +110,7 @@ fn connections_over_the_maximum_are_closed_at_once() {
     assert!(closed_at_once(&mut over), "the 5th is closed at once");
     alice.chat(a, b, "full house").unwrap();
     assert_eq!(
-        bob.recv_msgid(clusterchat_proto::msgid::ONE_CHAT).unwrap()["msg"],
+        bob.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"],
         "full house"
     );
     // A connection that closes makes room (once the server has seen the close).

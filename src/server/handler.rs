@@ -7,7 +7,7 @@ use crate::service::{send_error, ChatConn, ChatService, ConnContext, ServiceErro
 use crate::worker_pool::WorkerPool;
 use clusterchat_net::{Bytes, Handler};
 use clusterchat_proto::codec::{self, Frames, Item};
-use clusterchat_proto::{errno, msgid, Envelope};
+use clusterchat_proto::{errno, msgid, reply, Envelope};
 use std::sync::Arc;
 
 /// The reactor callbacks of the chat server.
@@ -20,6 +20,8 @@ pub(super) struct ChatHandler {
     pub(super) max_frame: usize,
     /// What one connection may have in progress before it is no longer read.
     pub(super) limits: backpressure::Limits,
+    /// `--login-timeout`, for the message of a connection closed by it.
+    pub(super) login_timeout: u64,
 }
 
 impl ChatHandler {
@@ -113,6 +115,21 @@ impl Handler<ConnContext> for ChatHandler {
         let conn2 = Arc::clone(conn);
         self.workers
             .execute(conn.id(), Box::new(move || service.disconnected(&conn2)));
+    }
+
+    fn on_auth_timeout(&self, _conn: &ChatConn) -> Option<Bytes> {
+        let e = reply::error(
+            errno::NOT_LOGGED_IN,
+            &format!(
+                "no login within {} s (--login-timeout); closing the connection",
+                self.login_timeout
+            ),
+            None,
+            None,
+        );
+        Some(Bytes::from(
+            serde_json::to_vec(&e).expect("JSON serialises"),
+        ))
     }
 
     fn on_written(&self, conn: &ChatConn, tag: u64) {

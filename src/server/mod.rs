@@ -114,6 +114,7 @@ impl RunningServer {
             workers: Arc::clone(&workers),
             max_frame: config.max_frame,
             limits: crate::service::backpressure::Limits::new(config.max_pending),
+            login_timeout: config.login_timeout,
         });
         let net = TcpServer::start(
             listener,

@@ -76,6 +76,14 @@ pub trait Handler<C>: Send + Sync + 'static {
     /// are queued (say, a counter per connection) make the report easy to use.
     fn on_written(&self, _conn: &ConnRef<C>, _tag: u64) {}
 
+    /// The connection stayed unauthenticated for `ServerOptions::auth_timeout` (see
+    /// [`TcpConnection::set_authenticated`]); it is closed right after this call. What this
+    /// returns is written first, with the terminator, as far as the socket takes it at once (a
+    /// last word for the peer: why it is closed). Loop thread.
+    fn on_auth_timeout(&self, _conn: &ConnRef<C>) -> Option<Bytes> {
+        None
+    }
+
     /// A frame queued with [`TcpConnection::deliver`] was not written: the connection was
     /// already closed, this frame cut it off at `max_output`, or it closed (the peer, an error,
     /// a cut-off, or [`ServerHandle::stop`]) before all of the frame's bytes were written. The

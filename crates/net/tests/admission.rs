@@ -116,6 +116,7 @@ fn connections_that_stay_unauthenticated_are_closed_after_the_timeout() {
     assert!(served(&mut busy));
     busy.write(b"still here\n");
     assert_eq!(busy.line(), "still here");
+    assert_eq!(busy.line(), "timeout", "the handler's last word");
     assert!(
         busy.rest().is_empty(),
         "closed by the timeout, not timed out"
@@ -123,7 +124,8 @@ fn connections_that_stay_unauthenticated_are_closed_after_the_timeout() {
     // The authenticated ones outlived it (and its timer, started when they were registered).
     assert!(served(&mut authed) && served(&mut out_again));
     out_conn.set_authenticated(false);
-    assert!(out_again.rest().is_empty(), "its timer started again");
+    assert_eq!(out_again.line(), "timeout", "its timer started again");
+    assert!(out_again.rest().is_empty());
     assert!(served(&mut authed));
     server.stop();
 }

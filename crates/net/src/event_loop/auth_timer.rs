@@ -1,6 +1,6 @@
 //! The login timeout (`ServerOptions::auth_timeout`): a connection that stays unauthenticated
 //! that long after it was registered, or after it last went back to unauthenticated, is
-//! closed.
+//! closed (after a last frame from `Handler::on_auth_timeout`, if the handler gives one).
 //!
 //! Every timer of a loop has the same length and is started on the loop thread, so they expire
 //! in the order started: a queue, not a heap. A timer is not cancelled when its connection
@@ -11,6 +11,7 @@ use super::EventLoop;
 use crate::connection::TcpConnection;
 use crate::Handler;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One connection's deadline.
@@ -53,10 +54,12 @@ impl AuthTimers {
 
 impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     /// Closes the connections whose login timer expired while they are still
-    /// unauthenticated. Loop thread only.
+    /// unauthenticated, after writing what `Handler::on_auth_timeout` gives them (as far as
+    /// their sockets take it at once). Loop thread only.
     pub(super) fn expire_auth_timers(&mut self) {
         self.assert_in_loop_thread();
         let now = Instant::now();
+        let mut expired = Vec::new();
         while let Some(first) = self.auth_timers.queue.front() {
             if first.deadline > now {
                 break;
@@ -74,7 +77,20 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                 c.handle.peer(),
                 self.limits.auth_timeout.unwrap_or_default()
             );
-            self.close(t.key);
+            let handle = Arc::clone(&c.handle);
+            if let Some(frame) = self.handler.on_auth_timeout(&handle) {
+                self.queue_output(&handle, frame, None);
+            }
+            expired.push(handle);
+        }
+        if expired.is_empty() {
+            return;
+        }
+        self.flush_dirty();
+        for conn in expired {
+            if let Some(key) = self.live_key(&conn) {
+                self.close(key);
+            }
         }
     }
 }
