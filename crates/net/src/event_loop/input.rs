@@ -35,6 +35,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     /// Reads the connections of the ready list taken before this iteration's events. Loop
     /// thread only.
     pub(super) fn read_ready(&mut self, ready: Vec<usize>) {
+        self.assert_in_loop_thread();
         for key in ready {
             if let Some(c) = self.conns.get_mut(key) {
                 c.ready = false;
@@ -46,6 +47,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     /// The poll says a connection is readable: read it, unless it is in the ready list taken
     /// for this iteration (it is read there: one budget per iteration). Loop thread only.
     pub(super) fn on_readable(&mut self, key: usize, ended: bool) {
+        self.assert_in_loop_thread();
         match self.conns.get_mut(key) {
             Some(c) if c.ready => c.ended |= ended,
             Some(_) => self.read(key, ended),
@@ -55,6 +57,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
 
     /// Puts a connection in the ready list (once). Loop thread only.
     fn make_ready(&mut self, key: usize) {
+        self.assert_in_loop_thread();
         if let Some(c) = self.conns.get_mut(key) {
             if !c.ready {
                 c.ready = true;
@@ -66,6 +69,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     /// Stops reading a connection whose handler called `stop_read`: its read interest goes.
     /// Loop thread only.
     fn pause(&mut self, key: usize) {
+        self.assert_in_loop_thread();
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -82,6 +86,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     /// `start_read`: the connection reads again, beginning with the input it kept back (in the
     /// next iteration, like a connection whose budget ran out). Loop thread only.
     pub(super) fn resume(&mut self, key: usize) {
+        self.assert_in_loop_thread();
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -104,6 +109,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     /// unread, it would turn the close into a reset that destroys replies not yet read). Loop
     /// thread only.
     pub(super) fn stop_reading(&mut self) {
+        self.assert_in_loop_thread();
         self.reading = false;
         let paused: Vec<usize> = self
             .conns
