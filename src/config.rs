@@ -70,6 +70,28 @@ pub struct Config {
     #[arg(long, env = "CHAT_HEARTBEAT_TIMEOUT", default_value_t = 60)]
     pub heartbeat_timeout: u64,
 
+    /// Seconds a connection may stay without a successful login (from its connect, or from its
+    /// last LOGOUT) before it is closed. 0: no limit.
+    #[arg(long, env = "CHAT_LOGIN_TIMEOUT", default_value_t = 120)]
+    pub login_timeout: u64,
+
+    /// Connections without a login at once from one source address; past it a new
+    /// connection from that address is closed at once. 0: no limit (behind a TCP proxy every
+    /// client has the proxy's address).
+    #[arg(long, env = "CHAT_MAX_UNAUTH_PER_IP", default_value_t = 64)]
+    pub max_unauth_per_ip: usize,
+
+    /// Connections at once; past it a new connection is closed at once (default: the
+    /// open-file limit, raised to the hard limit at start, less 64, 4 per database connection
+    /// and 2 per IO thread).
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Requests of one connection in progress (on a worker, or chats waiting to be stored)
+    /// before the server stops reading it until they are done (also at 4 worker jobs or 1 MiB).
+    #[arg(long, env = "CHAT_MAX_PENDING", default_value_t = 128)]
+    pub max_pending: usize,
+
     /// Days a stored message is kept; older ones are deleted in small batches by a background
     /// pruner. 0 keeps everything.
     #[arg(long, env = "CHAT_RETENTION_DAYS", default_value_t = 0)]
@@ -104,6 +126,16 @@ impl Config {
     /// IO threads to run.
     pub fn io_threads(&self) -> usize {
         self.io_threads.unwrap_or_else(cores).max(1)
+    }
+
+    /// Connections to admit at once: `--max-connections`, or what the open-file limit leaves
+    /// once the database, the IO loops and the process itself have their descriptors.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            let limit = crate::os::open_file_limit().unwrap_or(1024);
+            let reserve = 64 + 4 * u64::from(self.db_pool) + 2 * self.io_threads() as u64;
+            limit.saturating_sub(reserve).max(16) as usize
+        })
     }
 
     /// Worker threads to run.

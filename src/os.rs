@@ -23,6 +23,17 @@ pub fn raise_to_hard_limit() -> std::io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// The soft RLIMIT_NOFILE: how many file descriptors the process may have open.
+pub fn open_file_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    ok.then_some(lim.rlim_cur)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -63,6 +63,25 @@ fn idle_holds_every_connection() {
     assert!(r.extra.contains_key("server_rss_per_conn_bytes"));
 }
 
+/// Connections ping while they are held (like chatclient), so a server's heartbeat keeps
+/// them; the PONGs count nowhere (not as unexpected frames).
+#[test]
+fn idle_connections_ping_and_outlive_the_heartbeat_timeout() {
+    let server = TestServer::builder()
+        .args(&["--heartbeat-timeout", "1"])
+        .start();
+    let pinging = Settings {
+        users: 10,
+        duration: Duration::from_secs(3),
+        ping_every: Duration::from_millis(300),
+        ..settings(&server)
+    };
+    let r = run_once(Kind::Idle, &pinging).unwrap();
+    assert_eq!(r.extra["connections_held"], 10.0, "{}", r.table());
+    assert!(r.extra["pongs"] >= 10.0, "{}", r.table());
+    assert!(!r.extra.contains_key("unexpected_frames"), "{}", r.table());
+}
+
 #[test]
 fn logins_register_and_log_in() {
     let server = TestServer::start();

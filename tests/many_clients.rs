@@ -11,7 +11,11 @@ use std::net::Shutdown;
 use util::server::TestServer;
 
 fn storm(n: usize) {
-    let srv = TestServer::start();
+    // Every client connects from 127.0.0.1 before any has logged in: more unauthenticated
+    // connections from one address than --max-unauth-per-ip allows by default.
+    let srv = TestServer::builder()
+        .args(&["--max-unauth-per-ip", "0"])
+        .start();
     let mut setup = srv.client();
     let ids: Vec<i64> = (0..n)
         .map(|i| setup.register(&format!("u{i}"), "pw").unwrap())

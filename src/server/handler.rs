@@ -1,10 +1,13 @@
-//! The reactor callbacks of the chat server: framing, the fast path, the worker hand-off.
+//! The reactor callbacks of the chat server: framing, the fast path, the worker hand-off, and
+//! input backpressure (see [`crate::service::backpressure`]): after each request taken, a
+//! connection with too much in progress is no longer read until it drains.
 
+use crate::service::backpressure::{self, Work};
 use crate::service::{send_error, ChatConn, ChatService, ConnContext, ServiceError};
 use crate::worker_pool::WorkerPool;
 use clusterchat_net::{Bytes, Handler};
 use clusterchat_proto::codec::{self, Frames, Item};
-use clusterchat_proto::{errno, msgid, Envelope};
+use clusterchat_proto::{errno, msgid, reply, Envelope};
 use std::sync::Arc;
 
 /// The reactor callbacks of the chat server.
@@ -15,6 +18,10 @@ pub(super) struct ChatHandler {
     pub(super) workers: Arc<WorkerPool>,
     /// Largest request frame accepted.
     pub(super) max_frame: usize,
+    /// What one connection may have in progress before it is no longer read.
+    pub(super) limits: backpressure::Limits,
+    /// `--login-timeout`, for the message of a connection closed by it.
+    pub(super) login_timeout: u64,
 }
 
 impl ChatHandler {
@@ -23,12 +30,14 @@ impl ChatHandler {
         let service = Arc::clone(&self.service);
         let conn2 = Arc::clone(conn);
         let frame = frame.to_vec();
+        let work = Work::job(conn, frame.len());
         conn.context().begin_job();
         self.workers.execute(
             conn.id(),
             Box::new(move || {
                 service.handle(&conn2, &frame);
                 conn2.context().end_job();
+                drop(work);
             }),
         );
     }
@@ -39,12 +48,14 @@ impl ChatHandler {
             return send_error(conn, &err, None, None);
         }
         let conn2 = Arc::clone(conn);
+        let work = Work::job(conn, 0);
         conn.context().begin_job();
         self.workers.execute(
             conn.id(),
             Box::new(move || {
                 send_error(&conn2, &err, None, None);
                 conn2.context().end_job();
+                drop(work);
             }),
         );
     }
@@ -89,6 +100,9 @@ impl Handler<ConnContext> for ChatHandler {
                     return input.len();
                 }
             }
+            if backpressure::pause_if_busy(conn, &self.limits) {
+                break; // the rest is offered again once the connection drains
+            }
         }
         if frames.saw_nul() {
             conn.set_terminator(0);
@@ -101,6 +115,21 @@ impl Handler<ConnContext> for ChatHandler {
         let conn2 = Arc::clone(conn);
         self.workers
             .execute(conn.id(), Box::new(move || service.disconnected(&conn2)));
+    }
+
+    fn on_auth_timeout(&self, _conn: &ChatConn) -> Option<Bytes> {
+        let e = reply::error(
+            errno::NOT_LOGGED_IN,
+            &format!(
+                "no login within {} s (--login-timeout); closing the connection",
+                self.login_timeout
+            ),
+            None,
+            None,
+        );
+        Some(Bytes::from(
+            serde_json::to_vec(&e).expect("JSON serialises"),
+        ))
     }
 
     fn on_written(&self, conn: &ChatConn, tag: u64) {

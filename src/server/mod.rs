@@ -113,6 +113,8 @@ impl RunningServer {
             service: Arc::clone(&service),
             workers: Arc::clone(&workers),
             max_frame: config.max_frame,
+            limits: crate::service::backpressure::Limits::new(config.max_pending),
+            login_timeout: config.login_timeout,
         });
         let net = TcpServer::start(
             listener,
@@ -121,6 +123,11 @@ impl RunningServer {
                 io_threads: config.io_threads(),
                 max_output: config.max_output,
                 keepalive: (config.keepalive > 0).then(|| Duration::from_secs(config.keepalive)),
+                max_connections: Some(config.max_connections()),
+                max_unauthenticated_per_ip: (config.max_unauth_per_ip > 0)
+                    .then_some(config.max_unauth_per_ip),
+                auth_timeout: (config.login_timeout > 0)
+                    .then(|| Duration::from_secs(config.login_timeout)),
             },
         )?;
         log::info!(
@@ -129,6 +136,20 @@ impl RunningServer {
             store::mask_password(&config.db),
             config.io_threads(),
             config.workers()
+        );
+        log::info!(
+            "limits: {} connections, {} without a login per address, login within {}, {} \
+             requests in progress per connection",
+            config.max_connections(),
+            match config.max_unauth_per_ip {
+                0 => "any number".to_string(),
+                n => n.to_string(),
+            },
+            match config.login_timeout {
+                0 => "any time".to_string(),
+                n => format!("{n} s"),
+            },
+            config.max_pending.max(1)
         );
         let housekeeper = Housekeeper::start(
             Arc::clone(&service),

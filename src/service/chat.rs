@@ -5,6 +5,7 @@
 //! when they are right already the frame is kept byte for byte), and submitted to the log
 //! writer, which stores it, then acks the sender and pushes it to the receivers.
 
+use super::backpressure::Work;
 use super::context::{ChatConn, Login};
 use super::log_writer::{Recipients, Submission};
 use super::{current, ChatService, Handled, Outcome, ServiceError};
@@ -51,6 +52,7 @@ impl ChatService {
         let cmid = cmid(env)?;
         let body = self.stamped_frame(env, frame, login)?;
         self.writer.submit(Submission {
+            _work: Work::chat(conn, body.len()),
             conn: Arc::clone(conn),
             request: msgid::ONE_CHAT,
             reqid: env.reqid.map(ToOwned::to_owned),
@@ -82,6 +84,7 @@ impl ChatService {
         let body = self.stamped_frame(env, frame, &login)?;
         let others = members.into_iter().filter(|m| *m != login.id).collect();
         self.writer.submit(Submission {
+            _work: Work::chat(conn, body.len()),
             conn: Arc::clone(conn),
             request: msgid::GROUP_CHAT,
             reqid: env.reqid.map(ToOwned::to_owned),

@@ -1,6 +1,7 @@
 //! What the server knows about one connection: who is logged in on it, and how many of its
 //! requests are still queued on a worker, and what it has been sent from the log.
 
+use super::backpressure::Flow;
 use super::outbox::Outbox;
 use crate::sync::RwLockExt;
 use clusterchat_net::ConnRef;
@@ -29,6 +30,8 @@ pub(crate) struct ConnContext {
     last_input: AtomicU64,
     /// Whether the connection has sent a PING (and is watched by the heartbeat).
     heartbeat: AtomicBool,
+    /// Its requests in progress, for input backpressure.
+    flow: Flow,
 }
 
 /// A connection of the chat server.
@@ -53,6 +56,11 @@ impl ConnContext {
     /// Marks the connection as heartbeating; true the first time.
     pub(crate) fn start_heartbeat(&self) -> bool {
         !self.heartbeat.swap(true, Ordering::AcqRel)
+    }
+
+    /// Its requests in progress (see [`super::backpressure`]).
+    pub(crate) fn flow(&self) -> &Flow {
+        &self.flow
     }
 
     /// What this connection has been sent from the message log.

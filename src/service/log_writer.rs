@@ -48,6 +48,8 @@ pub(crate) struct Submission {
     pub(crate) created_ms: i64,
     /// Who gets it.
     pub(crate) to: Recipients,
+    /// Counts it in the sender's requests in progress until it is dropped, answered.
+    pub(crate) _work: super::backpressure::Work,
 }
 
 pub(crate) enum Job {

@@ -4,6 +4,7 @@
 //! Handlers here run on worker threads (they may block on the database, Redis or password
 //! hashing), except [`ChatService::try_fast_chat`], which the IO thread calls for the hot path.
 
+pub(crate) mod backpressure;
 mod chat;
 pub(crate) mod context;
 mod cursors;

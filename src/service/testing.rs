@@ -29,6 +29,7 @@ pub(crate) fn connection() -> (ChatConn, BufReader<TcpStream>, impl Drop) {
         io_threads: 1,
         max_output: 1 << 20,
         keepalive: None,
+        ..ServerOptions::default()
     };
     let server = TcpServer::start(listener, Arc::new(Grab(Mutex::new(tx))), options).unwrap();
     let client = TcpStream::connect(server.local_addr()).unwrap();

@@ -123,6 +123,7 @@ impl ChatService {
             self.online.insert(user.id, conn);
         }
         conn.context().set_login(login.clone());
+        conn.set_authenticated(true); // out of the login timeout and the per-address count
         let sent = match &mut ack {
             LoginReply::Legacy(ack) => self.send_legacy_ack(conn, ack, reqid),
             LoginReply::Sync(ack) => {
@@ -134,6 +135,7 @@ impl ChatService {
         };
         if let Err(e) = sent {
             conn.context().take_login();
+            conn.set_authenticated(false);
             self.end_session(conn, &login);
             return Err(e);
         }
@@ -289,6 +291,7 @@ impl ChatService {
     pub(super) fn logout(&self, conn: &ChatConn) -> Handled {
         let login = current(conn)?;
         conn.context().take_login();
+        conn.set_authenticated(false); // its login timer starts again
         self.end_session(conn, &login);
         Ok(Outcome::Ack)
     }

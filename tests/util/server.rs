@@ -65,6 +65,7 @@ pub struct TestServer {
     /// The `--db` URL it runs with (reused by [`TestServer::restart`]).
     pub db: String,
     extra: Vec<String>,
+    open_files: Option<u64>,
     log: Arc<Mutex<Vec<String>>>,
     _dir: Option<Arc<tempfile::TempDir>>,
 }
@@ -74,6 +75,7 @@ pub struct ServerBuilder {
     db: Option<String>,
     args: Vec<String>,
     dir: Option<Arc<tempfile::TempDir>>,
+    open_files: Option<u64>,
 }
 
 impl ServerBuilder {
@@ -89,6 +91,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs the server with this open-file limit (soft and hard, so it cannot raise it).
+    pub fn open_files(mut self, n: u64) -> Self {
+        self.open_files = Some(n);
+        self
+    }
+
     /// Starts the process and waits for its `listening on` line.
     pub fn start(self) -> TestServer {
         let db = self.db.or_else(|| SHARED_DB.with(|d| d.borrow().clone()));
@@ -100,7 +108,7 @@ impl ServerBuilder {
                 (format!("sqlite:{}", path.display()), Some(dir))
             }
         };
-        spawn(db, self.args, "127.0.0.1:0", dir)
+        spawn(db, self.args, "127.0.0.1:0", dir, self.open_files)
     }
 }
 
@@ -109,8 +117,26 @@ fn spawn(
     extra: Vec<String>,
     listen: &str,
     dir: Option<Arc<tempfile::TempDir>>,
+    open_files: Option<u64>,
 ) -> TestServer {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatserver"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatserver"));
+    if let Some(n) = open_files {
+        use std::os::unix::process::CommandExt;
+        let limit = libc::rlimit {
+            rlim_cur: n as libc::rlim_t,
+            rlim_max: n as libc::rlim_t,
+        };
+        // SAFETY: setrlimit is async-signal-safe and only reads the struct.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command
         .args(["--listen", listen, "--db", &db])
         .args(&extra)
         .env("CHAT_ARGON2_M_KIB", "256")
@@ -153,6 +179,7 @@ fn spawn(
         addr,
         db,
         extra,
+        open_files,
         log,
         _dir: dir,
     }
@@ -170,6 +197,7 @@ impl TestServer {
             db: None,
             args: Vec::new(),
             dir: None,
+            open_files: None,
         }
     }
 
@@ -227,6 +255,7 @@ impl TestServer {
             self.extra.clone(),
             &self.addr.to_string(),
             self._dir.clone(),
+            self.open_files,
         );
         let old = std::mem::replace(self, fresh);
         drop(old);

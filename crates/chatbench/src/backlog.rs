@@ -370,7 +370,7 @@ pub fn run(settings: &Settings) -> Result<Report> {
         first_error: None,
         closed: false,
     };
-    drive(&mut conns, &mut fill, deadline)?;
+    drive(&mut conns, &mut fill, deadline, settings.ping_every)?;
     let fill_s = fill_start.elapsed().as_secs_f64();
     drop(conns);
 

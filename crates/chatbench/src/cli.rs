@@ -128,6 +128,10 @@ pub struct Common {
     /// Give every chat a unique client message id ("cmid":"<user name>-<n>").
     #[arg(long)]
     pub cmid: bool,
+    /// Seconds between the PINGs each connection sends while measuring (like chatclient), so
+    /// a server's --heartbeat-timeout never cuts a long run.
+    #[arg(long, default_value_t = 20.0)]
+    pub ping_every: f64,
 }
 
 /// Resolves `host:port` to one socket address.
@@ -167,6 +171,7 @@ impl Common {
             server_pids: self.server_pid.clone(),
             sync: self.sync,
             cmid: self.cmid,
+            ping_every: secs("ping-every", self.ping_every)?.max(Duration::from_millis(100)),
             ..Settings::default()
         })
     }

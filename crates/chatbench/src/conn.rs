@@ -2,13 +2,30 @@
 //! during one loop iteration go out in one `write` per connection at its end (coalescing, as
 //! the server does); reads drain each socket through one scratch buffer per loop, keeping only
 //! a partial frame behind. A [`Scenario`] decides what each incoming frame means.
+//!
+//! Like chatclient, every connection of a measuring loop sends PING every 20 s
+//! ([`PING_EVERY`], `--ping-every`), so a server's `--heartbeat-timeout` never cuts a long
+//! run; the PONGs are dropped before the scenario sees them (they are only counted, in
+//! [`Conns::pongs`]).
 
 use crate::{io_err, BenchError, Result};
 use clusterchat_proto::codec::{Frames, Item, DEFAULT_MAX_FRAME};
+use clusterchat_proto::msgid;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
+
+/// How often each connection of a measuring loop sends PING by default (chatclient's
+/// interval; `--ping-every`).
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+/// The PING chatbench sends (NUL-terminated, like its other frames).
+const PING: &[u8] = b"{\"msgid\":20}\0";
+
+/// Whether `frame` is a PONG (the reply to a PING: never part of a scenario's accounting).
+fn is_pong(frame: &[u8]) -> bool {
+    frame.len() < 64 && crate::stamp::msgid(frame) == Some(msgid::PONG)
+}
 
 /// One logged-in connection in a measuring loop.
 pub struct Conn {
@@ -92,6 +109,7 @@ pub fn split_frames(buf: &[u8], mut on_frame: impl FnMut(&[u8])) -> Option<usize
 pub struct Conns {
     conns: Vec<Conn>,
     dirty: Vec<usize>,
+    pongs: u64,
 }
 
 impl Conns {
@@ -103,6 +121,7 @@ impl Conns {
                 .map(Conn::new)
                 .collect::<io::Result<_>>()?,
             dirty: Vec::new(),
+            pongs: 0,
         })
     }
 
@@ -118,6 +137,7 @@ impl Conns {
         Ok(Conns {
             conns,
             dirty: Vec::new(),
+            pongs: 0,
         })
     }
 
@@ -129,6 +149,11 @@ impl Conns {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.conns.is_empty()
+    }
+
+    /// PONGs received (answers to the pings; no scenario sees them).
+    pub fn pongs(&self) -> u64 {
+        self.pongs
     }
 
     /// Whether connection `i` is still open.
@@ -172,7 +197,13 @@ pub trait Scenario {
 fn deliver(conns: &mut Conns, scenario: &mut impl Scenario, i: usize, poll: &Poll) {
     let now_ns = crate::stamp::clock_ns();
     let rbuf = std::mem::take(&mut conns.conns[i].rbuf);
-    let consumed = split_frames(&rbuf, |frame| scenario.on_frame(conns, i, frame, now_ns));
+    let consumed = split_frames(&rbuf, |frame| {
+        if is_pong(frame) {
+            conns.pongs += 1;
+        } else {
+            scenario.on_frame(conns, i, frame, now_ns)
+        }
+    });
     let c = &mut conns.conns[i];
     c.rbuf = rbuf;
     match consumed {
@@ -188,11 +219,13 @@ fn deliver(conns: &mut Conns, scenario: &mut impl Scenario, i: usize, poll: &Pol
     }
 }
 
-/// Runs `scenario` over `conns` until its `tick` says done; fails past `hard_deadline`.
+/// Runs `scenario` over `conns` until its `tick` says done; fails past `hard_deadline`. Every
+/// open connection sends PING every `ping_every`.
 pub fn drive(
     conns: &mut Conns,
     scenario: &mut impl Scenario,
     hard_deadline: Instant,
+    ping_every: Duration,
 ) -> Result<()> {
     let mut poll = Poll::new().map_err(io_err("creating a poll"))?;
     for (i, c) in conns.conns.iter_mut().enumerate() {
@@ -212,8 +245,17 @@ pub fn drive(
             deliver(conns, scenario, i, &poll);
         }
     }
+    let mut next_ping = Instant::now() + ping_every;
     let result = loop {
         let now = Instant::now();
+        if now >= next_ping {
+            for i in 0..conns.len() {
+                if conns.conns[i].open {
+                    conns.out(i).extend_from_slice(PING);
+                }
+            }
+            next_ping = now + ping_every;
+        }
         if scenario.tick(conns, now) {
             conns.flush_dirty();
             break Ok(());
@@ -301,9 +343,69 @@ mod tests {
             &mut conns,
             &mut echo,
             Instant::now() + Duration::from_secs(10),
+            PING_EVERY,
         )
         .unwrap();
         assert_eq!(echo.got, [&b"{\"a\":1}"[..], b"{\"b\":2}"]);
+    }
+
+    /// Counts frames; done once `want` came or the peer closed.
+    struct Count {
+        got: Vec<Vec<u8>>,
+        want: usize,
+        closed: bool,
+    }
+
+    impl Scenario for Count {
+        fn on_frame(&mut self, _conns: &mut Conns, _i: usize, frame: &[u8], _now: u64) {
+            self.got.push(frame.to_vec());
+        }
+        fn on_close(&mut self, _i: usize) {
+            self.closed = true;
+        }
+        fn tick(&mut self, _conns: &mut Conns, _now: Instant) -> bool {
+            self.got.len() >= self.want || self.closed
+        }
+    }
+
+    #[test]
+    fn connections_ping_and_pongs_are_not_frames_of_the_scenario() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut conns = Conns::new(vec![client]).unwrap();
+        // A server that answers each of three PINGs with a PONG, then sends one frame.
+        let peer = std::thread::spawn(move || {
+            let mut pings = 0;
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 64];
+            while pings < 3 {
+                let n = server.read(&mut chunk).unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(end) = buf.iter().position(|&b| b == 0) {
+                    assert_eq!(&buf[..end], b"{\"msgid\":20}");
+                    buf.drain(..=end);
+                    pings += 1;
+                    server.write_all(b"{\"msgid\":21}\n").unwrap();
+                }
+            }
+            server.write_all(b"{\"msgid\":5,\"n\":1}\n").unwrap();
+            server
+        });
+        let mut count = Count {
+            got: Vec::new(),
+            want: 1,
+            closed: false,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        drive(&mut conns, &mut count, deadline, Duration::from_millis(10)).unwrap();
+        drop(peer.join().unwrap());
+        assert_eq!(
+            count.got,
+            [&b"{\"msgid\":5,\"n\":1}"[..]],
+            "PONGs are not frames"
+        );
+        assert_eq!(conns.pongs(), 3);
     }
 
     #[test]
@@ -325,7 +427,7 @@ mod tests {
             closed: 0,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        drive(&mut conns, &mut echo, deadline).unwrap();
+        drive(&mut conns, &mut echo, deadline, PING_EVERY).unwrap();
         assert_eq!(&peer.join().unwrap(), b"{\"ok\":1}\0{\"ok\":1}\0");
         assert_eq!(echo.got, [&b"{\"a\":1}"[..], b"{\"b\":2}"]);
         assert!(!conns.is_open(0));

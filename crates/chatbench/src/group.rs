@@ -284,7 +284,12 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
         counts: SyncCounts::default(),
         next_recv_scan: start,
     };
-    drive(&mut p.conns, &mut l, start + settings.timeout)?;
+    drive(
+        &mut p.conns,
+        &mut l,
+        start + settings.timeout,
+        settings.ping_every,
+    )?;
     if l.sync {
         l.count_gaps();
     }

@@ -143,7 +143,7 @@ pub fn run(settings: &Settings) -> Result<Report> {
         frames: 0,
         sync_done: 0,
     };
-    drive(&mut conns, &mut hold, deadline)?;
+    drive(&mut conns, &mut hold, deadline, settings.ping_every)?;
     let wall = login_start.elapsed().as_secs_f64();
     let cpu_after = self_cpu_us();
     let server_after = ProcSample::read_all(&settings.server_pids)
@@ -172,6 +172,9 @@ pub fn run(settings: &Settings) -> Result<Report> {
     if settings.sync {
         r.extra
             .insert("sync_done_users".into(), hold.sync_done as f64);
+    }
+    if conns.pongs() > 0 {
+        r.extra.insert("pongs".into(), conns.pongs() as f64);
     }
     if hold.frames > 0 {
         r.extra

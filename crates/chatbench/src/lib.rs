@@ -115,6 +115,8 @@ pub struct Settings {
     pub msg_bytes: usize,
     /// `backlog`: messages in flight while storing the backlog.
     pub fill_window: usize,
+    /// How often each connection of a measuring loop sends PING (chatclient's 20 s).
+    pub ping_every: Duration,
 }
 
 impl Default for Settings {
@@ -137,6 +139,7 @@ impl Default for Settings {
             messages: 200_000,
             msg_bytes: 100,
             fill_window: 256,
+            ping_every: conn::PING_EVERY,
         }
     }
 }

@@ -358,7 +358,7 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
                         counts: SyncCounts::default(),
                         next_recv_scan: start,
                     };
-                    drive(conns, &mut l, hard)?;
+                    drive(conns, &mut l, hard, settings.ping_every)?;
                     if l.sync {
                         l.count_gaps();
                     }

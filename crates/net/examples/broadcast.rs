@@ -58,6 +58,7 @@ fn main() -> std::io::Result<()> {
         io_threads: 2,
         max_output: 1 << 20,
         keepalive: None,
+        ..ServerOptions::default()
     };
     let server = TcpServer::start(listener, Arc::new(Broadcast::default()), options)?;
     println!("broadcast chat listening on {}", server.local_addr());

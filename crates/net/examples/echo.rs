@@ -32,6 +32,7 @@ fn main() -> std::io::Result<()> {
         io_threads: 1,
         max_output: 1 << 20,
         keepalive: None,
+        ..ServerOptions::default()
     };
     let server = TcpServer::start(listener, Arc::new(Echo), options)?;
     println!("echo server listening on {}", server.local_addr());

@@ -14,7 +14,14 @@
 //! was closed, was cut off at `max_output`, closed, or the server stopped before the frame's
 //! last byte was written). "Written" means the socket's `write` accepted the bytes; it says
 //! nothing of whether the peer read them.
+//!
+//! Two controls protect the server from its peers: [`stop_read`](TcpConnection::stop_read) /
+//! [`start_read`](TcpConnection::start_read) (input backpressure: while stopped the loop reads
+//! nothing from the socket, so TCP flow control holds the peer back), and
+//! [`set_authenticated`](TcpConnection::set_authenticated) (unauthenticated connections are
+//! counted per source address and closed after `ServerOptions::auth_timeout`).
 
+use crate::admission::{Admission, AuthState};
 use crate::loop_shared::{LoopShared, Task};
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -34,6 +41,10 @@ pub struct TcpConnection<C> {
     pub(crate) owner: Arc<LoopShared<C>>,
     closed: AtomicBool,
     terminator: AtomicU8,
+    /// Reading stopped by [`stop_read`](Self::stop_read).
+    read_stopped: AtomicBool,
+    pub(crate) auth: AuthState,
+    pub(crate) admission: Arc<Admission>,
     context: C,
 }
 
@@ -44,6 +55,7 @@ impl<C> TcpConnection<C> {
         token: usize,
         peer: SocketAddr,
         owner: Arc<LoopShared<C>>,
+        admission: Arc<Admission>,
         context: C,
     ) -> Self {
         TcpConnection {
@@ -53,6 +65,9 @@ impl<C> TcpConnection<C> {
             owner,
             closed: AtomicBool::new(false),
             terminator: AtomicU8::new(b'\n'),
+            read_stopped: AtomicBool::new(false),
+            auth: AuthState::new(),
+            admission,
             context,
         }
     }
@@ -96,6 +111,31 @@ impl<C> TcpConnection<C> {
     /// The byte appended to every frame sent. Thread safe.
     pub fn terminator(&self) -> u8 {
         self.terminator.load(Ordering::Relaxed)
+    }
+
+    /// Whether the loop reads from this connection (muduo's `isReading`): false between
+    /// [`stop_read`](Self::stop_read) and [`start_read`](Self::start_read). Thread safe.
+    pub fn is_reading(&self) -> bool {
+        !self.read_stopped.load(Ordering::SeqCst)
+    }
+
+    /// Stops reading (muduo's `stopRead`): input backpressure, for a peer that sends faster
+    /// than its requests are handled. From the loop thread inside `Handler::on_message` it
+    /// takes effect when that call returns: the loop reads nothing more from the socket (the
+    /// kernel's buffer fills and TCP flow control holds the peer back) and drops its read
+    /// interest; the input `on_message` did not consume is kept, and offered again after
+    /// [`start_read`](Self::start_read). From another thread, it takes effect at the loop's
+    /// next read of this connection. A connection that is not reading is still written to,
+    /// and still closed by `auth_timeout`. Thread safe.
+    pub fn stop_read(&self) {
+        self.read_stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the peer has authenticated, as the application last said through
+    /// [`set_authenticated`](Self::set_authenticated) (false for a new connection). Thread
+    /// safe.
+    pub fn is_authenticated(&self) -> bool {
+        self.auth.is_authenticated()
     }
 }
 
@@ -147,5 +187,30 @@ impl<C: Send + Sync + 'static> TcpConnection<C> {
     /// Thread safe.
     pub fn force_close(self: &Arc<Self>) {
         self.owner.queue(Task::ForceClose(Arc::clone(self)));
+    }
+
+    /// Reads again after [`stop_read`](Self::stop_read) (muduo's `startRead`): the loop offers
+    /// the input kept back to `Handler::on_message`, then reads the socket. Does nothing if
+    /// reading was not stopped. Thread safe (it wakes the owning loop).
+    pub fn start_read(self: &Arc<Self>) {
+        if self.read_stopped.swap(false, Ordering::SeqCst) {
+            self.owner.queue(Task::StartRead(Arc::clone(self)));
+        }
+    }
+
+    /// Tells the reactor whether the peer has authenticated (what that means is the
+    /// application's business: a login). A new connection is unauthenticated: it counts
+    /// against `ServerOptions::max_unauthenticated_per_ip` for its source address and is
+    /// closed once it has stayed unauthenticated for `ServerOptions::auth_timeout`. An
+    /// authenticated one is exempt from both. Setting it back to false (a logout) counts it
+    /// again and restarts its timer (it may then be over the per-address limit: that limit
+    /// refuses new connections only). No effect on a closed connection. Thread safe.
+    pub fn set_authenticated(self: &Arc<Self>, authenticated: bool) {
+        let changed = self
+            .admission
+            .set_authenticated(&self.auth, self.peer.ip(), authenticated);
+        if changed && !authenticated {
+            self.owner.queue(Task::Unauthenticated(Arc::clone(self)));
+        }
     }
 }

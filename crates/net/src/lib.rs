@@ -15,8 +15,19 @@
 //! [`TcpConnection::send`] are not accounted for. Connections that never use tags pay a
 //! check per write.
 //!
+//! Protection from peers ([`ServerOptions`]): output per connection is capped (`max_output`);
+//! each connection is read at most 64 KiB per loop iteration, so one flood does not starve
+//! the loop's other connections; a handler applies input backpressure with
+//! [`TcpConnection::stop_read`] / [`TcpConnection::start_read`]; the acceptor closes new
+//! connections at once past `max_connections` or `max_unauthenticated_per_ip` (the
+//! application says who is authenticated with [`TcpConnection::set_authenticated`]) and never
+//! spins when out of file descriptors; connections unauthenticated for `auth_timeout` are
+//! closed.
+//!
 //! `examples/echo.rs` and `examples/broadcast.rs` are the smallest servers on the reactor alone.
 
+mod acceptor;
+mod admission;
 mod buffer;
 mod connection;
 mod event_loop;
@@ -64,6 +75,14 @@ pub trait Handler<C>: Send + Sync + 'static {
     /// compares positions in the output, never tags: tags that increase in the order frames
     /// are queued (say, a counter per connection) make the report easy to use.
     fn on_written(&self, _conn: &ConnRef<C>, _tag: u64) {}
+
+    /// The connection stayed unauthenticated for `ServerOptions::auth_timeout` (see
+    /// [`TcpConnection::set_authenticated`]); it is closed right after this call. What this
+    /// returns is written first, with the terminator, as far as the socket takes it at once (a
+    /// last word for the peer: why it is closed). Loop thread.
+    fn on_auth_timeout(&self, _conn: &ConnRef<C>) -> Option<Bytes> {
+        None
+    }
 
     /// A frame queued with [`TcpConnection::deliver`] was not written: the connection was
     /// already closed, this frame cut it off at `max_output`, or it closed (the peer, an error,

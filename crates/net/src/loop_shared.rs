@@ -36,6 +36,10 @@ pub(crate) enum Task<C> {
     Shutdown(ConnRef<C>),
     /// Close now, whatever is queued (its tagged frames go to `on_undelivered`).
     ForceClose(ConnRef<C>),
+    /// Read again after `stop_read`: offer the input kept back, then read the socket.
+    StartRead(ConnRef<C>),
+    /// The connection went back to unauthenticated: its login timer starts again.
+    Unauthenticated(ConnRef<C>),
     /// Stop taking requests from every connection (shutdown, phase 1): what arrives is read
     /// and discarded (so that closing later does not reset the connection and destroy replies
     /// the peer has not read yet); requests already taken are still answered.

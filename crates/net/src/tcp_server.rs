@@ -1,22 +1,22 @@
 //! Accepts connections on one thread and spreads them round-robin over the IO loops: muduo's
 //! `TcpServer` with its `Acceptor` and `EventLoopThreadPool` (here the acceptor has a thread
-//! and a poll of its own rather than running in a base loop).
+//! and a poll of its own rather than running in a base loop: see [`crate::acceptor`]).
 
+use crate::acceptor::{Acceptor, LISTENER, STOP};
+use crate::admission::Admission;
 use crate::event_loop::{EventLoop, LoopLimits};
 use crate::loop_shared::{LoopShared, Task};
 use crate::Handler;
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Interest, Poll, Waker};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-const LISTENER: Token = Token(0);
-const STOP: Token = Token(1);
-
-/// How the server runs (muduo's `setThreadNum`, plus the output limit).
+/// How the server runs (muduo's `setThreadNum`), and the limits that protect it from its
+/// peers. [`Default`]: one loop, a 16 MiB output limit, no keepalive, no other limit.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerOptions {
     /// Number of IO loop threads; at least one is started.
@@ -29,6 +29,35 @@ pub struct ServerOptions {
     /// unanswered probes: a peer that vanished without a FIN (its network went away) is
     /// closed about 1.5 times this after it last sent. `None`: the kernel's default (off).
     pub keepalive: Option<Duration>,
+    /// Connections open at once. Past it, a new connection is accepted and closed at once
+    /// (it never waits in the listen backlog), whether or not it would authenticate:
+    /// connections already open are never closed for it. Keep it below the open-file limit,
+    /// so that the rest of the process still gets file descriptors. `None`: no limit (the
+    /// open-file limit is then the limit: see [`crate::acceptor`] for what happens there).
+    pub max_connections: Option<usize>,
+    /// Unauthenticated connections (see
+    /// [`TcpConnection::set_authenticated`](crate::TcpConnection::set_authenticated)) at once
+    /// from one source address. Past it, a new connection from that address is accepted and
+    /// closed at once; authenticated connections neither count nor are ever closed for it.
+    /// `None`: no limit.
+    pub max_unauthenticated_per_ip: Option<usize>,
+    /// How long a connection may stay unauthenticated, from its registration or from its
+    /// last `set_authenticated(false)`, before it is closed (`on_close` follows). `None`: no
+    /// limit.
+    pub auth_timeout: Option<Duration>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            io_threads: 1,
+            max_output: 16 << 20,
+            keepalive: None,
+            max_connections: None,
+            max_unauthenticated_per_ip: None,
+            auth_timeout: None,
+        }
+    }
 }
 
 /// Starts the acceptor and the IO loops: muduo's `TcpServer` + `Acceptor` +
@@ -61,11 +90,16 @@ impl TcpServer {
         let local_addr = listener.local_addr()?;
         let limits = LoopLimits {
             max_output: options.max_output,
+            auth_timeout: options.auth_timeout,
         };
+        let admission = Arc::new(Admission::new(
+            options.max_connections,
+            options.max_unauthenticated_per_ip,
+        ));
         let mut loops = Vec::new();
         let mut threads = Vec::new();
         for i in 0..options.io_threads.max(1) {
-            let event_loop = EventLoop::new(Arc::clone(&handler), limits)?;
+            let event_loop = EventLoop::new(Arc::clone(&handler), limits, Arc::clone(&admission))?;
             loops.push(event_loop.shared());
             threads.push(
                 std::thread::Builder::new()
@@ -78,12 +112,11 @@ impl TcpServer {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let acceptor_loops = loops.clone();
-        let keepalive = options.keepalive;
+        let acceptor = Acceptor::new(poll, listener, loops.clone(), admission, options.keepalive);
         threads.push(
             std::thread::Builder::new()
                 .name("acceptor".into())
-                .spawn(move || accept_loop(poll, listener, acceptor_loops, keepalive))?,
+                .spawn(move || acceptor.run())?,
         );
         Ok(ServerHandle {
             local_addr,
@@ -91,58 +124,6 @@ impl TcpServer {
             loops,
             threads,
         })
-    }
-}
-
-/// Accepts until told to stop, handing each socket to the next loop (round-robin). On an
-/// accept error (typically running out of file descriptors) it backs off 50 ms instead of
-/// spinning (the pending connection stays in the backlog). Acceptor thread only.
-fn accept_loop<C>(
-    mut poll: Poll,
-    listener: TcpListener,
-    loops: Vec<Arc<LoopShared<C>>>,
-    keepalive: Option<Duration>,
-) {
-    let mut events = Events::with_capacity(64);
-    let mut next = 0usize;
-    let mut backoff: Option<Duration> = None;
-    let mut warned = false;
-    'outer: loop {
-        if let Err(e) = poll.poll(&mut events, backoff) {
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            log::error!("acceptor poll failed: {e}");
-            break;
-        }
-        if events.iter().any(|e| e.token() == STOP) {
-            break 'outer;
-        }
-        backoff = None;
-        loop {
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    warned = false;
-                    if let Some(idle) = keepalive {
-                        if let Err(e) = set_keepalive(&stream, idle) {
-                            log::warn!("cannot set TCP keepalive for {peer}: {e}");
-                        }
-                    }
-                    loops[next % loops.len()].queue(Task::Register(stream, peer));
-                    next = next.wrapping_add(1);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    if !warned {
-                        log::warn!("accept failed ({e}); retrying shortly");
-                        warned = true;
-                    }
-                    backoff = Some(Duration::from_millis(50));
-                    break;
-                }
-            }
-        }
     }
 }
 
@@ -180,14 +161,4 @@ impl<C: Send + Sync + 'static> ServerHandle<C> {
             let _ = t.join();
         }
     }
-}
-
-/// Turns TCP keepalive on for an accepted socket (see [`ServerOptions::keepalive`]).
-fn set_keepalive(stream: &mio::net::TcpStream, idle: Duration) -> io::Result<()> {
-    let interval = (idle / 6).max(Duration::from_secs(1));
-    let params = socket2::TcpKeepalive::new()
-        .with_time(idle)
-        .with_interval(interval)
-        .with_retries(3);
-    socket2::SockRef::from(stream).set_tcp_keepalive(&params)
 }

@@ -31,6 +31,7 @@ fn server_timer(keepalive: Option<Duration>) -> Option<u32> {
         io_threads: 1,
         max_output: 1 << 20,
         keepalive,
+        ..ServerOptions::default()
     };
     let (server, _recorder, calls) = start_with(listener, true, options);
     let client = Client::connect(server.local_addr());

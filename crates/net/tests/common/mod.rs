@@ -68,6 +68,11 @@ impl Handler<()> for Recorder {
         let _ = self.undelivered.send((conn.id(), frame, tag));
     }
 
+    /// A last line before the login timeout closes the connection.
+    fn on_auth_timeout(&self, _conn: &ConnRef<()>) -> Option<Bytes> {
+        Some(Bytes::from_static(b"timeout"))
+    }
+
     fn on_written(&self, conn: &ConnRef<()>, tag: u64) {
         let _ = self.written.send((conn.id(), tag));
     }
@@ -94,6 +99,7 @@ pub fn start_on(
         io_threads,
         max_output,
         keepalive: None,
+        ..ServerOptions::default()
     };
     start_with(listener, echo, options)
 }
