@@ -12,6 +12,7 @@ mod group;
 mod heartbeat;
 mod history;
 mod log_writer;
+mod names;
 pub(crate) mod online;
 mod outbox;
 pub(crate) mod password;

@@ -225,7 +225,8 @@ impl ClientState {
             Command::Login { id, password } => {
                 self.logins += 1;
                 let req = request::Login {
-                    id: *id,
+                    id: Some(*id),
+                    name: None,
                     password: password.clone(),
                     sync: true,
                 };
