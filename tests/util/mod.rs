@@ -9,6 +9,7 @@ pub mod age_log;
 pub mod chatlog;
 pub mod cluster;
 pub mod faults;
+pub mod from_addr;
 pub mod moving_receiver;
 pub mod mysql_db;
 pub mod nginx;
