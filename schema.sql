@@ -2,7 +2,8 @@
 -- message log's four.
 --
 -- Applied by MysqlStore at every open (and usable by hand: mysql chat < schema.sql), so it is
--- idempotent: CREATE TABLE IF NOT EXISTS only, nothing is ever dropped or altered.
+-- idempotent: CREATE TABLE IF NOT EXISTS only, nothing is ever dropped (the one ALTER, the
+-- name_key of older databases, is made by MysqlStore in code).
 --
 -- Fixes over the seed, and why:
 --  * InnoDB everywhere: transactions (create_group, take_offline) and row locks need it.
@@ -19,6 +20,12 @@
 --  * Foreign keys keep friends, members and offline messages pointing at real rows.
 --  * user.session compares binary (utf8mb4_bin): sessions are identifiers, and the default
 --    case-insensitive collation would let a logout of "N1/5" release the login of "n1/5".
+--  * user names are unique, compared case-insensitively (the seed's name UNIQUE): name_key
+--    holds the name trimmed and lowercased by the server (the same rule on SQLite), under a
+--    UNIQUE index; utf8mb4_bin, so that the server's rule alone decides. NULL only in rows
+--    written by servers from before it: MysqlStore adds the column to older databases and
+--    gives those rows their key at open, renaming a later holder of a taken name to
+--    "<name>#<id>" (src/store/names/).
 --
 -- The message log (DESIGN.md: store first, deliver from the log) replaces the seed's
 -- offlinemessage: "offline messages" are what lies after a user's cursor.
@@ -43,7 +50,9 @@ CREATE TABLE IF NOT EXISTS user (
     password VARCHAR(255) NOT NULL,
     state ENUM('online', 'offline') NOT NULL DEFAULT 'offline',
     session VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
-    INDEX user_session (session)
+    name_key VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+    INDEX user_session (session),
+    UNIQUE KEY user_name_key (name_key)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS friend (

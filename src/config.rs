@@ -97,6 +97,25 @@ pub struct Config {
     #[arg(long, env = "CHAT_RETENTION_DAYS", default_value_t = 0)]
     pub retention_days: u32,
 
+    /// Failed logins of one account, or from one source address, after which each further
+    /// attempt must wait (errno 109): --login-delay, doubling with each failure, at most 5
+    /// minutes. A successful login clears the account's count. 0: no limit.
+    #[arg(long, env = "CHAT_MAX_LOGIN_FAILURES", default_value_t = 5)]
+    pub max_login_failures: u32,
+
+    /// Seconds of the first wait after --max-login-failures failed logins.
+    #[arg(long, env = "CHAT_LOGIN_DELAY", default_value_t = 1)]
+    pub login_delay: u64,
+
+    /// Registrations accepted per source address and minute (more get errno 109). 0: no limit.
+    #[arg(long, env = "CHAT_MAX_REGISTRATIONS_PER_MIN", default_value_t = 30)]
+    pub max_registrations_per_min: u32,
+
+    /// Chat messages (ONE_CHAT, GROUP_CHAT) one connection may send per second (more get
+    /// errno 109). 0: no limit.
+    #[arg(long, env = "CHAT_MAX_MSGS_PER_SEC", default_value_t = 0)]
+    pub max_msgs_per_sec: u32,
+
     /// Memory cost of the argon2 password hash in KiB (OWASP's 19456 by default; tests lower it
     /// to run fast). Existing hashes keep the cost they were made with.
     #[arg(long, env = "CHAT_ARGON2_M_KIB", default_value_t = 19_456)]

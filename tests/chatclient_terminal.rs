@@ -1,6 +1,6 @@
-//! `chatclient` in a real terminal (tmux): commands typed at its prompt reach the server, and
-//! a message that arrives while the user is typing is printed without losing the half-typed
-//! line.
+//! `chatclient` in a real terminal (tmux): commands typed at its prompt reach the server, a
+//! message that arrives while the user is typing is printed without losing the half-typed
+//! line, and control characters in a message are shown escaped, never obeyed.
 
 mod util;
 
@@ -128,6 +128,14 @@ fn a_terminal_session_with_chatclient() {
     assert!(
         screen.contains("> chat 1 half-typ"),
         "the typed line survives:\n{screen}"
+    );
+    // A message that would clear the screen, retitle the terminal and overwrite its own
+    // line is shown as text, and what was on the screen stays.
+    bob.chat(b, id, "\x1b[2J\x1b]0;PWNED\x07 hi\rX").unwrap();
+    let screen = term.wait_for("says: \\e[2J\\e]0;PWNED\\x07 hi\\rX");
+    assert!(
+        screen.contains("interrupting you"),
+        "not cleared:\n{screen}"
     );
     term.keys(&["C-u", "chat 999999 nobody", "Enter"]);
     term.wait_for("errno 106");

@@ -56,6 +56,7 @@ macro_rules! conformance {
 
 conformance!(
     register_and_lookup,
+    user_names_are_unique_case_insensitively,
     claim_take_over_release,
     claim_of_missing_user,
     release_node_only_releases_that_node,
@@ -113,6 +114,26 @@ fn register_and_lookup(s: &dyn Store) {
     assert_eq!(s.user(b.max(a) + 1000).unwrap(), None);
 }
 
+fn user_names_are_unique_case_insensitively(s: &dyn Store) {
+    let alice = new_user(s, "Alice");
+    for taken in ["Alice", "alice", "ALICE", " alice "] {
+        match s.register(taken, "h") {
+            Err(StoreError::Conflict(_)) => {}
+            other => panic!("{taken:?}: expected a conflict, got {other:?}"),
+        }
+    }
+    // Accents count: only case is ignored, on both backends alike.
+    let zoe = new_user(s, "Zoë");
+    assert_ne!(new_user(s, "Zoe"), zoe);
+    for name in ["alice", "ALICE", " Alice "] {
+        let rec = s.user_by_name(name).unwrap().expect("found by name");
+        assert_eq!((rec.id, rec.name.as_str()), (alice, "Alice"));
+        assert!(rec.password_hash.starts_with("$argon2id$"));
+    }
+    assert_eq!(s.user_by_name("zoë").unwrap().map(|u| u.id), Some(zoe));
+    assert_eq!(s.user_by_name("nobody").unwrap(), None);
+}
+
 fn claim_take_over_release(s: &dyn Store) {
     let u = new_user(s, "u");
     assert_eq!(s.claim_session(u, "n1/1").unwrap(), Claim::Claimed);
@@ -149,7 +170,9 @@ fn claim_of_missing_user(s: &dyn Store) {
 fn release_node_only_releases_that_node(s: &dyn Store) {
     // `_` and `%` are LIKE wildcards: a naive LIKE 'n_1/%' would release "nx1/2" too.
     let sessions = ["n_1/1", "nx1/2", "n_10/3", "n%1/4", "n_1/5"];
-    let users: Vec<UserId> = sessions.iter().map(|_| new_user(s, "x")).collect();
+    let users: Vec<UserId> = (0..sessions.len())
+        .map(|i| new_user(s, &format!("x{i}")))
+        .collect();
     for (u, sess) in users.iter().zip(sessions) {
         assert_eq!(s.claim_session(*u, sess).unwrap(), Claim::Claimed);
     }
@@ -1446,4 +1469,97 @@ fn check_migration(open: &dyn Fn() -> Box<dyn Store>) {
         [group_frame(ALICE, 42, "to no group")]
     );
     assert!(s.take_offline(ALICE).unwrap().is_empty());
+}
+
+/// Users of a database from before unique names: (id, name). 1 keeps "alice" (lowest id);
+/// 2 and 4 are renamed; 5 keeps "alice#2", which 2's first new name would have taken; accents
+/// count, so 6 and 7 both keep theirs.
+const DUPLICATE_NAMES: &[(UserId, &str)] = &[
+    (1, "alice"),
+    (2, "Alice"),
+    (3, "bob"),
+    (4, " ALICE "),
+    (5, "alice#2"),
+    (6, "Zoë"),
+    (7, "zoe"),
+];
+
+#[test]
+fn duplicate_names_upgrade_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("old.db");
+    let path = path.to_str().unwrap().to_string();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(OLD_SQLITE_SCHEMA).unwrap();
+        for (id, name) in DUPLICATE_NAMES {
+            c.execute(
+                "INSERT INTO user(id, name, password) VALUES (?, ?, ?)",
+                rusqlite::params![id, name, format!("hash-{id}")],
+            )
+            .unwrap();
+        }
+    }
+    let open = || -> Box<dyn Store> {
+        Box::new(clusterchat::store::sqlite::SqliteStore::open(&path, 2).expect("open old sqlite"))
+    };
+    check_names_upgrade(&open);
+}
+
+#[test]
+fn duplicate_names_upgrade_mysql() {
+    use ::mysql::prelude::Queryable;
+    let Some(db) = util::mysql_db::TestDb::create("names_upgrade") else {
+        return;
+    };
+    {
+        let mut c = db.conn();
+        for stmt in OLD_MYSQL_SCHEMA {
+            c.query_drop(stmt).unwrap();
+        }
+        for (id, name) in DUPLICATE_NAMES {
+            c.exec_drop(
+                "INSERT INTO user(id, name, password) VALUES (?, ?, ?)",
+                (id, name, format!("hash-{id}")),
+            )
+            .unwrap();
+        }
+    }
+    let open = || -> Box<dyn Store> {
+        Box::new(clusterchat::store::mysql::MysqlStore::open(&db.url, 2).expect("open old mysql"))
+    };
+    check_names_upgrade(&open);
+}
+
+/// Opens the database of [`DUPLICATE_NAMES`] twice (the second open changes nothing) and
+/// checks that every account is kept, with its password, under a unique name.
+fn check_names_upgrade(open: &dyn Fn() -> Box<dyn Store>) {
+    let expected = [
+        (1, "alice"),
+        (2, "Alice#2.2"),
+        (3, "bob"),
+        (4, "ALICE#4"),
+        (5, "alice#2"),
+        (6, "Zoë"),
+        (7, "zoe"),
+    ];
+    for _ in 0..2 {
+        let s = open();
+        for (id, name) in expected {
+            let rec = s.user(id).unwrap().expect("no account is lost");
+            assert_eq!(rec.name, name);
+            assert_eq!(rec.password_hash, format!("hash-{id}"));
+            let by_name = s.user_by_name(&name.to_uppercase()).unwrap();
+            assert_eq!(by_name.map(|u| u.id), Some(id), "{name}");
+        }
+        // From now on the names are unique.
+        for taken in ["ALICE", "alice#2.2", "Alice#4", "ZOË"] {
+            assert!(
+                matches!(s.register(taken, "h"), Err(StoreError::Conflict(_))),
+                "{taken}"
+            );
+        }
+    }
+    // New users go on after the old ids.
+    assert!(open().register("carol", "h").unwrap() > 7);
 }

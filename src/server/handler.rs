@@ -1,23 +1,30 @@
-//! The reactor callbacks of the chat server: framing, the fast path, the worker hand-off, and
-//! input backpressure (see [`crate::service::backpressure`]): after each request taken, a
+//! The reactor callbacks of the chat server: framing, the chat rate limit, the fast path, the
+//! worker hand-off (through the login gate for requests that hash a password), and input
+//! backpressure (see [`crate::service::backpressure`]): after each request taken, a
 //! connection with too much in progress is no longer read until it drains.
 
+use super::login_gate::LoginGate;
 use crate::service::backpressure::{self, Work};
+use crate::service::throttle::{rate_limited, TokenBucket};
 use crate::service::{send_error, ChatConn, ChatService, ConnContext, ServiceError};
-use crate::worker_pool::WorkerPool;
 use clusterchat_net::{Bytes, Handler};
 use clusterchat_proto::codec::{self, Frames, Item};
 use clusterchat_proto::{errno, msgid, reply, Envelope};
+use serde_json::value::RawValue;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The reactor callbacks of the chat server.
 pub(super) struct ChatHandler {
     /// The chat logic.
     pub(super) service: Arc<ChatService>,
-    /// Where blocking requests run, keyed by connection.
-    pub(super) workers: Arc<WorkerPool>,
+    /// Where blocking requests go (the workers, keyed by connection), with fair turns at
+    /// password hashing between addresses.
+    pub(super) gate: Arc<LoginGate>,
     /// Largest request frame accepted.
     pub(super) max_frame: usize,
+    /// Chat messages (6, 10) a connection may send per second (0: no limit).
+    pub(super) max_msgs_per_sec: u32,
     /// What one connection may have in progress before it is no longer read.
     pub(super) limits: backpressure::Limits,
     /// `--login-timeout`, for the message of a connection closed by it.
@@ -25,39 +32,70 @@ pub(super) struct ChatHandler {
 }
 
 impl ChatHandler {
-    /// Queues `frame` to the connection's worker, behind its earlier requests.
-    fn to_worker(&self, conn: &ChatConn, frame: &[u8]) {
+    /// Queues `frame` to the connection's worker, behind its earlier requests; a LOGIN or
+    /// REG (`hashing`) waits for its turn at the login gate first.
+    fn to_worker(&self, conn: &ChatConn, frame: &[u8], hashing: bool) {
         let service = Arc::clone(&self.service);
         let conn2 = Arc::clone(conn);
         let frame = frame.to_vec();
         let work = Work::job(conn, frame.len());
         conn.context().begin_job();
-        self.workers.execute(
-            conn.id(),
+        let job = Box::new(move || {
+            service.handle(&conn2, &frame);
+            conn2.context().end_job();
+            drop(work);
+        });
+        if hashing {
+            self.gate.execute_hashing(conn, job);
+        } else {
+            self.gate.execute(conn, job);
+        }
+    }
+
+    /// Replies with an error in order with the connection's other replies.
+    fn reject(&self, conn: &ChatConn, err: ServiceError) {
+        self.refuse(conn, err, None, None)
+    }
+
+    /// Replies with an error to a request (its msgid and reqid echoed) in order with the
+    /// connection's other replies.
+    fn refuse(
+        &self,
+        conn: &ChatConn,
+        err: ServiceError,
+        request: Option<i64>,
+        reqid: Option<&RawValue>,
+    ) {
+        if conn.context().pending() == 0 {
+            return send_error(conn, &err, request, reqid);
+        }
+        let conn2 = Arc::clone(conn);
+        let reqid: Option<Box<RawValue>> = reqid.map(ToOwned::to_owned);
+        let work = Work::job(conn, 0);
+        conn.context().begin_job();
+        self.gate.execute(
+            conn,
             Box::new(move || {
-                service.handle(&conn2, &frame);
+                send_error(&conn2, &err, request, reqid.as_deref());
                 conn2.context().end_job();
                 drop(work);
             }),
         );
     }
 
-    /// Replies with an error in order with the connection's other replies.
-    fn reject(&self, conn: &ChatConn, err: ServiceError) {
-        if conn.context().pending() == 0 {
-            return send_error(conn, &err, None, None);
+    /// Takes one chat message of `conn`'s budget (`--max-msgs-per-sec`), or says how long
+    /// until there is one.
+    fn chat_budget(&self, conn: &ChatConn) -> Result<(), Duration> {
+        if self.max_msgs_per_sec == 0 {
+            return Ok(());
         }
-        let conn2 = Arc::clone(conn);
-        let work = Work::job(conn, 0);
-        conn.context().begin_job();
-        self.workers.execute(
-            conn.id(),
-            Box::new(move || {
-                send_error(&conn2, &err, None, None);
-                conn2.context().end_job();
-                drop(work);
-            }),
-        );
+        let rate = f64::from(self.max_msgs_per_sec);
+        let now = Instant::now();
+        conn.context()
+            .admission()
+            .chats
+            .get_or_insert_with(|| TokenBucket::full(rate, now))
+            .take(rate, rate, now)
     }
 }
 
@@ -113,8 +151,8 @@ impl Handler<ConnContext> for ChatHandler {
     fn on_close(&self, conn: &ChatConn) {
         let service = Arc::clone(&self.service);
         let conn2 = Arc::clone(conn);
-        self.workers
-            .execute(conn.id(), Box::new(move || service.disconnected(&conn2)));
+        self.gate
+            .execute(conn, Box::new(move || service.disconnected(&conn2)));
     }
 
     fn on_auth_timeout(&self, _conn: &ChatConn) -> Option<Bytes> {
@@ -143,20 +181,26 @@ impl Handler<ConnContext> for ChatHandler {
 }
 
 impl ChatHandler {
-    /// Routes one frame: the fast path if it applies, else the worker.
+    /// Routes one frame: refused when over the chat rate, the fast path if it applies, else
+    /// the worker (a LOGIN or REG through the login gate).
     fn dispatch(&self, conn: &ChatConn, frame: &[u8]) {
-        if conn.context().pending() == 0 {
-            if let Ok(env) = serde_json::from_slice::<Envelope>(frame) {
-                if env.msgid() == Some(msgid::ONE_CHAT)
-                    && self.service.try_fast_chat(conn, &env, frame)
-                {
-                    return;
-                }
-                if env.msgid() == Some(msgid::PING) {
-                    return self.service.ping(conn, env.reqid);
-                }
+        let env = serde_json::from_slice::<Envelope>(frame).ok();
+        let id = env.as_ref().and_then(Envelope::msgid);
+        if matches!(id, Some(msgid::ONE_CHAT | msgid::GROUP_CHAT)) {
+            if let Err(wait) = self.chat_budget(conn) {
+                let what = format!("messages (at most {} a second)", self.max_msgs_per_sec);
+                let reqid = env.as_ref().and_then(|e| e.reqid);
+                return self.refuse(conn, rate_limited(&what, wait), id, reqid);
             }
         }
-        self.to_worker(conn, frame);
+        if let (Some(env), 0) = (&env, conn.context().pending()) {
+            if id == Some(msgid::ONE_CHAT) && self.service.try_fast_chat(conn, env, frame) {
+                return;
+            }
+            if id == Some(msgid::PING) {
+                return self.service.ping(conn, env.reqid);
+            }
+        }
+        self.to_worker(conn, frame, matches!(id, Some(msgid::LOGIN | msgid::REG)));
     }
 }

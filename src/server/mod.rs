@@ -8,16 +8,18 @@
 
 mod handler;
 mod housekeeper;
+mod login_gate;
 
 use crate::bus::{local::LocalBus, redis::RedisBus, BusEvent, SharedBus};
 use crate::config::Config;
 use crate::service::password::Hasher;
-use crate::service::{ChatService, ConnContext};
+use crate::service::{AccountLimits, ChatService, ConnContext};
 use crate::store::{self, SharedStore, StoreError};
 use crate::worker_pool::WorkerPool;
 use clusterchat_net::{Bytes, ServerHandle, ServerOptions, TcpServer};
 use handler::ChatHandler;
 use housekeeper::Housekeeper;
+use login_gate::LoginGate;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,15 +88,22 @@ impl RunningServer {
             log::info!("cleared {cleared} sessions left by a previous run");
         }
         let workers = Arc::new(WorkerPool::new(config.workers())?);
-        let service = Arc::new(ChatService::new(
-            store,
-            Arc::clone(&bus),
-            node.clone(),
-            Hasher::new(config.argon2_m_kib),
-            Arc::clone(&workers),
-            config.max_message,
-            config.max_output,
-        ));
+        let service = Arc::new(
+            ChatService::new(
+                store,
+                Arc::clone(&bus),
+                node.clone(),
+                Hasher::new(config.argon2_m_kib),
+                Arc::clone(&workers),
+                config.max_message,
+                config.max_output,
+            )
+            .with_account_limits(AccountLimits {
+                max_login_failures: config.max_login_failures,
+                login_delay: Duration::from_secs(config.login_delay),
+                registrations_per_min: config.max_registrations_per_min,
+            }),
+        );
         service.start_log_writer()?;
         {
             let service = Arc::clone(&service);
@@ -111,10 +120,12 @@ impl RunningServer {
         }
         let handler = Arc::new(ChatHandler {
             service: Arc::clone(&service),
-            workers: Arc::clone(&workers),
+            // Two turns per core: one hashing, one queued on a worker to follow at once.
+            gate: LoginGate::new(Arc::clone(&workers), 2 * Hasher::parallelism()),
             max_frame: config.max_frame,
             limits: crate::service::backpressure::Limits::new(config.max_pending),
             login_timeout: config.login_timeout,
+            max_msgs_per_sec: config.max_msgs_per_sec,
         });
         let net = TcpServer::start(
             listener,

@@ -3,11 +3,14 @@
 
 use super::backpressure::Flow;
 use super::outbox::Outbox;
-use crate::sync::RwLockExt;
+use super::throttle::TokenBucket;
+use crate::sync::{LockExt, RwLockExt};
+use crate::worker_pool::Job;
 use clusterchat_net::ConnRef;
 use clusterchat_proto::UserId;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// The logged-in user of a connection.
 #[derive(Debug, Clone)]
@@ -32,6 +35,24 @@ pub(crate) struct ConnContext {
     heartbeat: AtomicBool,
     /// Its requests in progress, for input backpressure.
     flow: Flow,
+    /// The login gate's and the chat rate limit's state.
+    admission: Mutex<Admission>,
+}
+
+/// A turn at password hashing (see `server::login_gate`): dropping it lets the next one in.
+pub(crate) type HashTurn = Box<dyn Send>;
+
+/// What the login gate and the chat rate limit keep per connection.
+#[derive(Default)]
+pub(crate) struct Admission {
+    /// Work of this connection queued behind a LOGIN or REG that waits for its turn at
+    /// password hashing (see `server::login_gate`): `Some` while one waits. A job marked
+    /// `true` needs a turn itself.
+    pub(crate) held: Option<VecDeque<(bool, Job)>>,
+    /// The turn of the login or registration running now, given back once it has hashed.
+    pub(crate) turn: Option<HashTurn>,
+    /// The chat messages this connection may send now (`--max-msgs-per-sec`).
+    pub(crate) chats: Option<TokenBucket>,
 }
 
 /// A connection of the chat server.
@@ -66,6 +87,18 @@ impl ConnContext {
     /// What this connection has been sent from the message log.
     pub(crate) fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+
+    /// The login gate's and the chat rate limit's state (lock briefly).
+    pub(crate) fn admission(&self) -> MutexGuard<'_, Admission> {
+        self.admission.locked()
+    }
+
+    /// Gives back the turn at password hashing, if this connection's running request has one
+    /// (a login or registration, once it has hashed).
+    pub(crate) fn end_hash_turn(&self) {
+        let turn = self.admission().turn.take();
+        drop(turn); // outside the lock: it may start another connection's login
     }
 
     /// Whether a user is logged in on this connection.

@@ -1,27 +1,20 @@
 //! CREATE_GROUP and ADD_GROUP.
 
 use super::context::ChatConn;
+use super::names::check_name;
 use super::{body, current, ChatService, Handled, Outcome, ServiceError};
 use crate::store::{JoinOutcome, StoreError};
 use clusterchat_proto::request::{AddGroup, CreateGroup};
 use clusterchat_proto::{errno, msgid};
 use serde_json::json;
 
-/// Longest group name, in characters (the original's `VARCHAR(50)`).
-const MAX_GROUP_NAME: usize = 50;
-
 impl ChatService {
     /// Creates a group with the session user as its `creator`; answers with the new id.
     pub(super) fn create_group(&self, conn: &ChatConn, frame: &[u8]) -> Handled {
         let login = current(conn)?;
         let req = body::<CreateGroup>(frame)?;
-        let name = req.groupname.trim();
-        if name.is_empty() || name.chars().count() > MAX_GROUP_NAME {
-            return Err(ServiceError::new(
-                errno::BAD_FIELD,
-                format!("the group name must have 1 to {MAX_GROUP_NAME} characters"),
-            ));
-        }
+        let name = check_name(&req.groupname, "group name")
+            .map_err(|m| ServiceError::new(errno::BAD_FIELD, m))?;
         let id = match self.store.create_group(login.id, name, &req.groupdesc) {
             Ok(id) => id,
             Err(StoreError::Conflict(_)) => {

@@ -13,6 +13,7 @@ mod group;
 mod heartbeat;
 mod history;
 mod log_writer;
+mod names;
 pub(crate) mod online;
 mod outbox;
 pub(crate) mod password;
@@ -21,6 +22,7 @@ mod retries;
 mod sync;
 #[cfg(test)]
 mod testing;
+pub(crate) mod throttle;
 mod user;
 
 use crate::bus::{BusError, SharedBus};
@@ -100,6 +102,32 @@ pub(crate) struct ChatService {
     sync_window: usize,
     /// Connections watched by the heartbeat.
     heartbeats: heartbeat::Heartbeats,
+    /// Failed logins, per account and per address.
+    logins: throttle::LoginThrottle,
+    /// Registrations per address.
+    registrations: throttle::RegistrationLimit,
+}
+
+/// The limits on logins and registrations (`--max-login-failures`, `--login-delay`,
+/// `--max-registrations-per-min`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AccountLimits {
+    /// Failed logins of an account or address before delays start (0: no limit).
+    pub(crate) max_login_failures: u32,
+    /// The first delay; it doubles with each further failure.
+    pub(crate) login_delay: std::time::Duration,
+    /// Registrations per address and minute (0: no limit).
+    pub(crate) registrations_per_min: u32,
+}
+
+impl Default for AccountLimits {
+    fn default() -> Self {
+        AccountLimits {
+            max_login_failures: 5,
+            login_delay: std::time::Duration::from_secs(1),
+            registrations_per_min: 30,
+        }
+    }
 }
 
 impl ChatService {
@@ -127,7 +155,17 @@ impl ChatService {
             max_message,
             sync_window: sync::window(max_output),
             heartbeats: heartbeat::Heartbeats::default(),
+            logins: throttle::LoginThrottle::new(0, std::time::Duration::ZERO),
+            registrations: throttle::RegistrationLimit::new(0),
         }
+        .with_account_limits(AccountLimits::default())
+    }
+
+    /// The same service with these limits on logins and registrations.
+    pub(crate) fn with_account_limits(mut self, limits: AccountLimits) -> Self {
+        self.logins = throttle::LoginThrottle::new(limits.max_login_failures, limits.login_delay);
+        self.registrations = throttle::RegistrationLimit::new(limits.registrations_per_min);
+        self
     }
 
     /// The users online on this server.
@@ -163,7 +201,7 @@ impl ChatService {
                 ))
             }
             Some(RequestKind::Login) => self.login(conn, frame, env.reqid),
-            Some(RequestKind::Register) => self.register(frame),
+            Some(RequestKind::Register) => self.register(conn, frame),
             Some(RequestKind::Logout) => self.logout(conn),
             Some(RequestKind::OneChat) => self.one_chat(conn, &env, frame),
             Some(RequestKind::AddFriend) => self.add_friend(conn, frame),

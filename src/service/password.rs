@@ -52,10 +52,15 @@ impl Buffers {
 }
 
 impl Hasher {
+    /// How many hashes run at once: one per core.
+    pub(crate) fn parallelism() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+
     /// A hasher with `memory_kib` of memory cost, 2 passes, 1 lane (OWASP: 19456 KiB).
     pub(crate) fn new(memory_kib: u32) -> Self {
         let params = Params::new(memory_kib.max(8), 2, 1, None).expect("valid argon2 parameters");
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = Self::parallelism();
         Hasher {
             params,
             buffers: Arc::new(Buffers {

@@ -1,10 +1,12 @@
 //! Register, log in, log out, and the end of a session when a connection closes.
 
 use super::context::{ChatConn, Login};
+use super::names::check_name;
 use super::relay::sender_of;
+use super::throttle::{addr_key, rate_limited, Subject};
 use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
-use crate::store::Claim;
 use crate::store::{with_seq, ConvId, Logged, Seq, Store};
+use crate::store::{Claim, StoreError, UserRecord};
 use clusterchat_net::Bytes;
 use clusterchat_proto::request::{Login as LoginReq, Register};
 use clusterchat_proto::{errno, msgid, reply, GroupSummary, LoginAck, SyncLoginAck, UserId};
@@ -12,10 +14,8 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Longest accepted user name, in characters (the original's `VARCHAR(50)`).
-const MAX_NAME: usize = 50;
 /// Largest legacy LOGIN_ACK, in bytes: what does not fit follows as ordinary frames.
 const MAX_LOGIN_ACK: usize = 64 << 10;
 /// How long a LOGOUT waits for the session's last frames to reach the kernel (a client that
@@ -26,24 +26,31 @@ const END_FLUSH_WAIT: Duration = Duration::from_secs(1);
 const LOCAL_CLOSE_GRACE_STEPS: u32 = 200;
 
 impl ChatService {
-    /// REG: hashes the password and creates the account.
-    pub(super) fn register(&self, frame: &[u8]) -> Handled {
+    /// REG: checks the name (valid, not taken) and the address's registration budget, hashes
+    /// the password and creates the account. Refusals are REG_ACK errno 1 (bad or taken name,
+    /// empty password: the old client shows any non-zero errno as a failed registration) or
+    /// 109 (too many registrations from this address).
+    pub(super) fn register(&self, conn: &ChatConn, frame: &[u8]) -> Handled {
         let req = body::<Register>(frame)?;
-        let name = req.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME {
-            return Err(ServiceError::new(
-                errno::BAD_CREDENTIALS,
-                format!("the name must have 1 to {MAX_NAME} characters"),
-            ));
-        }
+        let refused = |m: String| ServiceError::new(errno::BAD_CREDENTIALS, m);
+        let name = check_name(&req.name, "name").map_err(refused)?;
         if req.password.is_empty() {
-            return Err(ServiceError::new(
-                errno::BAD_CREDENTIALS,
-                "the password must not be empty",
-            ));
+            return Err(refused("the password must not be empty".into()));
+        }
+        self.registrations
+            .take(addr_key(conn.peer()), Instant::now())
+            .map_err(|wait| rate_limited("registrations from your address", wait))?;
+        let taken = || refused("name is already taken".into());
+        if self.store.user_by_name(name)?.is_some() {
+            return Err(taken());
         }
         let hash = self.hasher.hash(&req.password);
-        let id = self.store.register(name, &hash)?;
+        conn.context().end_hash_turn();
+        let id = match self.store.register(name, &hash) {
+            Ok(id) => id,
+            Err(StoreError::Conflict(_)) => return Err(taken()),
+            Err(e) => return Err(e.into()),
+        };
         log::debug!("registered user {id}");
         Ok(Outcome::Reply(
             json!({"msgid": msgid::REG_ACK, "errno": 0, "id": id, "name": name}),
@@ -68,11 +75,7 @@ impl ChatService {
             ));
         }
         let req = body::<LoginReq>(frame)?;
-        let bad = || ServiceError::new(errno::BAD_CREDENTIALS, "id or password is invalid!");
-        let user = self.store.user(req.id)?.ok_or_else(bad)?;
-        if !self.hasher.verify(&req.password, &user.password_hash) {
-            return Err(bad());
-        }
+        let user = self.check_password(conn, &req)?;
         let legacy = !req.sync;
         let friends = self.store.friends(user.id)?;
         let mut ack = if legacy {
@@ -147,6 +150,38 @@ impl ChatService {
             }
         }
         Ok(Outcome::Sent)
+    }
+
+    /// The account a LOGIN names (by id or by name), if the password is right. Failures are
+    /// counted per account and per source address; while either must wait, the attempt is
+    /// refused with 109 before anything is hashed.
+    fn check_password(&self, conn: &ChatConn, req: &LoginReq) -> Result<UserRecord, ServiceError> {
+        let addr = Subject::Addr(addr_key(conn.peer()));
+        let wait = |w| rate_limited("attempts", w);
+        self.logins.check(&[addr], Instant::now()).map_err(wait)?;
+        let (user, bad) = match (&req.id, &req.name) {
+            (Some(id), _) => (self.store.user(*id)?, "id or password is invalid!"),
+            (None, Some(name)) => (
+                self.store.user_by_name(name)?,
+                "name or password is invalid!",
+            ),
+            (None, None) => (None, "id or password is invalid!"),
+        };
+        let bad = || ServiceError::new(errno::BAD_CREDENTIALS, bad);
+        let Some(user) = user else {
+            self.logins.failed(&[addr], Instant::now());
+            return Err(bad());
+        };
+        let both = [addr, Subject::Account(user.id)];
+        self.logins.check(&both, Instant::now()).map_err(wait)?;
+        let right = self.hasher.verify(&req.password, &user.password_hash);
+        conn.context().end_hash_turn();
+        if !right {
+            self.logins.failed(&both, Instant::now());
+            return Err(bad());
+        }
+        self.logins.succeeded(user.id);
+        Ok(user)
     }
 
     /// Sends a legacy LOGIN_ACK: cut to fit [`MAX_LOGIN_ACK`] (groups, then friends, go

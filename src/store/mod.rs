@@ -9,6 +9,7 @@
 pub mod log;
 mod migrate;
 pub mod mysql;
+pub mod names;
 mod plan;
 mod sql;
 pub mod sqlite;
@@ -76,11 +77,16 @@ pub enum JoinOutcome {
 
 /// Storage for the chat service. Implementations are thread safe and pooled.
 pub trait Store: Send + Sync {
-    /// Creates a user with an already hashed password and returns the new id.
+    /// Creates a user with an already hashed password and returns the new id. A name taken
+    /// already (compared by [`names::name_key`]: case-insensitively) is
+    /// [`StoreError::Conflict`].
     fn register(&self, name: &str, password_hash: &str) -> StoreResult<UserId>;
 
     /// Looks a user up by id.
     fn user(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
+
+    /// Looks a user up by name, compared by [`names::name_key`] (case-insensitively).
+    fn user_by_name(&self, name: &str) -> StoreResult<Option<UserRecord>>;
 
     /// Atomically marks `user` online under `session` if it is offline. Two servers sharing
     /// the database can never both succeed for one user.

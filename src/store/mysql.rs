@@ -212,6 +212,7 @@ impl MysqlStore {
                 .query_drop(&stmt)
                 .map_err(|e| StoreError::Query(format!("{masked}: applying schema.sql: {e}")))?;
         }
+        super::names::mysql::upgrade(&mut first)?;
         retrying("moving the offline queue into the log", || {
             migrate_offline(&mut first)
         })?;
@@ -233,6 +234,17 @@ impl MysqlStore {
     }
 
     /// Runs an UPDATE and returns how many rows it matched.
+    /// The user row `stmt` finds by its one parameter.
+    fn user_where(&self, stmt: &str, param: Value) -> StoreResult<Option<UserRecord>> {
+        let mut c = self.conn()?;
+        let row: Option<(UserId, String, String)> = c.exec_first(stmt, (param,)).map_err(err)?;
+        Ok(row.map(|(id, name, password_hash)| UserRecord {
+            id,
+            name,
+            password_hash,
+        }))
+    }
+
     fn update(&self, stmt: &str, params: impl Into<mysql::Params>) -> StoreResult<u64> {
         let mut c = self.conn()?;
         c.exec_drop(stmt, params).map_err(err)?;
@@ -243,19 +255,22 @@ impl MysqlStore {
 impl Store for MysqlStore {
     fn register(&self, name: &str, password_hash: &str) -> StoreResult<UserId> {
         let mut c = self.conn()?;
-        c.exec_drop(sql::REGISTER, (name, password_hash))
-            .map_err(err)?;
-        Ok(c.last_insert_id() as UserId)
+        let key = super::names::name_key(name);
+        match c.exec_drop(sql::REGISTER, (name, key, password_hash)) {
+            Err(e) if server_code(&e) == Some(ER_DUP_ENTRY) => {
+                Err(StoreError::Conflict(format!("user name {name:?}")))
+            }
+            Err(e) => Err(err(e)),
+            Ok(()) => Ok(c.last_insert_id() as UserId),
+        }
     }
 
     fn user(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
-        let mut c = self.conn()?;
-        let row: Option<(UserId, String, String)> = c.exec_first(sql::USER, (id,)).map_err(err)?;
-        Ok(row.map(|(id, name, password_hash)| UserRecord {
-            id,
-            name,
-            password_hash,
-        }))
+        self.user_where(sql::USER, Value::from(id))
+    }
+
+    fn user_by_name(&self, name: &str) -> StoreResult<Option<UserRecord>> {
+        self.user_where(sql::USER_BY_NAME, Value::from(super::names::name_key(name)))
     }
 
     fn claim_session(&self, user: UserId, session: &str) -> StoreResult<Claim> {

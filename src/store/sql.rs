@@ -9,10 +9,12 @@ use super::plan;
 use clusterchat_proto::{GroupId, GroupInfo, MemberInfo, UserId, UserInfo};
 use std::sync::OnceLock;
 
-/// Creates a user; parameters: name, password hash.
-pub const REGISTER: &str = "INSERT INTO user(name, password) VALUES (?, ?)";
+/// Creates a user; parameters: name, its key ([`super::names::name_key`]), password hash.
+pub const REGISTER: &str = "INSERT INTO user(name, name_key, password) VALUES (?, ?, ?)";
 /// Reads a user for login; parameter: id.
 pub const USER: &str = "SELECT id, name, password FROM user WHERE id = ?";
+/// Reads a user for a login by name; parameter: the name's key.
+pub const USER_BY_NAME: &str = "SELECT id, name, password FROM user WHERE name_key = ?";
 /// The atomic login claim: succeeds (one affected row) only if the user is offline.
 /// Parameters: session, user.
 pub const CLAIM: &str =

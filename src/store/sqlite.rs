@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS user(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL,
     password TEXT NOT NULL,           -- argon2 PHC string, never plaintext
+    name_key TEXT NULL,               -- names::name_key(name), UNIQUE (see names::sqlite)
     state TEXT NOT NULL DEFAULT 'offline' CHECK (state IN ('online', 'offline')),
     session TEXT NULL                 -- '<node>/<conn>' holding the login
 );
@@ -202,6 +203,7 @@ impl SqliteStore {
             log::warn!("{path}: SQLite refused WAL mode (journal_mode={mode})");
         }
         first.execute_batch(SCHEMA).map_err(query)?;
+        super::names::sqlite::upgrade(&mut first)?;
         migrate_offline(&mut first)?;
         drop(first);
 
@@ -219,6 +221,27 @@ impl SqliteStore {
             append_gate,
             _checkpointer: checkpointer,
         })
+    }
+
+    /// The user row `statement` finds by its one parameter.
+    fn user_where(
+        &self,
+        statement: &str,
+        param: rusqlite::types::Value,
+    ) -> StoreResult<Option<UserRecord>> {
+        let c = self.conn()?;
+        c.prepare_cached(statement)
+            .and_then(|mut s| {
+                s.query_row([param], |r| {
+                    Ok(UserRecord {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        password_hash: r.get(2)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(query)
     }
 
     /// A pooled connection, or [`StoreError::Unavailable`] when none comes in time.
@@ -239,25 +262,22 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 impl Store for SqliteStore {
     fn register(&self, name: &str, password_hash: &str) -> StoreResult<UserId> {
         let c = self.conn()?;
+        let key = super::names::name_key(name);
         c.prepare_cached(sql::REGISTER)
-            .and_then(|mut s| s.insert(params![name, password_hash]))
-            .map_err(query)
+            .and_then(|mut s| s.insert(params![name, key, password_hash]))
+            .map_err(|e| match is_unique_violation(&e) {
+                true => StoreError::Conflict(format!("user name {name:?}")),
+                false => query(e),
+            })
     }
 
     fn user(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
-        let c = self.conn()?;
-        c.prepare_cached(sql::USER)
-            .and_then(|mut s| {
-                s.query_row([id], |r| {
-                    Ok(UserRecord {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        password_hash: r.get(2)?,
-                    })
-                })
-                .optional()
-            })
-            .map_err(query)
+        self.user_where(sql::USER, rusqlite::types::Value::Integer(id))
+    }
+
+    fn user_by_name(&self, name: &str) -> StoreResult<Option<UserRecord>> {
+        let key = super::names::name_key(name);
+        self.user_where(sql::USER_BY_NAME, rusqlite::types::Value::Text(key))
     }
 
     fn claim_session(&self, user: UserId, session: &str) -> StoreResult<Claim> {

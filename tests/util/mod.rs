@@ -11,6 +11,7 @@ pub mod chatlog;
 pub mod cluster;
 pub mod faults;
 pub mod limits;
+pub mod from_addr;
 pub mod moving_receiver;
 pub mod mysql_db;
 pub mod nginx;

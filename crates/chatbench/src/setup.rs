@@ -169,7 +169,8 @@ pub fn login_raw(
         .set_read_timeout(Some(read_timeout))
         .map_err(io_err(what.clone()))?;
     let mut frame = Login {
-        id: user.id,
+        id: Some(user.id),
+        name: None,
         password: PASSWORD.into(),
         sync,
     }

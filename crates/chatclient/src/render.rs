@@ -1,10 +1,12 @@
 //! Turning server frames into human lines.
 //!
 //! Everything here is pure (JSON in, strings out) so the wording can be tested without a
-//! server. The login reply is decoded by [`LoginAck::decode`] (leniently: see
+//! server. Every name and text from the server is shown through [`escape`](crate::escape):
+//! never a raw control character. The login reply is decoded by [`LoginAck::decode`] (leniently: see
 //! [`clusterchat_proto::reply`]).
 
 use crate::command::Conv;
+use crate::escape;
 use clusterchat_proto::reply::text;
 use clusterchat_proto::{GroupId, GroupInfo, HistoryAck, LoginAck, UserInfo};
 use serde_json::Value;
@@ -14,16 +16,21 @@ use std::collections::HashMap;
 /// The sender's name and the time are the ones the frame carries.
 pub fn chat_line(v: &Value) -> Option<String> {
     let time = match v["time"].as_str() {
-        Some(t) if !t.is_empty() => format!("[{t}] "),
+        Some(t) if !t.is_empty() => format!("[{}] ", escape::name(t)),
         _ => String::new(),
     };
-    let from = format!("{}({})", text(&v["name"]), text(&v["id"]));
+    let from = format!(
+        "{}({})",
+        escape::name(&text(&v["name"])),
+        escape::name(&text(&v["id"]))
+    );
     let msg = text(&v["msg"]);
+    let msg = escape::text(&msg);
     match v["msgid"].as_i64()? {
         6 => Some(format!("{time}{from} says: {msg}")),
         10 => Some(format!(
             "{time}group {}: {from} says: {msg}",
-            text(&v["groupid"])
+            escape::name(&text(&v["groupid"]))
         )),
         _ => None,
     }
@@ -35,11 +42,10 @@ pub fn friends_lines(friends: &[UserInfo]) -> Vec<String> {
         return vec!["friends: none".into()];
     }
     let mut out = vec!["friends:".to_string()];
-    out.extend(
-        friends
-            .iter()
-            .map(|f| format!("  {} {} [{}]", f.id, f.name, f.state)),
-    );
+    out.extend(friends.iter().map(|f| {
+        let (name, state) = (escape::name(&f.name), escape::name(&f.state));
+        format!("  {} {name} [{state}]", f.id)
+    }));
     out
 }
 
@@ -51,15 +57,19 @@ pub fn groups_lines(groups: &[GroupInfo], sizes: &HashMap<GroupId, u64>) -> Vec<
     }
     let mut out = vec!["groups:".to_string()];
     for g in groups {
+        let name = escape::name(&g.name);
         if g.desc.is_empty() {
-            out.push(format!("  {} {}", g.id, g.name));
+            out.push(format!("  {} {name}", g.id));
         } else {
-            out.push(format!("  {} {}: {}", g.id, g.name, g.desc));
+            out.push(format!("  {} {name}: {}", g.id, escape::name(&g.desc)));
         }
         out.extend(g.users.iter().map(|m| {
             format!(
                 "    {} {} [{}] {}",
-                m.user.id, m.user.name, m.user.state, m.role
+                m.user.id,
+                escape::name(&m.user.name),
+                escape::name(&m.user.state),
+                escape::name(&m.role)
             )
         }));
         match sizes.get(&g.id) {
@@ -74,7 +84,11 @@ pub fn groups_lines(groups: &[GroupInfo], sizes: &HashMap<GroupId, u64>) -> Vec<
 /// Everything a successful login shows: who you are, friends, groups (see [`groups_lines`]
 /// for `sizes`), offline messages.
 pub fn login_lines(info: &LoginAck, sizes: &HashMap<GroupId, u64>) -> Vec<String> {
-    let mut out = vec![format!("logged in as {}({})", info.name, info.id)];
+    let mut out = vec![format!(
+        "logged in as {}({})",
+        escape::name(&info.name),
+        info.id
+    )];
     out.extend(friends_lines(&info.friends));
     out.extend(groups_lines(&info.groups, sizes));
     if !info.offline.is_empty() {
@@ -84,7 +98,7 @@ pub fn login_lines(info: &LoginAck, sizes: &HashMap<GroupId, u64>) -> Vec<String
             let line = frame
                 .as_ref()
                 .and_then(chat_line)
-                .unwrap_or_else(|| m.clone());
+                .unwrap_or_else(|| escape::text(m).into_owned());
             format!("  {line}")
         }));
     }
@@ -120,7 +134,7 @@ pub fn history_lines(conv: Conv, ack: &HistoryAck) -> Vec<String> {
 /// The reason an error reply gives: `errmsg (errno N)`.
 pub fn error_text(v: &Value) -> String {
     let msg = match v["errmsg"].as_str() {
-        Some(m) if !m.is_empty() => m.to_string(),
+        Some(m) if !m.is_empty() => escape::name(m).into_owned(),
         _ => "request failed".to_string(),
     };
     format!("{msg} (errno {})", text(&v["errno"]))
@@ -300,6 +314,49 @@ mod tests {
             history_lines(Conv::User(2), &empty),
             ["history of user 2: no messages"]
         );
+    }
+
+    #[test]
+    fn names_and_messages_from_the_server_never_reach_the_terminal_raw() {
+        let evil = "\x1b]0;PWNED\x07\x1b[2J\x1b[31m SYSTEM";
+        let chat = json!({"msgid":6,"id":2,"name":evil,"msg":"hi\r\x1b[2Kyou\nthere\tok",
+            "time":"t\x1b[1A"});
+        assert_eq!(
+            chat_line(&chat).unwrap(),
+            "[t\\e[1A] \\e]0;PWNED\\x07\\e[2J\\e[31m SYSTEM(2) says: \
+             hi\\r\\e[2Kyou\nthere\tok"
+        );
+        let user = UserInfo {
+            id: 3,
+            name: "a\u{9b}2J\nb".into(),
+            state: "online".into(),
+        };
+        assert_eq!(
+            friends_lines(std::slice::from_ref(&user))[1],
+            "  3 a\\u{9b}2J\\nb [online]"
+        );
+        let g = GroupInfo {
+            id: 4,
+            name: "g\x07".into(),
+            desc: "d\r".into(),
+            users: vec![MemberInfo {
+                user,
+                role: "normal".into(),
+            }],
+        };
+        assert_eq!(
+            groups_lines(&[g], &HashMap::new())[1..],
+            ["  4 g\\x07: d\\r", "    3 a\\u{9b}2J\\nb [online] normal"]
+        );
+        let e = json!({"msgid":13,"errno":102,"errmsg":"bad \x1b[2J"});
+        assert_eq!(error_text(&e), "bad \\e[2J (errno 102)");
+        for line in login_lines(
+            &LoginAck::decode(&json!({"msgid":2,"errno":0,"id":1,"name":evil,
+                "offlinemsg":["not json \x1b[2J"]})),
+            &HashMap::new(),
+        ) {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! file that touches the terminal and the socket.
 
 use crate::command::{self, parse, Command};
+use crate::escape;
 use crate::render;
 use crate::state::ClientState;
 use crate::terminal;
@@ -121,7 +122,7 @@ fn interact(editor: &mut DefaultEditor, sender: &Sender, state: &Mutex<ClientSta
                     (Some(me), Command::Friends) => render::friends_lines(&me.friends),
                     (Some(me), _) => render::groups_lines(&me.groups, s.group_sizes()),
                 };
-                println!("{}", lines.join("\n"));
+                println!("{}", escape::text(&lines.join("\n")));
             }
             _ => {
                 let (receipts, request) = {
@@ -165,12 +166,14 @@ fn read_frames(
             Ok(frame) => {
                 let lines = lock(&state).handle(&frame);
                 if !lines.is_empty() {
-                    print(lines.join("\n"));
+                    // Names are escaped where they are worded; this catches anything else.
+                    print(escape::text(&lines.join("\n")).into_owned());
                 }
             }
-            Err(ClientError::BadFrame(bad)) => {
-                print(format!("unreadable frame from server: {bad}"))
-            }
+            Err(ClientError::BadFrame(bad)) => print(format!(
+                "unreadable frame from server: {}",
+                escape::name(&bad)
+            )),
             Err(ClientError::Timeout) => {}
             Err(e) => break e,
         }

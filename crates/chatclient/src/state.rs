@@ -188,7 +188,7 @@ impl ClientState {
     /// The prompt: shows who is logged in, so the user always knows as whom they type.
     pub fn prompt(&self) -> String {
         match &self.me {
-            Some(me) => format!("{}({})> ", me.name, me.id),
+            Some(me) => format!("{}({})> ", crate::escape::name(&me.name), me.id),
             None => "> ".to_string(),
         }
     }
@@ -225,7 +225,8 @@ impl ClientState {
             Command::Login { id, password } => {
                 self.logins += 1;
                 let req = request::Login {
-                    id: *id,
+                    id: Some(*id),
+                    name: None,
                     password: password.clone(),
                     sync: true,
                 };
@@ -383,6 +384,7 @@ impl ClientState {
             }
             Some(msgid::REG_ACK) => {
                 let name = self.registrations.pop_front().unwrap_or_default();
+                let name = crate::escape::name(&name);
                 if errno != 0 {
                     return vec![format!("register failed: {}", render::error_text(frame))];
                 }

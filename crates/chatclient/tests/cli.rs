@@ -5,7 +5,7 @@
 //! stand-in server that the test plays itself.
 
 use clusterchat_proto::client::FrameReader;
-use clusterchat_proto::{GroupSummary, HistoryAck, SyncLoginAck};
+use clusterchat_proto::{GroupSummary, HistoryAck, SyncLoginAck, UserInfo};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -207,4 +207,54 @@ fn a_sync_login_drops_duplicates_and_confirms_with_recv() {
         !out.contains("second again"),
         "the duplicate is dropped:\n{out}"
     );
+}
+
+#[test]
+fn control_characters_from_the_server_are_shown_escaped() {
+    // What a hostile or old server could send: names and texts with terminal controls.
+    let evil = "\x1b]0;PWNED\x07\x1b[2J\x1b[31m SYSTEM";
+    let mut s = Session::start();
+    s.line("login 1 pw");
+    s.next();
+    let ack = SyncLoginAck {
+        id: 1,
+        name: format!("me{evil}"),
+        friends: vec![UserInfo {
+            id: 2,
+            name: evil.into(),
+            state: "online".into(),
+        }],
+        groups: vec![GroupSummary {
+            id: 7,
+            name: "g\u{9b}2J".into(),
+            desc: "d\r".into(),
+            members: 2,
+        }],
+    };
+    s.send(&[
+        ack.encode(),
+        json!({"msgid":6,"id":2,"name":evil,"toid":1,"msg":"two\nlines\tand\rover\u{85}",
+            "time":"t","seq":1}),
+        json!({"msgid":15,"count":1}),
+        json!({"msgid":13,"errno":102,"errmsg":"bad \x1b[2J"}),
+    ]);
+    s.next(); // the receipt: everything above was read
+    s.line("friends");
+    s.line("groups");
+    let out = s.quit();
+    let raw: Vec<char> = out
+        .chars()
+        .filter(|c| c.is_control() && *c != '\n' && *c != '\t')
+        .collect();
+    assert!(raw.is_empty(), "raw control characters {raw:?} in:\n{out}");
+    let shown = "\\e]0;PWNED\\x07\\e[2J\\e[31m SYSTEM";
+    for want in [
+        format!("logged in as me{shown}(1)"),
+        format!("[t] {shown}(2) says: two\nlines\tand\\rover\\u{{85}}"),
+        format!("  2 {shown} [online]"),
+        "  7 g\\u{9b}2J: d\\r".to_string(),
+        "bad \\e[2J (errno 102)".to_string(),
+    ] {
+        assert!(out.contains(&want), "{want:?} not in:\n{out}");
+    }
 }

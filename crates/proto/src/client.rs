@@ -238,12 +238,26 @@ impl Client {
         self.login_as(id, password, true)
     }
 
+    /// Logs in by account name (new; compared case-insensitively) and returns the LOGIN_ACK.
+    pub fn login_by_name(&mut self, name: &str, password: &str) -> Result<Value, ClientError> {
+        self.send_login(request::Login {
+            id: None,
+            name: Some(name.into()),
+            password: password.into(),
+            sync: false,
+        })
+    }
+
     fn login_as(&mut self, id: UserId, password: &str, sync: bool) -> Result<Value, ClientError> {
-        let req = request::Login {
-            id,
+        self.send_login(request::Login {
+            id: Some(id),
+            name: None,
             password: password.into(),
             sync,
-        };
+        })
+    }
+
+    fn send_login(&mut self, req: request::Login) -> Result<Value, ClientError> {
         self.send(&req.encode())?;
         refused(
             self.recv_matching(|v| v["msgid"] == msgid::LOGIN_ACK || v["msgid"] == msgid::ERROR)?,

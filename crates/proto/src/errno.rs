@@ -22,3 +22,6 @@ pub const NOT_FOUND: i64 = 106;
 pub const ALREADY_LOGGED_IN: i64 = 107;
 /// The database or the message bus failed; the request may be retried.
 pub const UNAVAILABLE: i64 = 108;
+/// Too many attempts or requests (failed logins, registrations, chat messages per second):
+/// `errmsg` says when to retry. Nothing of the refused request was done.
+pub const RATE_LIMITED: i64 = 109;

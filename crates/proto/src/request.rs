@@ -175,11 +175,15 @@ fn page(limit: Option<u32>, default: u32, max: u32) -> u32 {
     limit.unwrap_or(default).clamp(1, max)
 }
 
-/// LOGIN (1): `{"msgid":1,"id":..,"password":".."}`.
+/// LOGIN (1): `{"msgid":1,"id":..,"password":".."}`, or (new) `"name"` in place of `"id"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Login {
-    /// Account id.
-    pub id: UserId,
+    /// Account id (the original's way; exactly one of `id` and `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<UserId>,
+    /// Account name (new), compared case-insensitively as at registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Plain password, hashed and compared by the server.
     pub password: String,
     /// A sync session (new): LOGIN_ACK carries no offline messages and group member counts
@@ -190,6 +194,14 @@ pub struct Login {
 
 impl Request for Login {
     const KIND: RequestKind = RequestKind::Login;
+
+    fn check(&self) -> Result<(), String> {
+        match (&self.id, &self.name) {
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            (None, None) => Err("missing field `id` or `name` (one of them)".into()),
+            (Some(_), Some(_)) => Err("fields `id` and `name` exclude each other".into()),
+        }
+    }
 }
 
 /// LOGOUT (3): `{"msgid":3,"id":..}`; the socket stays open.
@@ -470,7 +482,8 @@ mod tests {
     #[test]
     fn login_sync_is_sent_only_when_true() {
         let mut login = Login {
-            id: 1,
+            id: Some(1),
+            name: None,
             password: "pw".into(),
             sync: false,
         };
@@ -487,6 +500,20 @@ mod tests {
         let v = login.encode();
         assert_eq!(v["sync"], true);
         assert_eq!(Login::parse(v.to_string().as_bytes()).unwrap(), login);
+    }
+
+    #[test]
+    fn login_names_the_account_by_id_or_by_name() {
+        let by_name = Login::parse(br#"{"msgid":1,"name":"Alice","password":"pw"}"#).unwrap();
+        assert_eq!((by_name.id, by_name.name.as_deref()), (None, Some("Alice")));
+        assert_eq!(
+            by_name.encode(),
+            serde_json::json!({"msgid": 1, "name": "Alice", "password": "pw"})
+        );
+        let e = Login::parse(br#"{"msgid":1,"password":"pw"}"#).unwrap_err();
+        assert!(e.contains("`id` or `name`"), "{e}");
+        let e = Login::parse(br#"{"msgid":1,"id":1,"name":"a","password":"pw"}"#).unwrap_err();
+        assert!(e.contains("exclude"), "{e}");
     }
 
     #[test]
