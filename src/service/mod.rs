@@ -12,12 +12,14 @@ mod group;
 mod heartbeat;
 mod history;
 mod log_writer;
+mod nodes;
 pub(crate) mod online;
 mod outbox;
 pub(crate) mod password;
 mod relay;
 mod retries;
 mod sync;
+mod takeover;
 #[cfg(test)]
 mod testing;
 mod user;
@@ -99,6 +101,8 @@ pub(crate) struct ChatService {
     sync_window: usize,
     /// Connections watched by the heartbeat.
     heartbeats: heartbeat::Heartbeats,
+    /// Kicked connections not yet closed.
+    kicked: takeover::Kicked,
 }
 
 impl ChatService {
@@ -126,6 +130,7 @@ impl ChatService {
             max_message,
             sync_window: sync::window(max_output),
             heartbeats: heartbeat::Heartbeats::default(),
+            kicked: takeover::Kicked::default(),
         }
     }
 

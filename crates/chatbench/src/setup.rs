@@ -172,6 +172,7 @@ pub fn login_raw(
         id: user.id,
         password: PASSWORD.into(),
         sync,
+        takeover: false,
     }
     .encode()
     .to_string()

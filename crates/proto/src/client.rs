@@ -238,12 +238,32 @@ impl Client {
         self.login_as(id, password, true)
     }
 
-    fn login_as(&mut self, id: UserId, password: &str, sync: bool) -> Result<Value, ClientError> {
-        let req = request::Login {
+    /// Logs in with `"takeover":true` (a sync session if `sync`): the account's session
+    /// elsewhere, if any, is ended (KICKED) instead of this login being refused.
+    pub fn login_takeover(
+        &mut self,
+        id: UserId,
+        password: &str,
+        sync: bool,
+    ) -> Result<Value, ClientError> {
+        self.send_login(request::Login {
             id,
             password: password.into(),
             sync,
-        };
+            takeover: true,
+        })
+    }
+
+    fn login_as(&mut self, id: UserId, password: &str, sync: bool) -> Result<Value, ClientError> {
+        self.send_login(request::Login {
+            id,
+            password: password.into(),
+            sync,
+            takeover: false,
+        })
+    }
+
+    fn send_login(&mut self, req: request::Login) -> Result<Value, ClientError> {
         self.send(&req.encode())?;
         refused(
             self.recv_matching(|v| v["msgid"] == msgid::LOGIN_ACK || v["msgid"] == msgid::ERROR)?,
