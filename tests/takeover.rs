@@ -245,3 +245,61 @@ fn takeover_of_a_session_on_a_killed_server() {
     let got = seqs_until(&mut new, 2);
     assert_eq!(got, [1, 2]);
 }
+
+/// chatclient: `login <id> <password>` of an online account shows errno 2 and the hint,
+/// `… --takeover` logs in (the other connection gets KICKED), and a takeover elsewhere shows
+/// `kicked:` and ends the client.
+#[test]
+fn chatclient_takes_over_and_is_kicked() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let srv = TestServer::start();
+    let a = register(srv.addr, "alice");
+    let mut first = Client::connect(srv.addr).unwrap();
+    first.login(a, &pw("alice")).unwrap();
+    let mut client = Command::new(util::server::workspace_binary("chatclient"))
+        .args([srv.addr.ip().to_string(), srv.addr.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chatclient");
+    let mut input = client.stdin.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = client.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("chatclient never printed {text:?}: {e}"),
+            }
+        }
+    };
+    writeln!(input, "login {a} {}", pw("alice")).unwrap();
+    wait_for("errno 2");
+    wait_for("--takeover");
+    writeln!(input, "login {a} {} --takeover", pw("alice")).unwrap();
+    wait_for(&format!("logged in as alice({a})"));
+    read_until_kicked(&mut first);
+    let mut third = Client::connect(srv.addr).unwrap();
+    third.login_takeover(a, &pw("alice"), true).unwrap();
+    let kicked = wait_for("kicked: ");
+    assert!(kicked.contains("elsewhere"), "{kicked}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = client.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "chatclient did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "the server ended the session: {status:?}");
+}
