@@ -301,5 +301,8 @@ fn chatclient_takes_over_and_is_kicked() {
         assert!(Instant::now() < deadline, "chatclient did not exit");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(!status.success(), "the server ended the session: {status:?}");
+    assert!(
+        !status.success(),
+        "the server ended the session: {status:?}"
+    );
 }

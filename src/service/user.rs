@@ -275,7 +275,8 @@ impl ChatService {
             if Instant::now() >= deadline {
                 break;
             }
-            if !stale {
+            // Right after a stale holder was ended, claim again at once; otherwise pace.
+            if !(stale && round == 0) {
                 std::thread::sleep(TAKEOVER_POLL);
             }
         }
