@@ -100,7 +100,9 @@ fn takeover_loses_nothing(old_addr: SocketAddr, new_addr: SocketAddr, bob_addr: 
         }
         bob
     });
+    let started = Instant::now();
     let ack = new.login_takeover(a, &pw("alice"), true).unwrap();
+    eprintln!("the takeover login took {:?}", started.elapsed());
     assert_eq!(
         (ack["errno"].as_i64(), ack["id"].as_i64()),
         (Some(0), Some(a))
