@@ -1054,15 +1054,23 @@ fn log_group_summaries(s: &dyn Store) {
 
 // ---- Two stores on one database (two servers), and the upgrade of an old database ----
 
+/// A SQLite file is one process's alone: a second store on it is refused (two servers cannot
+/// share it), so the concurrency to check is that of threads on one store.
 #[test]
 fn log_concurrent_appends_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("chat.db");
     let path = path.to_str().unwrap();
-    let open = || clusterchat::store::sqlite::SqliteStore::open(path, 4).expect("open sqlite");
-    let (one, two) = (open(), open());
-    concurrent_appends(&one, &two);
-    concurrent_duplicates(&one, &two);
+    let open = || clusterchat::store::sqlite::SqliteStore::open(path, 4);
+    let one = open().expect("open sqlite");
+    assert!(one.exclusive());
+    match open() {
+        Err(StoreError::Locked(msg)) => assert!(msg.contains("in use"), "{msg}"),
+        Err(e) => panic!("a second store on one SQLite file: {e}"),
+        Ok(_) => panic!("a second store on one SQLite file was opened"),
+    }
+    concurrent_appends(&one, &one);
+    concurrent_duplicates(&one, &one);
 }
 
 #[test]
@@ -1074,6 +1082,65 @@ fn log_concurrent_appends_mysql() {
     let (one, two) = (open(), open());
     concurrent_appends(&one, &two);
     concurrent_duplicates(&one, &two);
+}
+
+/// MySQL: a server's node lock tells the others it runs. While one store holds node `n1`'s
+/// lock, another sees it running, cannot take the name, and does not release its sessions;
+/// once the holder is gone (its connection closed), they are released, and the name is free.
+#[test]
+fn node_locks_mysql() {
+    let Some(db) = util::mysql_db::TestDb::create("node_locks") else {
+        return;
+    };
+    let open = || clusterchat::store::mysql::MysqlStore::open(&db.url, 2).expect("open mysql");
+    let (one, two) = (open(), open());
+    assert!(!one.exclusive());
+    let u = new_user(&one, "held");
+    assert_eq!(one.claim_session(u, "n1/7").unwrap(), Claim::Claimed);
+    assert!(!two.node_running("n1").unwrap(), "nobody holds n1 yet");
+    one.lock_node("n1").unwrap();
+    one.keep_node_lock().unwrap();
+    assert!(two.node_running("n1").unwrap());
+    assert_eq!(two.release_dead_node("n1").unwrap(), None);
+    match two.lock_node("n1") {
+        Err(StoreError::Locked(msg)) => assert!(msg.contains("node n1"), "{msg}"),
+        other => panic!("a second server as n1: {other:?}"),
+    }
+    assert_eq!(
+        two.claim_session(u, "n2/1").unwrap(),
+        Claim::HeldBy("n1/7".into())
+    );
+    // Another database's n1 is another node.
+    let Some(other) = util::mysql_db::TestDb::create("node_locks_other") else {
+        return;
+    };
+    let elsewhere = clusterchat::store::mysql::MysqlStore::open(&other.url, 1).unwrap();
+    assert!(!elsewhere.node_running("n1").unwrap());
+    drop(one);
+    // The server notices the closed connection at once; allow it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while two.node_running("n1").unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "n1's lock outlived it"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(two.release_dead_node("n1").unwrap(), Some(1));
+    assert_eq!(two.claim_session(u, "n2/1").unwrap(), Claim::Claimed);
+    two.lock_node("n1").unwrap();
+}
+
+/// SQLite: the store is the process's alone, so no other node can be running on it.
+#[test]
+fn node_locks_sqlite() {
+    let (_dir, s) = sqlite_store();
+    assert!(s.exclusive());
+    let u = new_user(&*s, "held");
+    assert_eq!(s.claim_session(u, "n1/7").unwrap(), Claim::Claimed);
+    s.lock_node("n2").unwrap();
+    assert!(!s.node_running("n1").unwrap());
+    assert_eq!(s.release_dead_node("n1").unwrap(), Some(1));
 }
 
 /// Four threads, two on each store, append batches to one conversation (and one to another

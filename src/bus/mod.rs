@@ -66,14 +66,15 @@ pub(crate) trait Bus: Send + Sync {
         done(self.publish(user, &frame));
     }
 
-    /// Whether the server named `node` is alive, so that a login may take over the sessions a
-    /// dead server left behind.
+    /// Whether the server named `node` is alive as far as the bus can tell (its liveness key;
+    /// alone: only this server), so that the sessions a dead server left behind may be taken
+    /// over (together with the store's `node_running`).
     fn node_alive(&self, node: &str) -> Result<bool, BusError>;
 
     /// Installs the callback for inbound messages. Called once, before any subscribe.
     fn set_inbound(&self, inbound: Inbound);
 
-    /// Whether this server runs alone (start-up may then clear every stale session).
+    /// Whether this server runs alone (nobody to publish to).
     fn is_standalone(&self) -> bool;
 
     /// Stops background threads; called at shutdown.

@@ -3,11 +3,13 @@
 use crate::service::ChatService;
 use std::sync::Arc;
 
-/// The housekeeping thread: every second, retries what failed during an outage; in a
-/// cluster, every few seconds also sets offline the users of servers that died without saying
-/// so (their liveness key expired), so friends lists stop showing them online; every minute
-/// prunes the message log (`--retention-days`) and expired client message ids; every second
-/// closes heartbeating connections that went silent (`--heartbeat-timeout`).
+/// The housekeeping thread: every second, retries what failed during an outage; on a shared
+/// database, every few seconds also keeps this server's node lock and sets offline the users
+/// of servers that died without saying so (proven gone: see `ChatService::reap_dead_nodes`),
+/// so friends lists stop showing them online; every minute prunes the message log
+/// (`--retention-days`) and expired client message ids; every second closes heartbeating
+/// connections that went silent (`--heartbeat-timeout`) and kicked connections that stayed
+/// open.
 pub(super) struct Housekeeper {
     stop: crossbeam_channel::Sender<()>,
     thread: std::thread::JoinHandle<()>,
@@ -20,7 +22,7 @@ impl Housekeeper {
 
     pub(super) fn start(
         service: Arc<ChatService>,
-        cluster: bool,
+        shared_db: bool,
         retention_days: u32,
         heartbeat_timeout: std::time::Duration,
     ) -> std::io::Result<Housekeeper> {
@@ -34,8 +36,10 @@ impl Housekeeper {
                 {
                     service.retry_pending();
                     service.sweep_heartbeats(heartbeat_timeout);
+                    service.sweep_kicked();
                     tick = tick.wrapping_add(1);
-                    if cluster && tick % Self::REAP_EVERY == 0 {
+                    if shared_db && tick % Self::REAP_EVERY == 0 {
+                        service.keep_node_lock();
                         service.reap_dead_nodes();
                     }
                     if tick % Self::PRUNE_EVERY == 1 {

@@ -62,8 +62,15 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Binds, opens the store and bus that `config` names, then (only once all of that worked)
-    /// clears stale sessions and starts. A start that fails changes nothing in the database.
+    /// Binds, opens and locks the store, connects the bus that `config` names; only once all
+    /// of that worked does it release the sessions of servers proven gone, and start. A start
+    /// that fails changes nothing in the database: the users of a server running on it stay
+    /// online.
+    ///
+    /// The locks: a SQLite database is this process's alone (an exclusive lock on
+    /// `PATH.lock`, so a second server on the same file fails here); on MySQL this server
+    /// holds a lock for its node id (so a second server of the same id fails here, and the
+    /// others can tell that this one runs).
     pub fn start(config: &Config) -> Result<RunningServer, StartError> {
         let listener =
             std::net::TcpListener::bind(&config.listen).map_err(|source| StartError::Listen {
@@ -71,22 +78,16 @@ impl RunningServer {
                 source,
             })?;
         let node = config.node_id();
-        let store: SharedStore = store::open(&config.db, config.db_pool)?;
         if node.is_empty() || node.contains('/') {
             return Err(StartError::BadNodeId(node));
         }
+        let store: SharedStore = store::open(&config.db, config.db_pool)?;
+        store.lock_node(&node)?;
         let bus: SharedBus = match &config.redis {
             Some(url) => Arc::new(RedisBus::connect(url, &config.channel_prefix, &node)?),
             None => Arc::new(LocalBus::new(node.clone())),
         };
-        let cleared = if bus.is_standalone() {
-            store.release_all()?
-        } else {
-            store.release_node(&node)?
-        };
-        if cleared > 0 {
-            log::info!("cleared {cleared} sessions left by a previous run");
-        }
+        let shared_db = !store.exclusive();
         let workers = Arc::new(WorkerPool::new(config.workers())?);
         let service = Arc::new(
             ChatService::new(
@@ -104,6 +105,10 @@ impl RunningServer {
                 registrations_per_min: config.max_registrations_per_min,
             }),
         );
+        let cleared = service.release_stale_sessions()?;
+        if cleared > 0 {
+            log::info!("cleared {cleared} sessions left by a previous run");
+        }
         service.start_log_writer()?;
         {
             let service = Arc::clone(&service);
@@ -164,7 +169,7 @@ impl RunningServer {
         );
         let housekeeper = Housekeeper::start(
             Arc::clone(&service),
-            !bus.is_standalone(),
+            shared_db,
             config.retention_days,
             Duration::from_secs(config.heartbeat_timeout),
         )?;

@@ -14,12 +14,14 @@ mod heartbeat;
 mod history;
 mod log_writer;
 mod names;
+mod nodes;
 pub(crate) mod online;
 mod outbox;
 pub(crate) mod password;
 mod relay;
 mod retries;
 mod sync;
+mod takeover;
 #[cfg(test)]
 mod testing;
 pub(crate) mod throttle;
@@ -106,6 +108,8 @@ pub(crate) struct ChatService {
     logins: throttle::LoginThrottle,
     /// Registrations per address.
     registrations: throttle::RegistrationLimit,
+    /// Kicked connections not yet closed.
+    kicked: takeover::Kicked,
 }
 
 /// The limits on logins and registrations (`--max-login-failures`, `--login-delay`,
@@ -157,6 +161,7 @@ impl ChatService {
             heartbeats: heartbeat::Heartbeats::default(),
             logins: throttle::LoginThrottle::new(0, std::time::Duration::ZERO),
             registrations: throttle::RegistrationLimit::new(0),
+            kicked: takeover::Kicked::default(),
         }
         .with_account_limits(AccountLimits::default())
     }

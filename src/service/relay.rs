@@ -67,10 +67,14 @@ impl ChatService {
     }
 
     /// A frame from the bus for `user` (on the bus's thread, in arrival order; never blocks).
-    /// An empty frame is a nudge: read the log again for them.
+    /// An empty frame is a nudge: read the log again for them; a kick ends their session here
+    /// (a takeover elsewhere).
     pub(crate) fn inbound(self: &Arc<Self>, user: UserId, frame: Bytes) {
         if frame.is_empty() {
             return self.schedule_resync(user);
+        }
+        if let Some(session) = super::takeover::kick_target(&frame) {
+            return self.kick_requested(user, session);
         }
         let Some((conv, seq)) = routing(&frame) else {
             return log::warn!("ignored a bus frame for user {user} that is not a stored chat");
@@ -117,22 +121,6 @@ impl ChatService {
             }
         }
         self.cursors.flush(&*self.store);
-    }
-
-    /// Sets offline the sessions of every server whose liveness lapsed (cluster only).
-    pub(crate) fn reap_dead_nodes(&self) {
-        let nodes = match self.store.session_nodes() {
-            Ok(nodes) => nodes,
-            Err(e) => return log::debug!("session reaper: {e}"),
-        };
-        for node in nodes.iter().filter(|n| **n != self.node) {
-            if let Ok(false) = self.bus.node_alive(node) {
-                match self.store.release_node(node) {
-                    Ok(n) => log::info!("server {node} is gone: set its {n} users offline"),
-                    Err(e) => log::warn!("cannot release the sessions of {node}: {e}"),
-                }
-            }
-        }
     }
 }
 

@@ -3,6 +3,7 @@
 use super::context::{ChatConn, Login};
 use super::names::check_name;
 use super::relay::sender_of;
+use super::takeover::{TAKEOVER_POLL, TAKEOVER_WAIT};
 use super::throttle::{addr_key, rate_limited, Subject};
 use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
 use crate::store::{with_seq, ConvId, Logged, Seq, Store};
@@ -120,12 +121,13 @@ impl ChatService {
         };
         {
             let _guard = self.locks.lock(user.id);
-            self.claim_presence(user.id, &login.claim)?;
+            self.claim_presence(user.id, &login.claim, req.takeover)?;
             self.bus.subscribe(user.id);
             conn.context().outbox().begin(user.id, legacy);
             self.online.insert(user.id, conn);
+            // Under the lock: a takeover that finds this connection in the table finds its login.
+            conn.context().set_login(login.clone());
         }
-        conn.context().set_login(login.clone());
         conn.set_authenticated(true); // out of the login timeout and the per-address count
         let sent = match &mut ack {
             LoginReply::Legacy(ack) => self.send_legacy_ack(conn, ack, reqid),
@@ -267,52 +269,86 @@ impl ChatService {
     }
 
     /// Marks `user` online under `session`, taking over a claim that a closed connection of
-    /// this server or a dead server left behind; refuses while a live one holds it.
-    fn claim_presence(&self, user: UserId, session: &str) -> Result<(), ServiceError> {
-        let online = || {
-            ServiceError::new(
-                errno::ALREADY_ONLINE,
-                "this account is using, input another!",
-            )
-        };
-        // Two tries: the stale holder may release the claim itself between our claim and our
-        // take-over, and then the claim succeeds on the second try.
-        for _ in 0..2 {
+    /// this server or a dead server left behind; refuses while a live one holds it, unless
+    /// `takeover`: then that session is ended (see [`super::takeover`]) and the claim tried
+    /// again until it is free, for [`TAKEOVER_WAIT`] at most. (The caller holds the user's
+    /// lock meanwhile, so logins of the same user here queue behind this one.)
+    fn claim_presence(
+        &self,
+        user: UserId,
+        session: &str,
+        takeover: bool,
+    ) -> Result<(), ServiceError> {
+        let deadline = Instant::now() + TAKEOVER_WAIT;
+        let mut asked = None;
+        // At least two tries: the stale holder may release the claim itself between our
+        // claim and our take-over, and then the claim succeeds on the second try.
+        for round in 0.. {
             let holder = match self.store.claim_session(user, session)? {
                 Claim::Claimed => return Ok(()),
                 Claim::HeldBy(holder) => holder,
             };
             let holder_node = holder.rsplit_once('/').map_or("", |(node, _)| node);
-            let stale = if holder_node == self.node {
-                self.local_holder_gone(user)
+            let local = holder_node == self.node;
+            let stale = if local {
+                self.local_holder_gone(user, takeover)
             } else {
-                !self.bus.node_alive(holder_node)?
+                !self.node_alive(holder_node)?
             };
-            if !stale {
+            if stale {
+                if self.store.take_over_session(user, &holder, session)? {
+                    log::info!("user {user}: took over the stale session {holder}");
+                    return Ok(());
+                }
+            } else if takeover && !local {
+                self.ask_kick(user, &holder, &mut asked)?;
+            }
+            if !takeover {
+                if !stale || round >= 1 {
+                    break;
+                }
+                continue;
+            }
+            if Instant::now() >= deadline {
                 break;
             }
-            if self.store.take_over_session(user, &holder, session)? {
-                log::info!("user {user}: took over the stale session {holder}");
-                return Ok(());
+            // Right after a stale holder was ended, claim again at once; otherwise pace.
+            if !(stale && round == 0) {
+                std::thread::sleep(TAKEOVER_POLL);
             }
         }
-        Err(online())
+        Err(if takeover {
+            ServiceError::new(
+                errno::ALREADY_ONLINE,
+                "this account's other session did not end in time; try again",
+            )
+        } else {
+            ServiceError::new(
+                errno::ALREADY_ONLINE,
+                "this account is using, input another!",
+            )
+        })
     }
 
     /// Whether `user`'s session on this server has ended. A holder whose connection closed
-    /// is ended right here (cursors saved, out of the table, presence released) rather than
-    /// waited for: its disconnect job may be queued behind this very login on the same
-    /// worker. A client that closed its socket and logged in again at once may be faster than
-    /// the IO loop noticing the close, so an open holder gets a short grace period (the
-    /// caller holds the user's lock, so no other login of this user can slip in meanwhile).
-    fn local_holder_gone(&self, user: UserId) -> bool {
+    /// (or any holder, to `kick` it: a takeover) is ended right here (cursors saved, out of
+    /// the table, presence released) rather than waited for: its disconnect job may be queued
+    /// behind this very login on the same worker. A client that closed its socket and logged
+    /// in again at once may be faster than the IO loop noticing the close, so an open holder
+    /// gets a short grace period (the caller holds the user's lock, so no other login of this
+    /// user can slip in meanwhile).
+    fn local_holder_gone(&self, user: UserId, kick: bool) -> bool {
         for _ in 0..LOCAL_CLOSE_GRACE_STEPS {
             let Some(holder) = self.online.holder(user) else {
                 return true;
             };
-            if holder.is_closed() {
+            if holder.is_closed() || kick {
                 if let Some(old) = holder.context().take_login() {
-                    self.end_session(&holder, &old);
+                    if kick {
+                        self.kick(&holder, &old);
+                    } else {
+                        self.end_session(&holder, &old);
+                    }
                     return true;
                 }
                 // Else its disconnect job has taken the login and is ending it right now.

@@ -6,9 +6,11 @@
 //! and the MySQL backend (a cluster sharing one database) are interchangeable. Every method is
 //! synchronous and may block: call them from worker threads, never from an IO loop.
 
+mod file_lock;
 pub mod log;
 mod migrate;
 pub mod mysql;
+mod mysql_node_lock;
 pub mod names;
 mod plan;
 mod sql;
@@ -31,6 +33,10 @@ pub enum StoreError {
     /// A uniqueness rule was broken (e.g. a group name already taken).
     #[error("already exists: {0}")]
     Conflict(String),
+    /// Another running server holds the lock this one needs: the whole database (SQLite) or
+    /// this server's node name on it (MySQL). The message says which and what to change.
+    #[error("{0}")]
+    Locked(String),
     /// The database URL could not be understood.
     #[error("bad database URL {url}: {reason}")]
     BadUrl {
@@ -107,8 +113,45 @@ pub trait Store: Send + Sync {
     /// The nodes that hold at least one session, so a cluster can release those of dead nodes.
     fn session_nodes(&self) -> StoreResult<Vec<String>>;
 
-    /// Marks every user offline (start-up of a server that runs alone). Returns how many.
+    /// Marks every user offline (start-up of a server that owns its database
+    /// [`exclusive`](Self::exclusive)ly). Returns how many.
     fn release_all(&self) -> StoreResult<u64>;
+
+    // ---- Which servers run on this database ----
+
+    /// Whether this process owns the database alone for as long as the store lives (SQLite:
+    /// an exclusive lock on `PATH.lock`, taken at open before anything is read or written).
+    /// No other server reads or writes it meanwhile, so state may be kept in memory, and any
+    /// session found in it was left by a server that is gone.
+    fn exclusive(&self) -> bool {
+        false
+    }
+
+    /// Marks this process as the running server `node` on the database for as long as the
+    /// store lives (MySQL: a named lock held on a connection of its own), so that the others
+    /// can tell it is alive. [`StoreError::Locked`] when a running server already is `node`.
+    /// Nothing to do for an [`exclusive`](Self::exclusive) store.
+    fn lock_node(&self, _node: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Checks that the lock [`lock_node`](Self::lock_node) took is still held (so that no idle
+    /// timeout ends its connection) and takes it again after its connection was lost. Called
+    /// every few seconds by the housekeeper.
+    fn keep_node_lock(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Whether a running server holds `node`'s lock (see [`lock_node`](Self::lock_node)): if
+    /// so, it is alive, whatever else says. Never asked about the caller's own node; false on
+    /// an [`exclusive`](Self::exclusive) store (no other server can run on it).
+    fn node_running(&self, node: &str) -> StoreResult<bool>;
+
+    /// Marks offline every user whose session belongs to `node`, if no running server holds
+    /// `node`'s lock (the proof that it is gone), holding the lock meanwhile so that a server
+    /// starting as `node` cannot begin in between. `None` (nothing released) when a running
+    /// server holds it.
+    fn release_dead_node(&self, node: &str) -> StoreResult<Option<u64>>;
 
     /// Makes `friend` a friend of `user` (one direction, as the original). Idempotent.
     fn add_friend(&self, user: UserId, friend: UserId) -> StoreResult<()>;

@@ -6,6 +6,7 @@
 //! win it.
 
 use super::migrate::{self, OfflineRow};
+use super::mysql_node_lock::{self, NodeLock};
 use super::plan::{self, AppendPlan, CmidRow};
 use super::sql::{self, GroupRow};
 use super::{
@@ -142,11 +143,13 @@ impl r2d2::ManageConnection for Manager {
 /// The store of a cluster: a pool of connections to one MySQL or MariaDB database.
 pub struct MysqlStore {
     pool: Pool<Manager>,
+    /// This server's node lock (see [`super::mysql_node_lock`]).
+    node_lock: NodeLock,
 }
 
 /// Maps a driver error: a server's answer is [`StoreError::Query`], anything else (IO, a lost
 /// connection, a driver failure) means the database is [`StoreError::Unavailable`].
-fn err(e: mysql::Error) -> StoreError {
+pub(super) fn err(e: mysql::Error) -> StoreError {
     match e {
         mysql::Error::MySqlError(e) => StoreError::Query(e.to_string()),
         mysql::Error::IoError(_) | mysql::Error::DriverError(_) => {
@@ -221,9 +224,12 @@ impl MysqlStore {
             .max_size(pool_size.max(1))
             .connection_timeout(TIMEOUT)
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build(Manager(MySqlConnectionManager::new(builder)))
+            .build(Manager(MySqlConnectionManager::new(builder.clone())))
             .map_err(|e| StoreError::Unavailable(format!("{masked}: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            node_lock: NodeLock::new(builder),
+        })
     }
 
     /// A pooled connection, or [`StoreError::Unavailable`] when none comes in time.
@@ -313,6 +319,22 @@ impl Store for MysqlStore {
         let mut c = self.conn()?;
         c.query_drop(sql::RELEASE_ALL).map_err(err)?;
         Ok(c.affected_rows())
+    }
+
+    fn lock_node(&self, node: &str) -> StoreResult<()> {
+        self.node_lock.lock(node)
+    }
+
+    fn keep_node_lock(&self) -> StoreResult<()> {
+        self.node_lock.keep()
+    }
+
+    fn node_running(&self, node: &str) -> StoreResult<bool> {
+        mysql_node_lock::running(&mut *self.conn()?, node)
+    }
+
+    fn release_dead_node(&self, node: &str) -> StoreResult<Option<u64>> {
+        mysql_node_lock::release_dead(&mut *self.conn()?, node)
     }
 
     fn add_friend(&self, user: UserId, friend: UserId) -> StoreResult<()> {

@@ -4,6 +4,7 @@
 //! `BEGIN IMMEDIATE` so two writers queue on the busy timeout instead of failing half way with
 //! `SQLITE_BUSY` when a deferred read lock cannot be upgraded.
 
+use super::file_lock::{self, FileLock};
 use super::migrate::{self, OfflineRow};
 use super::plan::{self, AppendPlan, CmidRow};
 use super::sql::{self, GroupRow};
@@ -160,13 +161,17 @@ const PRUNE_CMIDS: &str = "DELETE FROM msgcmid WHERE (sender, cmid) IN \
 /// sizes, on top of some thirty single statements).
 const STATEMENT_CACHE: usize = 64;
 
-/// The embedded store of a server that runs alone: a pool of SQLite connections on one file.
+/// The embedded store of a server that runs alone: a pool of SQLite connections on one file,
+/// which this process owns exclusively (see [`super::file_lock`]).
 pub struct SqliteStore {
     pub(super) pool: Pool<SqliteConnectionManager>,
     /// Held by every append for its transaction, and by the checkpointer for the last copy of
     /// a cycle (see `sqlite_checkpoint`).
     pub(super) append_gate: Arc<Mutex<()>>,
     _checkpointer: Checkpointer,
+    /// The exclusive lock on `PATH.lock` (`None` only for `:memory:`, private anyway); last,
+    /// so it is released after everything else has stopped.
+    _lock: Option<FileLock>,
 }
 
 /// Settings every pooled connection needs; WAL itself is persistent and set once at open.
@@ -188,9 +193,11 @@ pub(super) fn query(e: rusqlite::Error) -> StoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path` with a pool of `pool_size`
+    /// Locks the database file at `path` for this process ([`StoreError::Locked`] when another
+    /// process has it), then opens it (creating it if needed) with a pool of `pool_size`
     /// connections (at least one), switches it to WAL and creates missing tables.
     pub fn open(path: &str, pool_size: u32) -> StoreResult<Self> {
+        let lock = Self::lock(path)?;
         let unavailable = |e: rusqlite::Error| StoreError::Unavailable(format!("{path}: {e}"));
         // One plain connection first, so the WAL switch and the schema run once, not racing
         // between pool connections.
@@ -220,6 +227,7 @@ impl SqliteStore {
             pool,
             append_gate,
             _checkpointer: checkpointer,
+            _lock: lock,
         })
     }
 
@@ -242,6 +250,22 @@ impl SqliteStore {
                 .optional()
             })
             .map_err(query)
+    }
+
+    /// Takes the exclusive lock of the database at `path`, before anything touches it.
+    fn lock(path: &str) -> StoreResult<Option<FileLock>> {
+        if path == ":memory:" {
+            return Ok(None);
+        }
+        let lock_path = file_lock::lock_path(path);
+        match FileLock::try_exclusive(&lock_path) {
+            Ok(Some(lock)) => Ok(Some(lock)),
+            Ok(None) => Err(StoreError::Locked(format!(
+                "sqlite:{path} is in use by another chatserver (it holds {lock_path}); \
+                 give this one its own --db"
+            ))),
+            Err(e) => Err(StoreError::Unavailable(format!("{lock_path}: {e}"))),
+        }
     }
 
     /// A pooled connection, or [`StoreError::Unavailable`] when none comes in time.
@@ -345,6 +369,19 @@ impl Store for SqliteStore {
         let c = self.conn()?;
         let n = c.execute(sql::RELEASE_ALL, []).map_err(query)?;
         Ok(n as u64)
+    }
+
+    fn exclusive(&self) -> bool {
+        true
+    }
+
+    fn node_running(&self, _node: &str) -> StoreResult<bool> {
+        // No other server can run on a database this process holds exclusively.
+        Ok(false)
+    }
+
+    fn release_dead_node(&self, node: &str) -> StoreResult<Option<u64>> {
+        self.release_node(node).map(Some)
     }
 
     fn add_friend(&self, user: UserId, friend: UserId) -> StoreResult<()> {

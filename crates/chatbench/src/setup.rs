@@ -173,6 +173,7 @@ pub fn login_raw(
         name: None,
         password: PASSWORD.into(),
         sync,
+        takeover: false,
     }
     .encode()
     .to_string()

@@ -41,8 +41,10 @@ pub enum Command {
     Login {
         /// Account id.
         id: UserId,
-        /// Password (the rest of the line).
+        /// Password (the rest of the line, but a last word `--takeover`).
         password: String,
+        /// End the account's session elsewhere rather than be refused (`--takeover`).
+        takeover: bool,
     },
     /// Send a one-to-one message.
     Chat {
@@ -110,6 +112,7 @@ pub const HELP: &str = "\
 commands (`chat:5:hi` colon syntax works too):
   register <name> <password>      create an account
   login <id> <password>           log in
+  login <id> <password> --takeover  log in, ending the account's session elsewhere
   chat <id> <text...>             send a message to a user
   addfriend <id>                  add a friend
   creategroup <name> <desc...>    create a group
@@ -121,6 +124,9 @@ commands (`chat:5:hi` colon syntax works too):
   logout                          log out (alias: loginout)
   help                            this list
   quit                            leave (also Ctrl+D)";
+
+/// The last word of a login that ends the account's other session.
+const TAKEOVER: &str = "--takeover";
 
 /// Parses a typed line. Returns `Ok(None)` for a blank line, which is not an error.
 pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
@@ -142,11 +148,18 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             Command::Register { name, password }
         }
         "login" => {
-            let usage = "login <id> <password>";
+            let usage = "login <id> <password> [--takeover]";
             let [id, password] = two(args(2), usage)?;
+            let (password, takeover) = match password.strip_suffix(TAKEOVER) {
+                Some(p) if p.ends_with(char::is_whitespace) && !p.trim().is_empty() => {
+                    (p.trim_end().to_string(), true)
+                }
+                _ => (password, false),
+            };
             Command::Login {
                 id: number(&id, usage)?,
                 password,
+                takeover,
             }
         }
         "chat" => {
@@ -305,8 +318,26 @@ mod tests {
             ok("login 12 pw"),
             Command::Login {
                 id: 12,
-                password: "pw".into()
+                password: "pw".into(),
+                takeover: false
             }
+        );
+        assert_eq!(
+            ok("login 12 my pw  --takeover"),
+            Command::Login {
+                id: 12,
+                password: "my pw".into(),
+                takeover: true
+            }
+        );
+        assert_eq!(
+            ok("login 12 --takeover"),
+            Command::Login {
+                id: 12,
+                password: "--takeover".into(),
+                takeover: false
+            },
+            "a password alone is a password"
         );
         assert_eq!(
             ok("creategroup rust all about rust"),
@@ -385,7 +416,8 @@ mod tests {
             ok("login:4:pw"),
             Command::Login {
                 id: 4,
-                password: "pw".into()
+                password: "pw".into(),
+                takeover: false
             }
         );
     }

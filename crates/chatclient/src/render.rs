@@ -131,6 +131,14 @@ pub fn history_lines(conv: Conv, ack: &HistoryAck) -> Vec<String> {
     out
 }
 
+/// What a KICKED (22) frame says: its `errmsg`.
+pub fn kicked_text(v: &Value) -> String {
+    match v["errmsg"].as_str() {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => "the server ended this session".to_string(),
+    }
+}
+
 /// The reason an error reply gives: `errmsg (errno N)`.
 pub fn error_text(v: &Value) -> String {
     let msg = match v["errmsg"].as_str() {

@@ -16,7 +16,7 @@ use crate::command::{Command, Conv};
 use crate::render;
 use clusterchat_proto::clock::now;
 use clusterchat_proto::request::{self, Request};
-use clusterchat_proto::{msgid, GroupId, HistoryAck, LoginAck, SyncLoginAck, UserId};
+use clusterchat_proto::{errno, msgid, GroupId, HistoryAck, LoginAck, SyncLoginAck, UserId};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -222,13 +222,18 @@ impl ClientState {
                 };
                 return Some(req.encode());
             }
-            Command::Login { id, password } => {
+            Command::Login {
+                id,
+                password,
+                takeover,
+            } => {
                 self.logins += 1;
                 let req = request::Login {
                     id: Some(*id),
                     name: None,
                     password: password.clone(),
                     sync: true,
+                    takeover: *takeover,
                 };
                 return Some(req.encode());
             }
@@ -345,6 +350,12 @@ impl ClientState {
             }
             // The answer to the reader thread's heartbeat: nothing to show.
             Some(msgid::PONG) => Vec::new(),
+            // A login elsewhere took this session over; the server closes the connection next.
+            Some(msgid::KICKED) => {
+                self.me = None;
+                self.group_sizes.clear();
+                vec![format!("kicked: {}", render::kicked_text(frame))]
+            }
             Some(msgid::SYNC_DONE) => {
                 self.receipts.sync_done();
                 let count = frame["count"].as_u64().unwrap_or(0);
@@ -368,7 +379,14 @@ impl ClientState {
             Some(msgid::LOGIN_ACK) => {
                 self.logins = self.logins.saturating_sub(1);
                 if errno != 0 {
-                    return vec![format!("login failed: {}", render::error_text(frame))];
+                    let mut lines = vec![format!("login failed: {}", render::error_text(frame))];
+                    if errno == errno::ALREADY_ONLINE {
+                        lines.push(
+                            "(to end that session and log in here: login <id> <password> --takeover)"
+                                .into(),
+                        );
+                    }
+                    return lines;
                 }
                 let info = LoginAck::decode(frame);
                 self.group_sizes = SyncLoginAck::decode(frame)
@@ -455,6 +473,7 @@ mod tests {
             .request(&Command::Login {
                 id: 1,
                 password: "pw".into(),
+                takeover: false,
             })
             .unwrap();
         assert_eq!(req, json!({"msgid":1,"id":1,"password":"pw","sync":true}));
@@ -505,6 +524,7 @@ mod tests {
         s.request(&Command::Login {
             id: 1,
             password: "bad".into(),
+            takeover: false,
         });
         let bad = json!({"msgid":2,"errno":1,"errmsg":"id or password is invalid!"});
         assert_eq!(
@@ -668,6 +688,28 @@ mod tests {
     }
 
     #[test]
+    fn an_online_account_hints_at_takeover_and_a_kick_ends_the_session() {
+        let mut s = ClientState::new();
+        let req = s
+            .request(&Command::Login {
+                id: 1,
+                password: "pw".into(),
+                takeover: true,
+            })
+            .unwrap();
+        assert_eq!(req["takeover"], true);
+        let online = json!({"msgid":2,"errno":2,"errmsg":"this account is using, input another!"});
+        let lines = s.handle(&online);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[1].contains("--takeover"), "{lines:?}");
+        let mut s = logged_in();
+        let kicked = json!({"msgid":22,"errmsg":"logged in elsewhere"});
+        assert_eq!(s.handle(&kicked), ["kicked: logged in elsewhere"]);
+        assert!(s.me().is_none());
+        assert_eq!(s.prompt(), "> ");
+    }
+
+    #[test]
     fn a_pong_is_not_shown() {
         let mut s = logged_in();
         assert!(s.handle(&json!({"msgid":21})).is_empty());
@@ -680,6 +722,7 @@ mod tests {
         s.request(&Command::Login {
             id: 1,
             password: "pw".into(),
+            takeover: false,
         });
         let reply = json!({"msgid":2,"errno":0,"id":1,"name":"alice","friends":[],
             "groups":[r#"{"groupdesc":"d","groupname":"rust","id":3,"members":12}"#],

@@ -245,6 +245,24 @@ impl Client {
             name: Some(name.into()),
             password: password.into(),
             sync: false,
+            takeover: false,
+        })
+    }
+
+    /// Logs in with `"takeover":true` (a sync session if `sync`): the account's session
+    /// elsewhere, if any, is ended (KICKED) instead of this login being refused.
+    pub fn login_takeover(
+        &mut self,
+        id: UserId,
+        password: &str,
+        sync: bool,
+    ) -> Result<Value, ClientError> {
+        self.send_login(request::Login {
+            id: Some(id),
+            name: None,
+            password: password.into(),
+            sync,
+            takeover: true,
         })
     }
 
@@ -254,6 +272,7 @@ impl Client {
             name: None,
             password: password.into(),
             sync,
+            takeover: false,
         })
     }
 

@@ -1,5 +1,6 @@
 //! The msgid numbers. 1–10 are the original's `EnMsgType`; 11 and up are clusterchat's.
-//! 14–19 are the message log's (receipts, sync, history, member lists); 20–22 are reserved.
+//! 14–19 are the message log's (receipts, sync, history, member lists); 20–21 the heartbeat;
+//! 22 the end of a session taken over by another login.
 
 /// `{"msgid":1,"id":..,"password":".."}`: log in.
 pub const LOGIN: i64 = 1;
@@ -46,9 +47,11 @@ pub const HISTORY_ACK: i64 = 17;
 pub const MEMBERS: i64 = 18;
 /// New: reply to MEMBERS: `groupid`, `users` (`{id, name, state, role}`, by id) and `more`.
 pub const MEMBERS_ACK: i64 = 19;
-/// Reserved: a liveness probe (not handled yet).
+/// New: `{"msgid":20}`, optional `reqid`: a liveness probe, logged in or not. A connection
+/// that has sent one is closed after `--heartbeat-timeout` seconds without any input.
 pub const PING: i64 = 20;
-/// Reserved: the answer to PING (not sent yet).
+/// New: the answer to PING, echoing its `reqid`.
 pub const PONG: i64 = 21;
-/// Reserved: the server ends this session (not sent yet).
+/// New: `{"msgid":22,"errmsg":..}`: the server ended this session because the account logged
+/// in elsewhere with `"takeover":true`; the connection is closed after it.
 pub const KICKED: i64 = 22;

@@ -190,6 +190,10 @@ pub struct Login {
     /// instead of members; the stored messages follow, then SYNC_DONE. Absent: false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub sync: bool,
+    /// Takeover (new): if the account is online elsewhere, end that session (it gets KICKED
+    /// and is closed) instead of failing with errno 2. Absent: false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub takeover: bool,
 }
 
 impl Request for Login {
@@ -486,6 +490,7 @@ mod tests {
             name: None,
             password: "pw".into(),
             sync: false,
+            takeover: false,
         };
         assert_eq!(
             login.encode(),
@@ -499,6 +504,11 @@ mod tests {
         login.sync = true;
         let v = login.encode();
         assert_eq!(v["sync"], true);
+        assert_eq!(Login::parse(v.to_string().as_bytes()).unwrap(), login);
+        assert!(v.get("takeover").is_none());
+        login.takeover = true;
+        let v = login.encode();
+        assert_eq!(v["takeover"], true);
         assert_eq!(Login::parse(v.to_string().as_bytes()).unwrap(), login);
     }
 
