@@ -11,7 +11,11 @@
 #   CHAT_LB_PORT    nginx's port (default 8000)
 #   CHAT_BASE_PORT  first server's port; the others follow (default 6000)
 #   CHAT_DB         database URL (default mysql://root@127.0.0.1:3306/chat?prefer_socket=false)
-#   CHAT_REDIS      Redis URL (default redis://127.0.0.1:6379)
+#   CHAT_REDIS      Redis URL (default redis://127.0.0.1:6379); with a password:
+#                   redis://:PASSWORD@host:port, or redis://USER:PASSWORD@host:port/DB for an
+#                   ACL user and a database. The servers get it in their environment, not on
+#                   their command line (so it does not show in ps); a Redis this script starts
+#                   itself is given that password.
 #   NGINX           the nginx binary (default: nginx on the PATH or /usr/sbin/nginx)
 #   CHAT_RUN_DIR    where pids and logs go (default ./run)
 #   CHAT_SERVER_BIN a chatserver binary to run instead of building one (tests use it)
@@ -87,7 +91,8 @@ url_userinfo() { local a; a=$(url_authority "$1"); [[ $a == *@* ]] && printf '%s
 url_dbname() { local u=${1#*://}; u=${u#*/}; [[ $1 == *://*/* ]] && printf '%s' "${u%%\?*}"; true; }
 is_local() { [[ $1 == 127.0.0.1 || $1 == localhost || $1 == ::1 ]]; }
 
-# parse_urls: DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASS, REDIS_HOST, REDIS_PORT.
+# parse_urls: DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASS, REDIS_HOST, REDIS_PORT, REDIS_USER,
+# REDIS_PASS.
 parse_urls() {
     local userinfo
     DB_HOST=$(url_host "$DB_URL")
@@ -99,6 +104,10 @@ parse_urls() {
     if [[ $userinfo == *:* ]]; then DB_PASS=${userinfo#*:}; fi
     REDIS_HOST=$(url_host "$REDIS_URL")
     REDIS_PORT=$(url_port "$REDIS_URL" 6379)
+    userinfo=$(url_userinfo "$REDIS_URL")
+    REDIS_USER=${userinfo%%:*}
+    REDIS_PASS=
+    if [[ $userinfo == *:* ]]; then REDIS_PASS=${userinfo#*:}; fi
 }
 parse_urls
 
@@ -163,10 +172,17 @@ ensure_redis() {
     if pgrep -x redis-server >/dev/null && ! started_by_us redis; then
         say "note: a redis-server runs, but not on port $REDIS_PORT; starting one there"
     fi
-    say "starting Redis on 127.0.0.1:$REDIS_PORT (it was stopped)"
+    # The URL's password: the default user's (redis://:PW@...) or an ACL user's (redis://U:PW@...).
+    local auth=()
+    if [ -n "$REDIS_PASS" ] && [ -n "$REDIS_USER" ] && [ "$REDIS_USER" != default ]; then
+        auth=(--user "$REDIS_USER" on ">$REDIS_PASS" '~*' '&*' '+@all')
+    elif [ -n "$REDIS_PASS" ]; then
+        auth=(--requirepass "$REDIS_PASS")
+    fi
+    say "starting Redis on 127.0.0.1:$REDIS_PORT (it was stopped)${REDIS_PASS:+, with the password of CHAT_REDIS}"
     rm -f "$RUN/redis.pid"
     redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
-        --dir "$RUN" --pidfile "$RUN/redis.pid" --logfile "$RUN/redis.log"
+        --dir "$RUN" --pidfile "$RUN/redis.pid" --logfile "$RUN/redis.log" "${auth[@]}"
     for _ in $(seq 1 50); do
         if redis_up; then
             remember redis
@@ -210,7 +226,8 @@ start_servers() {
         log=$RUN/node$i.log
         port_open 127.0.0.1 "$port" && die "port $port is taken (set CHAT_BASE_PORT)"
         # setsid: Ctrl+C reaches this script only, which then stops the servers in order.
-        setsid "$bin" --listen "127.0.0.1:$port" --db "$DB_URL" --redis "$REDIS_URL" \
+        # CHAT_REDIS in the environment: a password in it stays out of ps.
+        CHAT_REDIS=$REDIS_URL setsid "$bin" --listen "127.0.0.1:$port" --db "$DB_URL" \
             --node-id "node$i" >"$log" 2>&1 </dev/null &
         echo $! >"$pidfile"
         say "node$i: starting on 127.0.0.1:$port (pid $!, log $R/node$i.log)"

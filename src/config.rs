@@ -24,8 +24,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_DB_POOL", default_value_t = 8)]
     pub db_pool: u32,
 
-    /// Redis URL for a cluster (`redis://host:port`); without it the server runs alone.
-    #[arg(long, env = "CHAT_REDIS")]
+    /// Redis URL for a cluster, `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`; without it the
+    /// server runs alone. Every connection authenticates with the URL's user and password and
+    /// selects DB. Prefer CHAT_REDIS for a password: a flag shows in `ps`.
+    #[arg(long, env = "CHAT_REDIS", hide_env_values = true)]
     pub redis: Option<String>,
 
     /// This server's name in the cluster (default: random).

@@ -7,6 +7,7 @@
 
 pub(crate) mod local;
 pub(crate) mod redis;
+mod redis_endpoint;
 mod redis_names;
 mod redis_publisher;
 mod redis_subscriber;
@@ -23,6 +24,10 @@ pub enum BusError {
     /// The bus URL could not be understood.
     #[error("bad message bus URL {0}")]
     BadUrl(String),
+    /// The broker answers but refuses this server: a wrong password or user, a password it
+    /// wants and the URL lacks, a database it may not select. The message says which.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What a bus backend reports to the server, from its own thread.

@@ -7,9 +7,13 @@
 //! * Each server keeps a key `<prefix>node:<id>` alive with a 3 s expiry, refreshed every
 //!   second: a server killed with SIGKILL stops refreshing it, so within seconds the others
 //!   may take over the sessions it left behind.
+//! * Every connection authenticates with the URL's user and password and selects its database:
+//!   the pool's through the redis crate, the subscriber's and publisher's raw sockets through
+//!   [`super::redis_endpoint`], on every (re)connection. The password is never logged.
 //! * While Redis is unreachable, every call fails fast (no per-message timeouts) and the
 //!   outage and the recovery are each logged once.
 
+use super::redis_endpoint::Endpoint;
 use super::redis_names::Names;
 use super::redis_publisher::Publisher;
 use super::redis_subscriber::Subscriber;
@@ -24,6 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const NODE_TTL_SECS: u64 = 3;
 /// After a failed call, how long calls fail fast before Redis is tried again.
 const BACKOFF: Duration = Duration::from_millis(500);
+/// How long a TCP connect to Redis may take at start.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Redis-backed bus for one node of a cluster.
 pub(crate) struct RedisBus {
@@ -84,20 +90,25 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Checks that the Redis `url` names can be reached and accepts this server's credentials
+/// (AUTH, SELECT, PING on one connection), writing nothing: start-up calls it before it opens
+/// the database, so a server that cannot join its cluster changes nothing.
+pub(crate) fn check(url: &str) -> Result<(), BusError> {
+    let (endpoint, _) = Endpoint::parse(url)?;
+    endpoint.connect(CONNECT_TIMEOUT, "check")?;
+    Ok(())
+}
+
 impl RedisBus {
     /// Connects to `url` as node `node`, with every channel and key under `prefix`. Fails if
-    /// Redis cannot be reached now (a cluster node should not start blind).
+    /// Redis cannot be reached now or refuses the URL's credentials (a cluster node should not
+    /// start blind).
     pub(crate) fn connect(url: &str, prefix: &str, node: &str) -> Result<RedisBus, BusError> {
-        let client =
-            redis::Client::open(url).map_err(|e| BusError::BadUrl(format!("{url}: {e}")))?;
-        let addr = match client.get_connection_info().addr() {
-            redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
-            other => {
-                return Err(BusError::BadUrl(format!(
-                    "{url}: unsupported address {other}"
-                )))
-            }
-        };
+        let (endpoint, client) = Endpoint::parse(url)?;
+        let endpoint = Arc::new(endpoint.for_node(node));
+        // The raw handshake first: its errors say what is wrong (unreachable, wrong password,
+        // NOAUTH) better than the pool's.
+        endpoint.connect(CONNECT_TIMEOUT, "check")?;
         let pool = r2d2::Pool::builder()
             .max_size(16)
             .min_idle(Some(1))
@@ -105,7 +116,7 @@ impl RedisBus {
             // Failures are logged once per outage by `Health`, not per reconnection attempt.
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(client)
-            .map_err(|e| BusError::Unavailable(format!("{url}: {e}")))?;
+            .map_err(|e| BusError::Unavailable(format!("{}: {e}", endpoint.shown())))?;
         let shared = Arc::new(Shared {
             pool,
             names: Names::new(prefix),
@@ -117,9 +128,8 @@ impl RedisBus {
             stopping: AtomicBool::new(false),
         });
         shared.beat()?;
-        let subscriber = Subscriber::start(addr.clone(), Names::new(prefix))
-            .map_err(|e| BusError::Unavailable(format!("{url}: {e}")))?;
-        let publisher = Publisher::start(addr, Arc::clone(&shared.health))
+        let subscriber = Subscriber::start(Arc::clone(&endpoint), Names::new(prefix))?;
+        let publisher = Publisher::start(Arc::clone(&endpoint), Arc::clone(&shared.health))
             .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?;
         let heartbeat = {
             let shared = Arc::clone(&shared);
@@ -128,6 +138,10 @@ impl RedisBus {
                 .spawn(move || shared.heartbeat_loop())
                 .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?
         };
+        log::info!(
+            "cluster bus: Redis at {}, channels and keys under {prefix:?}",
+            endpoint.shown()
+        );
         Ok(RedisBus {
             shared,
             subscriber,

@@ -6,9 +6,10 @@
 //! round in one write and reads the answers in order: under load, many messages share one
 //! system call and one Redis wake-up instead of paying a blocking round trip each. A
 //! connection per thread keeps Redis's ordering: messages queued in order are published in
-//! order.
+//! order. Each (re)connection authenticates and selects the database first.
 
 use super::redis::Health;
+use super::redis_endpoint::{ConnectError, Endpoint};
 use super::{BusError, PublishDone};
 use bytes::Bytes;
 use crossbeam_channel::{unbounded, Receiver, Sender};
@@ -35,12 +36,15 @@ pub(super) struct Publisher {
 }
 
 impl Publisher {
-    /// Starts the thread; it connects to `addr` on first use and after failures.
-    pub(super) fn start(addr: String, health: Arc<Health>) -> std::io::Result<Publisher> {
+    /// Starts the thread; it connects (and authenticates) on first use and after failures.
+    pub(super) fn start(
+        endpoint: Arc<Endpoint>,
+        health: Arc<Health>,
+    ) -> std::io::Result<Publisher> {
         let (tx, rx) = unbounded();
         let thread = std::thread::Builder::new()
             .name("redis-publisher".into())
-            .spawn(move || run(&addr, &health, rx))?;
+            .spawn(move || run(&endpoint, &health, rx))?;
         Ok(Publisher {
             queue: Some(tx),
             thread: Some(thread),
@@ -81,15 +85,20 @@ struct Link {
     parser: redis::Parser,
 }
 
-fn connect(addr: &str) -> std::io::Result<Link> {
-    let sock_addr = std::net::ToSocketAddrs::to_socket_addrs(addr)?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("cannot resolve {addr}")))?;
-    let writer = TcpStream::connect_timeout(&sock_addr, Duration::from_secs(1))?;
-    writer.set_nodelay(true)?;
-    writer.set_read_timeout(Some(Duration::from_secs(2)))?;
-    writer.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let reader = BufReader::new(writer.try_clone()?);
+/// Connects, authenticates and selects the database ([`Endpoint::connect`]).
+fn connect(endpoint: &Endpoint) -> Result<Link, ConnectError> {
+    let writer = endpoint.connect(Duration::from_secs(1), "publisher")?;
+    let io = |source| ConnectError::Unreachable {
+        url: endpoint.shown().to_string(),
+        source,
+    };
+    writer
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(io)?;
+    writer
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .map_err(io)?;
+    let reader = BufReader::new(writer.try_clone().map_err(io)?);
     Ok(Link {
         writer,
         reader,
@@ -98,7 +107,7 @@ fn connect(addr: &str) -> std::io::Result<Link> {
 }
 
 /// The thread: take everything queued, publish it in one write, hand out the answers.
-fn run(addr: &str, health: &Health, queue: Receiver<Request>) {
+fn run(endpoint: &Endpoint, health: &Health, queue: Receiver<Request>) {
     let mut link: Option<Link> = None;
     let mut packed = Vec::new();
     while let Ok(first) = queue.recv() {
@@ -110,7 +119,7 @@ fn run(addr: &str, health: &Health, queue: Receiver<Request>) {
             continue;
         }
         if link.is_none() {
-            match connect(addr) {
+            match connect(endpoint) {
                 Ok(l) => link = Some(l),
                 Err(e) => {
                     let err = health.failed("publisher connect", e);
@@ -136,9 +145,16 @@ fn run(addr: &str, health: &Health, queue: Receiver<Request>) {
             continue;
         }
         let mut answers = batch.into_iter();
+        let mut refused = false;
         for r in answers.by_ref() {
             match l.parser.parse_value(&mut l.reader) {
                 Ok(redis::Value::Int(receivers)) => (r.done)(Ok(receivers > 0)),
+                // Refused (NOAUTH after a password change, NOPERM for an ACL user): this
+                // connection is of no use; the next one authenticates again.
+                Ok(redis::Value::ServerError(e)) => {
+                    refused = true;
+                    (r.done)(Err(health.failed("PUBLISH", e)));
+                }
                 Ok(other) => (r.done)(Err(BusError::Unavailable(format!(
                     "unexpected PUBLISH answer {other:?}"
                 )))),
@@ -150,11 +166,14 @@ fn run(addr: &str, health: &Health, queue: Receiver<Request>) {
                 }
             }
         }
+        if refused {
+            link = None;
+        }
         let rest: Vec<Request> = answers.collect();
-        if rest.is_empty() {
-            health.succeeded();
-        } else {
+        if !rest.is_empty() {
             fail_all(rest, &BusError::Unavailable("Redis connection lost".into()));
+        } else if !refused {
+            health.succeeded();
         }
     }
 }

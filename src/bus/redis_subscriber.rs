@@ -8,10 +8,12 @@
 //!
 //! Subscriptions are counted per user (a user's new login may subscribe before their old,
 //! vanished connection unsubscribes). When the connection breaks, the thread reconnects with
-//! a backoff and subscribes every wanted user again by itself.
+//! a backoff and subscribes every wanted user again by itself. Every connection, the first and
+//! each reconnection, authenticates and selects the database first ([`Endpoint::connect`]).
 
+use super::redis_endpoint::Endpoint;
 use super::redis_names::Names;
-use super::{BusEvent, Inbound};
+use super::{BusError, BusEvent, Inbound};
 use crate::sync::{LockExt, RwLockExt};
 use clusterchat_proto::UserId;
 use crossbeam_channel::{bounded, Sender};
@@ -26,6 +28,10 @@ use std::time::Duration;
 
 /// How long a login waits for Redis to confirm its subscription.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
+/// The connection's name in Redis: `clusterchat:<node>:subscriber`.
+const ROLE: &str = "subscriber";
+/// How long a TCP connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between reconnection attempts.
 const RETRY: Duration = Duration::from_millis(200);
 
@@ -36,7 +42,7 @@ pub(super) struct Subscriber {
 }
 
 struct State {
-    addr: String,
+    endpoint: Arc<Endpoint>,
     names: Names,
     /// Subscription counts, and the socket to write commands on while connected. One lock so
     /// that the order of commands on the wire follows the order of count changes.
@@ -54,11 +60,11 @@ struct Subs {
 }
 
 impl Subscriber {
-    /// Connects and starts the thread; fails if Redis is unreachable now.
-    pub(super) fn start(addr: String, names: Names) -> std::io::Result<Subscriber> {
-        let first = connect(&addr)?;
+    /// Connects and starts the thread; fails if Redis is unreachable or refuses now.
+    pub(super) fn start(endpoint: Arc<Endpoint>, names: Names) -> Result<Subscriber, BusError> {
+        let first = endpoint.connect(CONNECT_TIMEOUT, ROLE)?;
         let state = Arc::new(State {
-            addr,
+            endpoint,
             names,
             subs: Mutex::new(Subs::default()),
             waiting: Mutex::new(HashMap::new()),
@@ -69,7 +75,8 @@ impl Subscriber {
             let state = Arc::clone(&state);
             std::thread::Builder::new()
                 .name("redis-subscriber".into())
-                .spawn(move || state.run(first))?
+                .spawn(move || state.run(first))
+                .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?
         };
         Ok(Subscriber {
             state,
@@ -137,15 +144,6 @@ impl Subscriber {
     }
 }
 
-fn connect(addr: &str) -> std::io::Result<TcpStream> {
-    let sock_addr = std::net::ToSocketAddrs::to_socket_addrs(addr)?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("cannot resolve {addr}")))?;
-    let stream = TcpStream::connect_timeout(&sock_addr, Duration::from_secs(2))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
 impl State {
     fn channel(&self, user: UserId) -> String {
         self.names.user_channel(user)
@@ -169,7 +167,7 @@ impl State {
         while !self.stopping.load(Ordering::Acquire) {
             let s = match stream.take() {
                 Some(s) => s,
-                None => match connect(&self.addr) {
+                None => match self.endpoint.connect(CONNECT_TIMEOUT, ROLE) {
                     Ok(s) => s,
                     Err(e) => {
                         if !outage_logged {

@@ -81,6 +81,11 @@ impl RunningServer {
         if node.is_empty() || node.contains('/') {
             return Err(StartError::BadNodeId(node));
         }
+        if let Some(url) = &config.redis {
+            // Before the database is opened (or created): a server that cannot join its
+            // cluster (Redis unreachable, a wrong password) leaves no trace.
+            crate::bus::redis::check(url)?;
+        }
         let store: SharedStore = store::open(&config.db, config.db_pool)?;
         store.lock_node(&node)?;
         let bus: SharedBus = match &config.redis {

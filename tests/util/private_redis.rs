@@ -16,12 +16,21 @@ pub struct PrivateRedis {
     /// The port it listens on (kept across restarts).
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Extra `redis-server` arguments (`--requirepass`, say), kept across restarts.
+    extra: Vec<String>,
 }
 
 impl PrivateRedis {
     /// Starts a fresh instance. `None` (skip) when `redis-server` is not installed, unless
     /// `CHAT_REQUIRE_SERVICES=1`.
     pub fn start() -> Option<PrivateRedis> {
+        PrivateRedis::start_with(&[])
+    }
+
+    /// Starts a fresh instance with extra `redis-server` arguments (`--requirepass PW`,
+    /// `--user NAME on >PW ~* &* +@all`, ...). It counts as up once it answers PING, with PONG
+    /// or with NOAUTH.
+    pub fn start_with(extra: &[&str]) -> Option<PrivateRedis> {
         let binary = find_binary(&["redis-server"], "private Redis test")?;
         let dir = tempfile::tempdir().expect("temp dir for Redis");
         let mut redis = PrivateRedis {
@@ -29,6 +38,7 @@ impl PrivateRedis {
             child: None,
             port: 0,
             dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         // The probed port may be taken between the probe and the bind: try a few.
         for _ in 0..5 {
@@ -43,6 +53,11 @@ impl PrivateRedis {
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The redis-server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// Whether it answers PING now.
@@ -77,6 +92,7 @@ impl PrivateRedis {
         let child = Command::new(&self.binary)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
@@ -114,7 +130,7 @@ impl Drop for PrivateRedis {
     }
 }
 
-/// Whether a Redis on `port` answers PING.
+/// Whether a Redis on `port` answers PING: with PONG, or with NOAUTH when it wants a password.
 fn ping(port: u16) -> bool {
     let addr = ([127, 0, 0, 1], port).into();
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
@@ -122,5 +138,24 @@ fn ping(port: u16) -> bool {
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let mut reply = [0u8; 7];
-    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read_exact(&mut reply).is_ok()
+        && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
+}
+
+/// Whether the installed `redis-server` has ACL users (`--user`, `AUTH user password`): Redis
+/// 6 and later. False when it is not installed.
+pub fn supports_acl_users() -> bool {
+    let Some(binary) = find_binary(&["redis-server"], "private Redis test") else {
+        return false;
+    };
+    let Ok(out) = Command::new(binary).arg("--version").output() else {
+        return false;
+    };
+    // "Redis server v=7.0.15 sha=..."
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("v="))
+        .and_then(|v| v.split('.').next()?.parse::<u32>().ok())
+        .is_some_and(|major| major >= 6)
 }

@@ -1,8 +1,8 @@
 //! The `chatbench` command line: one subcommand per scenario, common flags, and what to print.
 
 use crate::compare::{run_compare, run_once, Kind};
-use crate::{BenchError, Result, Settings};
-use clap::{Args, Parser, Subcommand};
+use crate::{BenchError, Layout, Result, Settings};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -80,10 +80,17 @@ pub struct Common {
     /// The server.
     #[arg(long, default_value = "127.0.0.1:6000")]
     pub target: String,
-    /// Several servers of one cluster (host:port,host:port): users are spread over them so
-    /// that pairs talk across servers. Overrides --target.
+    /// Several servers of one cluster (host:port,host:port): users are spread over them as
+    /// --layout says. Overrides --target.
     #[arg(long, value_delimiter = ',')]
     pub targets: Vec<String>,
+    /// pairs and group on --targets: `across` puts the partners of every pair (the members of
+    /// the group) on different servers; `local` puts both partners of each pair on one server
+    /// (the pairs spread over the servers) and the whole group on the first; `both` runs local
+    /// as A and across as B, alternating --rounds times, and prints across/local (B/A) for
+    /// every figure: the cost of crossing servers in one run.
+    #[arg(long, value_enum, default_value_t = LayoutArg::Across)]
+    pub layout: LayoutArg,
     /// Users (connections) taking part.
     #[arg(long, default_value_t = 100)]
     pub users: usize,
@@ -114,6 +121,16 @@ pub struct Common {
     /// Run the same scenario against this second server too, alternating A B A B.
     #[arg(long)]
     pub compare: Option<String>,
+    /// pairs and group: a Redis to read INFO from before and after each round
+    /// (redis://[[USER]:PASSWORD@]HOST[:PORT]): redis_cmds_per_msg, redis_publish_per_msg and
+    /// redis_cpu_us_per_msg, per delivered message. Redis counts every client: use a Redis
+    /// that nothing else uses during the run.
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// pairs and group: a Redis process to sample for redis_cpu_us_per_msg (from /proc, in
+    /// clock ticks; --redis's INFO is finer and wins when both are given).
+    #[arg(long = "redis-pid")]
+    pub redis_pid: Vec<u32>,
     /// Process(es) of the --compare server to sample.
     #[arg(long = "compare-pid")]
     pub compare_pid: Vec<u32>,
@@ -132,6 +149,17 @@ pub struct Common {
     /// a server's --heartbeat-timeout never cuts a long run.
     #[arg(long, default_value_t = 20.0)]
     pub ping_every: f64,
+}
+
+/// `--layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    /// Every pair (the group) split over the servers.
+    Across,
+    /// Each pair (the group) on one server.
+    Local,
+    /// Local as A, across as B, alternating: across/local for every figure.
+    Both,
 }
 
 /// Resolves `host:port` to one socket address.
@@ -169,6 +197,12 @@ impl Common {
             threads: self.threads.max(1),
             concurrency: self.concurrency.max(1),
             server_pids: self.server_pid.clone(),
+            layout: match self.layout {
+                LayoutArg::Local => Layout::Local,
+                LayoutArg::Across | LayoutArg::Both => Layout::Across,
+            },
+            redis: self.redis.clone(),
+            redis_pids: self.redis_pid.clone(),
             sync: self.sync,
             cmid: self.cmid,
             ping_every: secs("ping-every", self.ping_every)?.max(Duration::from_millis(100)),
@@ -188,6 +222,23 @@ impl Cli {
             Command::Backlog(b) => (Kind::Backlog, &b.common),
         };
         let mut settings = common.settings()?;
+        let layered = matches!(kind, Kind::Pairs | Kind::Group);
+        let refuse = |what: &str| Err(BenchError::Settings(what.into()));
+        if !layered && common.layout != LayoutArg::Across {
+            return refuse("--layout is for pairs and group");
+        }
+        if !layered && (common.redis.is_some() || !common.redis_pid.is_empty()) {
+            return refuse("--redis and --redis-pid are for pairs and group");
+        }
+        if let Some(url) = &common.redis {
+            crate::redisstat::check_url(url)?;
+        }
+        if common.layout != LayoutArg::Across && settings.targets.len() < 2 {
+            return refuse("--layout local or both needs --targets with two servers or more");
+        }
+        if common.layout == LayoutArg::Both && common.compare.is_some() {
+            return refuse("--layout both and --compare are both A/B runs: one at a time");
+        }
         match &self.scenario {
             Command::Group(g) => settings.senders = g.senders.max(1),
             Command::Idle(i) => settings.source_addrs = i.source_addrs.max(1),
@@ -205,12 +256,28 @@ impl Cli {
 /// Runs what the command line says: prints the table on stdout and writes the JSON file.
 pub fn run(cli: &Cli) -> Result<()> {
     let (kind, common, a) = cli.resolve()?;
-    let json = if let Some(other) = &common.compare {
-        let b = Settings {
-            targets: vec![resolve(other)?],
-            server_pids: common.compare_pid.clone(),
-            ..a.clone()
-        };
+    let ab = match (&common.compare, common.layout) {
+        (Some(other), _) => Some((
+            a.clone(),
+            Settings {
+                targets: vec![resolve(other)?],
+                server_pids: common.compare_pid.clone(),
+                ..a.clone()
+            },
+        )),
+        (None, LayoutArg::Both) => Some((
+            Settings {
+                layout: Layout::Local,
+                ..a.clone()
+            },
+            Settings {
+                layout: Layout::Across,
+                ..a.clone()
+            },
+        )),
+        (None, _) => None,
+    };
+    let json = if let Some((a, b)) = ab {
         let cmp = run_compare(kind, &a, &b, common.rounds)?;
         for (i, (ra, rb)) in cmp.a.iter().zip(&cmp.b).enumerate() {
             println!(
@@ -276,5 +343,42 @@ mod tests {
         assert!(s.cmid);
         let bad = Cli::parse_from(["chatbench", "pairs", "--duration=-1"]);
         assert!(bad.resolve().is_err());
+        let two = "127.0.0.1:7001,127.0.0.1:7002";
+        let cli = Cli::parse_from([
+            "chatbench",
+            "pairs",
+            "--targets",
+            two,
+            "--layout",
+            "local",
+            "--redis",
+            "redis://:pw@127.0.0.1:6379",
+            "--redis-pid",
+            "12",
+        ]);
+        let (_, c, s) = cli.resolve().unwrap();
+        assert_eq!((s.layout, c.layout), (Layout::Local, LayoutArg::Local));
+        assert_eq!(s.redis.as_deref(), Some("redis://:pw@127.0.0.1:6379"));
+        assert_eq!(s.redis_pids, [12]);
+        let cli = Cli::parse_from(["chatbench", "group", "--targets", two, "--layout", "both"]);
+        assert_eq!(cli.resolve().unwrap().2.layout, Layout::Across);
+        for bad in [
+            vec!["chatbench", "pairs", "--layout", "local"],
+            vec!["chatbench", "idle", "--targets", two, "--layout", "local"],
+            vec!["chatbench", "logins", "--redis", "redis://h"],
+            vec!["chatbench", "pairs", "--redis", "http://h:1"],
+            vec![
+                "chatbench",
+                "pairs",
+                "--targets",
+                two,
+                "--layout",
+                "both",
+                "--compare",
+                "h:1",
+            ],
+        ] {
+            assert!(Cli::parse_from(&bad).resolve().is_err(), "{bad:?}");
+        }
     }
 }

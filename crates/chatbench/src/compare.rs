@@ -47,7 +47,17 @@ pub struct Comparison {
 impl Comparison {
     /// The human table.
     pub fn table(&self) -> String {
-        let name = |r: &[Report]| r.first().map(|r| r.targets.join(",")).unwrap_or_default();
+        let name = |r: &[Report]| {
+            r.first()
+                .map(|r| {
+                    let layout = r
+                        .layout
+                        .as_ref()
+                        .map_or(String::new(), |l| format!(" ({l})"));
+                    format!("{}{layout}", r.targets.join(","))
+                })
+                .unwrap_or_default()
+        };
         format!(
             "A = {}, B = {}, {} rounds each, alternating\n{}",
             name(&self.a),

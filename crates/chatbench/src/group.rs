@@ -11,10 +11,11 @@
 use crate::conn::{drive, Conns, Scenario};
 use crate::pairs::{push_frame, Extras};
 use crate::procstat::{self_cpu_us, ProcSample};
+use crate::redisstat::{self, RedisWatch};
 use crate::report::{new_histogram, record_ns, Latency, Report};
 use crate::seqtrack::{flush_recvs, sync_frame, Conv, Session, SyncCounts, RECV_SCAN};
 use crate::setup::{
-    connect, login_all, parallel, register_users, unique_prefix, BenchUser, PASSWORD,
+    connect, login_all, parallel, register_placed, unique_prefix, BenchUser, PASSWORD,
 };
 use crate::stamp::{self, clock_ns, Stamp};
 use crate::{client_err, io_err, Result, Settings};
@@ -40,7 +41,9 @@ pub fn prepare(settings: &Settings) -> Result<Prepared> {
     let started = Instant::now();
     let deadline = started + settings.timeout;
     let m = settings.users.max(2);
-    let users = register_users(&settings.targets, m, settings.concurrency, deadline)?;
+    let users = register_placed(m, settings.concurrency, deadline, |i| {
+        settings.member_target(i)
+    })?;
     let mut creator = connect(users[0].target)?;
     creator
         .login(users[0].id, PASSWORD)
@@ -254,6 +257,8 @@ impl GroupLoop<'_> {
 pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
     let server_before = ProcSample::read_all(&settings.server_pids)
         .map_err(io_err("reading the server's /proc"))?;
+    let mut redis = RedisWatch::open(settings)?;
+    let redis_before = redis.as_mut().map(RedisWatch::read).transpose()?;
     let cpu_before = self_cpu_us();
     let start = Instant::now();
     let mut l = GroupLoop {
@@ -297,12 +302,14 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
     let cpu_after = self_cpu_us();
     let server_after = ProcSample::read_all(&settings.server_pids)
         .map_err(io_err("reading the server's /proc"))?;
+    let redis_after = redis.as_mut().map(RedisWatch::read).transpose()?;
     let receivers = p.users.len() as u64 - 1;
     let msgs_sent: u64 = l.seq.iter().sum();
     let secs = settings.duration.as_secs_f64().max(1e-9);
     let mut r = Report {
         scenario: "group".into(),
         targets: settings.target_names(),
+        layout: settings.layout_name(),
         users: p.users.len() as u64,
         window: l.window as u64,
         setup_s: p.setup_s,
@@ -336,6 +343,9 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
     }
     if !settings.server_pids.is_empty() {
         r.set_server(&server_before, &server_after);
+    }
+    if let (Some(before), Some(after)) = (redis_before, redis_after) {
+        redisstat::fill(&mut r, &before, &after);
     }
     r.set_bench_cpu(cpu_before, cpu_after, wall);
     Ok(r)

@@ -16,6 +16,8 @@
 //! `--sync` sessions log in with `"sync":true`, drop duplicates and count loss by `seq`
 //! ([`seqtrack`]); `--cmid` gives every chat a client message id.
 //! [`cli`] turns the command line into [`Settings`] and runs them, alone or A/B ([`compare`]).
+//! Against a cluster (`--targets`), [`Layout`] puts every pair or group across the servers or
+//! on one, and [`redisstat`] counts the Redis commands and CPU each delivered message cost.
 
 pub mod backlog;
 pub mod cli;
@@ -26,6 +28,7 @@ pub mod idle;
 pub mod logins;
 pub mod pairs;
 pub mod procstat;
+pub mod redisstat;
 pub mod report;
 pub mod seqtrack;
 pub mod setup;
@@ -80,8 +83,11 @@ pub fn client_err(context: impl Into<String>) -> impl FnOnce(ClientError) -> Ben
 /// Everything a scenario needs to know; the CLI fills it, tests build it directly.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Servers; user `i` connects to `targets[i % len]` (so pairs talk across a cluster).
+    /// Servers; where each user connects is [`Settings::pair_target`] or
+    /// [`Settings::member_target`] (other scenarios: user `i` on `targets[i % len]`).
     pub targets: Vec<SocketAddr>,
+    /// `pairs` and `group` on several targets: across the servers or each on one.
+    pub layout: Layout,
     /// Users taking part (pairs: rounded up to even; group: members; idle: connections).
     pub users: usize,
     /// Messages in flight per sender.
@@ -117,6 +123,33 @@ pub struct Settings {
     pub fill_window: usize,
     /// How often each connection of a measuring loop sends PING (chatclient's 20 s).
     pub ping_every: Duration,
+    /// A Redis to read `INFO` from around each measured round (`redis://[[USER]:PW@]HOST:PORT`):
+    /// commands, PUBLISHes and (without `redis_pids`) CPU per delivered message.
+    pub redis: Option<String>,
+    /// Redis process(es) to sample for CPU per delivered message.
+    pub redis_pids: Vec<u32>,
+}
+
+/// Where the users of `pairs` and `group` sit when there are several targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// Every pair split over two servers; a group's members spread over all of them (user `i`
+    /// on `targets[i % len]`).
+    #[default]
+    Across,
+    /// Both partners of a pair on one server (pairs spread over the servers, so each carries
+    /// its share); all members of a group on the first server.
+    Local,
+}
+
+impl Layout {
+    /// `across` or `local`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Across => "across",
+            Layout::Local => "local",
+        }
+    }
 }
 
 impl Default for Settings {
@@ -140,6 +173,9 @@ impl Default for Settings {
             msg_bytes: 100,
             fill_window: 256,
             ping_every: conn::PING_EVERY,
+            layout: Layout::Across,
+            redis: None,
+            redis_pids: Vec::new(),
         }
     }
 }
@@ -148,5 +184,62 @@ impl Settings {
     /// The targets as strings, for reports.
     pub fn target_names(&self) -> Vec<String> {
         self.targets.iter().map(|t| t.to_string()).collect()
+    }
+
+    /// The layout's name when it matters (several targets), for reports.
+    pub fn layout_name(&self) -> Option<String> {
+        (self.targets.len() > 1).then(|| self.layout.name().to_string())
+    }
+
+    /// The server of `pairs` user `i` (users `2k` and `2k+1` are partners).
+    pub fn pair_target(&self, i: usize) -> SocketAddr {
+        let n = self.targets.len();
+        match self.layout {
+            Layout::Across => self.targets[i % n],
+            Layout::Local => self.targets[(i / 2) % n],
+        }
+    }
+
+    /// The server of `group` member `i`.
+    pub fn member_target(&self, i: usize) -> SocketAddr {
+        match self.layout {
+            Layout::Across => self.targets[i % self.targets.len()],
+            Layout::Local => self.targets[0],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_place_partners_and_members() {
+        let t: Vec<SocketAddr> = (1..=3)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        let across = Settings {
+            targets: t.clone(),
+            ..Settings::default()
+        };
+        let local = Settings {
+            layout: Layout::Local,
+            ..across.clone()
+        };
+        for k in 0..6 {
+            assert_ne!(across.pair_target(2 * k), across.pair_target(2 * k + 1));
+            assert_eq!(local.pair_target(2 * k), local.pair_target(2 * k + 1));
+            assert_eq!(
+                local.pair_target(2 * k),
+                t[k % 3],
+                "pairs spread over the servers"
+            );
+            assert_eq!(across.member_target(k), t[k % 3]);
+            assert_eq!(local.member_target(k), t[0]);
+        }
+        assert_eq!(local.layout_name().as_deref(), Some("local"));
+        let one = Settings::default();
+        assert_eq!(one.layout_name(), None);
+        assert_eq!(one.pair_target(1), one.targets[0]);
     }
 }

@@ -1,7 +1,7 @@
 //! `chatbench`: the load generator. Parses the command line and runs the scenario; a watchdog
 //! ends the process if the run outlives its hard timeout.
 
-use chatbench::cli::{run, Cli};
+use chatbench::cli::{run, Cli, LayoutArg};
 use clap::Parser;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,7 +10,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let limit = match cli.resolve() {
         Ok((_, common, settings)) => {
-            let rounds = if common.compare.is_some() {
+            let ab = common.compare.is_some() || common.layout == LayoutArg::Both;
+            let rounds = if ab {
                 2 * common.rounds.max(1) as u32
             } else {
                 1

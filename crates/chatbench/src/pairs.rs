@@ -13,9 +13,10 @@
 
 use crate::conn::{drive, Conns, Scenario};
 use crate::procstat::{self_cpu_us, ProcSample};
+use crate::redisstat::{self, RedisWatch};
 use crate::report::{new_histogram, record_ns, Latency, Report};
 use crate::seqtrack::{flush_recvs, sync_frame, Conv, Session, SyncCounts, RECV_SCAN};
-use crate::setup::{login_all, register_users, BenchUser};
+use crate::setup::{login_all, register_placed, BenchUser};
 use crate::stamp::{self, clock_ns, push_i64, push_u64, Stamp};
 use crate::{io_err, Result, Settings};
 use clusterchat_proto::{msgid, UserId};
@@ -32,12 +33,14 @@ pub struct Prepared {
 }
 
 /// Registers and logs in `settings.users` (rounded up to even) users, spread over the targets
-/// so that partners sit on different servers when there are several.
+/// as the layout says: partners on different servers (`across`) or on the same one (`local`).
 pub fn prepare(settings: &Settings) -> Result<Prepared> {
     let started = Instant::now();
     let deadline = started + settings.timeout;
     let n = settings.users.max(2).div_ceil(2) * 2;
-    let users = register_users(&settings.targets, n, settings.concurrency, deadline)?;
+    let users = register_placed(n, settings.concurrency, deadline, |i| {
+        settings.pair_target(i)
+    })?;
     let streams = login_all(&users, settings.concurrency, deadline, settings.sync)?;
     let threads = settings.threads.clamp(1, n / 2);
     let mut split: Vec<(Vec<_>, Vec<BenchUser>)> =
@@ -320,6 +323,8 @@ impl PairsLoop<'_> {
 pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
     let server_before = ProcSample::read_all(&settings.server_pids)
         .map_err(io_err("reading the server's /proc"))?;
+    let mut redis = RedisWatch::open(settings)?;
+    let redis_before = redis.as_mut().map(RedisWatch::read).transpose()?;
     let cpu_before = self_cpu_us();
     let start = Instant::now();
     let send_until = start + settings.duration;
@@ -375,9 +380,11 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
     let cpu_after = self_cpu_us();
     let server_after = ProcSample::read_all(&settings.server_pids)
         .map_err(io_err("reading the server's /proc"))?;
+    let redis_after = redis.as_mut().map(RedisWatch::read).transpose()?;
     let mut r = Report {
         scenario: "pairs".into(),
         targets: settings.target_names(),
+        layout: settings.layout_name(),
         window: settings.window.max(1) as u64,
         setup_s: p.setup_s,
         duration_s: settings.duration.as_secs_f64(),
@@ -414,6 +421,9 @@ pub fn measure(p: &mut Prepared, settings: &Settings) -> Result<Report> {
     }
     if !settings.server_pids.is_empty() {
         r.set_server(&server_before, &server_after);
+    }
+    if let (Some(before), Some(after)) = (redis_before, redis_after) {
+        redisstat::fill(&mut r, &before, &after);
     }
     r.set_bench_cpu(cpu_before, cpu_after, wall);
     Ok(r)

@@ -55,6 +55,9 @@ pub struct Report {
     pub scenario: String,
     /// Server(s) measured.
     pub targets: Vec<String>,
+    /// `across` or `local` (pairs and group on several targets: see `crate::Layout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
     /// Users (connections) taking part.
     pub users: u64,
     /// Messages in flight per sender.
@@ -89,6 +92,17 @@ pub struct Report {
     /// Server threads at the end, with `--server-pid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_threads: Option<u64>,
+    /// Redis commands processed per delivered message (less the bench's own INFO), with
+    /// `--redis`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_cmds_per_msg: Option<f64>,
+    /// Redis PUBLISH calls per delivered message, with `--redis`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_publish_per_msg: Option<f64>,
+    /// Redis CPU (user + system) per delivered message: `INFO` with `--redis`, else `/proc`
+    /// with `--redis-pid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_cpu_us_per_msg: Option<f64>,
     /// The bench's own CPU time during the measured phase.
     pub bench_cpu_s: f64,
     /// The bench's CPU time over wall time: cores the load generator used.
@@ -151,6 +165,9 @@ impl Report {
             self.server_peak_rss_bytes.map(|v| v as f64),
         ));
         f.extend(opt("server_threads", self.server_threads.map(|v| v as f64)));
+        f.extend(opt("redis_cmds_per_msg", self.redis_cmds_per_msg));
+        f.extend(opt("redis_publish_per_msg", self.redis_publish_per_msg));
+        f.extend(opt("redis_cpu_us_per_msg", self.redis_cpu_us_per_msg));
         f.push(("bench_cpu_s".into(), self.bench_cpu_s));
         f.push(("bench_cores".into(), self.bench_cores));
         f.extend(self.extra.iter().map(|(k, v)| (k.clone(), *v)));
@@ -160,9 +177,12 @@ impl Report {
     /// The human table.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{} against {} — {} users, window {}, {:.1} s (setup {:.1} s)\n",
+            "{} against {}{} — {} users, window {}, {:.1} s (setup {:.1} s)\n",
             self.scenario,
             self.targets.join(","),
+            self.layout
+                .as_ref()
+                .map_or(String::new(), |l| format!(" ({l})")),
             self.users,
             self.window,
             self.duration_s,

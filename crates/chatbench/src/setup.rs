@@ -120,9 +120,19 @@ pub fn register_users(
     threads: usize,
     deadline: Instant,
 ) -> Result<Vec<BenchUser>> {
+    register_placed(n, threads, deadline, |i| targets[i % targets.len()])
+}
+
+/// Registers `n` new users, user `i` on `place(i)` (a [`crate::Layout`]'s choice).
+pub fn register_placed(
+    n: usize,
+    threads: usize,
+    deadline: Instant,
+    place: impl Fn(usize) -> SocketAddr + Sync,
+) -> Result<Vec<BenchUser>> {
     let prefix = unique_prefix();
     parallel(n, threads, deadline, |i| {
-        register(targets[i % targets.len()], &format!("{prefix}-{i}"))
+        register(place(i), &format!("{prefix}-{i}"))
     })
 }
 
