@@ -30,7 +30,10 @@ impl ChatService {
         if let (true, Some(peer)) = (rows.is_empty(), req.peer) {
             // Nothing stored: say so if the peer does not exist at all.
             if self.store.user(peer)?.is_none() {
-                return Err(ServiceError::new(errno::NOT_FOUND, format!("no user {peer}")));
+                return Err(ServiceError::new(
+                    errno::NOT_FOUND,
+                    format!("no user {peer}"),
+                ));
             }
         }
         let messages = rows
