@@ -12,6 +12,7 @@
 //! unit-tested; only [`repl`] touches the terminal and the socket.
 
 mod command;
+mod receipts;
 mod render;
 mod repl;
 mod state;
