@@ -79,6 +79,11 @@ impl Receipts {
         true
     }
 
+    /// Whether the backlog of the last login is still coming (SYNC_DONE not yet here).
+    pub fn syncing(&self) -> bool {
+        self.syncing
+    }
+
     /// SYNC_DONE: the backlog is over; what it brought is confirmed at once.
     pub fn sync_done(&mut self) {
         self.syncing = false;

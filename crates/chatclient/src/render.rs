@@ -6,7 +6,7 @@
 
 use crate::command::Conv;
 use clusterchat_proto::reply::text;
-use clusterchat_proto::{GroupId, GroupInfo, HistoryAck, LoginAck, UserInfo};
+use clusterchat_proto::{GroupId, GroupInfo, HistoryAck, LoginAck, MembersAck, UserId, UserInfo};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -38,7 +38,12 @@ pub fn friends_lines(friends: &[UserInfo]) -> Vec<String> {
     out.extend(
         friends
             .iter()
-            .map(|f| format!("  {} {} [{}]", f.id, f.name, f.state)),
+            .map(|f| match (f.name.is_empty(), f.state.is_empty()) {
+                (_, false) => format!("  {} {} [{}]", f.id, f.name, f.state),
+                // Added in this session: what the client has not seen comes with the next login.
+                (false, true) => format!("  {} {} (added now; state at next login)", f.id, f.name),
+                (true, true) => format!("  {} (added now; name and state at next login)", f.id),
+            }),
     );
     out
 }
@@ -51,7 +56,10 @@ pub fn groups_lines(groups: &[GroupInfo], sizes: &HashMap<GroupId, u64>) -> Vec<
     }
     let mut out = vec!["groups:".to_string()];
     for g in groups {
-        if g.desc.is_empty() {
+        if g.name.is_empty() {
+            // Joined by id in this session: the name comes with the next login.
+            out.push(format!("  {} (joined now; name at next login)", g.id));
+        } else if g.desc.is_empty() {
             out.push(format!("  {} {}", g.id, g.name));
         } else {
             out.push(format!("  {} {}: {}", g.id, g.name, g.desc));
@@ -113,6 +121,31 @@ pub fn history_lines(conv: Conv, ack: &HistoryAck) -> Vec<String> {
     }));
     if ack.more {
         out.push("  (older messages remain)".into());
+    }
+    out
+}
+
+/// A user as lines name them: `bob(2)`, or `user 2` when the name is not known.
+pub fn who(id: UserId, name: Option<&str>) -> String {
+    match name {
+        Some(name) if !name.is_empty() => format!("{name}({id})"),
+        _ => format!("user {id}"),
+    }
+}
+
+/// A MEMBERS_ACK: a header naming the group, each member with state and role, then how to
+/// ask for the next page when there is one.
+pub fn members_lines(ack: &MembersAck) -> Vec<String> {
+    let g = ack.groupid;
+    let mut out = vec![format!("members of group {g} ({}):", ack.users.len())];
+    out.extend(ack.users.iter().map(|m| {
+        format!(
+            "  {} {} [{}] {}",
+            m.user.id, m.user.name, m.user.state, m.role
+        )
+    }));
+    if let (true, Some(last)) = (ack.more, ack.users.last()) {
+        out.push(format!("  (more: members {g} {})", last.user.id));
     }
     out
 }
@@ -300,6 +333,72 @@ mod tests {
             history_lines(Conv::User(2), &empty),
             ["history of user 2: no messages"]
         );
+    }
+
+    #[test]
+    fn what_was_added_in_this_session_says_what_is_not_known_yet() {
+        let friends = [
+            alice(),
+            UserInfo {
+                id: 5,
+                name: "eve".into(),
+                state: String::new(),
+            },
+            UserInfo {
+                id: 6,
+                name: String::new(),
+                state: String::new(),
+            },
+        ];
+        assert_eq!(
+            friends_lines(&friends),
+            [
+                "friends:",
+                "  1 alice [online]",
+                "  5 eve (added now; state at next login)",
+                "  6 (added now; name and state at next login)",
+            ]
+        );
+        let joined = GroupInfo {
+            id: 4,
+            name: String::new(),
+            desc: String::new(),
+            users: vec![],
+        };
+        assert_eq!(
+            groups_lines(&[joined], &HashMap::from([(4, 3)])),
+            [
+                "groups:",
+                "  4 (joined now; name at next login)",
+                "    3 members"
+            ]
+        );
+    }
+
+    #[test]
+    fn members_pages_and_names() {
+        let member = |user, role: &str| MemberInfo {
+            user,
+            role: role.into(),
+        };
+        let mut ack = MembersAck {
+            groupid: 3,
+            users: vec![member(alice(), "creator")],
+            more: true,
+        };
+        assert_eq!(
+            members_lines(&ack),
+            [
+                "members of group 3 (1):",
+                "  1 alice [online] creator",
+                "  (more: members 3 1)"
+            ]
+        );
+        ack.more = false;
+        assert_eq!(members_lines(&ack).len(), 2);
+        assert_eq!(who(2, Some("bob")), "bob(2)");
+        assert_eq!(who(2, None), "user 2");
+        assert_eq!(who(2, Some("")), "user 2");
     }
 
     #[test]

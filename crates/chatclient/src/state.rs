@@ -1,6 +1,6 @@
-//! The client's view of its session: who is logged in, what the last login reply listed,
-//! which tagged requests still wait for their answer, and per conversation the highest `seq`
-//! seen and not yet confirmed.
+//! The client's view of its session: who is logged in, their friends and groups
+//! ([`Contacts`], kept current from the replies), which tagged requests still wait for their
+//! answer, and the receipts owed ([`Receipts`]).
 //!
 //! The main thread turns commands into requests here ([`ClientState::request`]) and the reader
 //! thread feeds every frame it receives to [`ClientState::handle`]; both share one
@@ -9,36 +9,41 @@
 //! The client logs in as a sync session: after the login reply the server sends what was
 //! stored while it was away, then SYNC_DONE. A message may come twice (what the last session
 //! did not confirm comes again), so a chat frame whose `seq` is not above the highest seen in
-//! its conversation is dropped. Receipts (RECV) confirm, per conversation, the highest seq
-//! seen: all at once after SYNC_DONE, then in batches ([`ClientState::receipts_due`]).
+//! its conversation is dropped.
 
 use crate::command::{Command, Conv};
+use crate::contacts::{Added, Contacts, OFFLINE};
 use crate::receipts::Receipts;
 use crate::render;
 use clusterchat_proto::clock::now;
 use clusterchat_proto::request::{self, Request};
-use clusterchat_proto::{msgid, GroupId, HistoryAck, LoginAck, SyncLoginAck};
+use clusterchat_proto::{msgid, GroupId, HistoryAck, LoginAck, MembersAck, SyncLoginAck, UserId};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-/// A request sent with a `reqid` whose ACK or ERROR has not arrived yet.
+/// A request sent with a `reqid` whose reply has not arrived yet: the command it came from,
+/// to word the answer and to act on it (update the lists, forget the user after a logout).
 #[derive(Debug, Clone)]
 struct Pending {
-    /// The request's msgid (to act on the ack, e.g. forget the user after a logout).
+    /// The request's msgid (to match a reply without a `reqid`).
     msgid: i64,
-    /// What to say when it succeeds ("sent to user 5").
-    done: String,
-    /// What to name it when it fails ("chat to user 5").
-    doing: String,
+    /// What the user asked for.
+    cmd: Command,
 }
 
-/// ClientState state shared by the typing thread and the reader thread.
+/// The logged-in user.
+#[derive(Debug, Clone)]
+struct Me {
+    id: UserId,
+    name: String,
+}
+
+/// The session state shared by the typing thread and the reader thread.
 #[derive(Debug, Default)]
 pub struct ClientState {
-    me: Option<LoginAck>,
-    /// Member counts of the groups, as a sync login reply lists them (instead of members).
-    group_sizes: HashMap<GroupId, u64>,
+    me: Option<Me>,
+    contacts: Contacts,
     next_reqid: u64,
     pending: HashMap<u64, Pending>,
     logins: usize,
@@ -55,14 +60,19 @@ impl ClientState {
         }
     }
 
-    /// The logged-in user as the last successful login reply described them.
-    pub fn me(&self) -> Option<&LoginAck> {
-        self.me.as_ref()
-    }
-
-    /// The member counts of the groups the last (sync) login listed.
-    pub fn group_sizes(&self) -> &HashMap<GroupId, u64> {
-        &self.group_sizes
+    /// The lines of the commands answered from the client's own lists (`friends`,
+    /// `groups`); `None` for any other command.
+    pub fn local_lines(&self, cmd: &Command) -> Option<Vec<String>> {
+        let c = &self.contacts;
+        let lines = match cmd {
+            _ if self.me.is_none() && matches!(cmd, Command::Friends | Command::Groups) => {
+                vec!["not logged in".to_string()]
+            }
+            Command::Friends => render::friends_lines(c.friends()),
+            Command::Groups => render::groups_lines(c.groups(), c.sizes()),
+            _ => return None,
+        };
+        Some(lines)
     }
 
     /// The RECV frames to send now (see [`Receipts`]); the reader thread asks after every
@@ -90,10 +100,13 @@ impl ClientState {
         !self.pending.is_empty() || self.logins > 0 || !self.registrations.is_empty()
     }
 
-    /// Whether a login or register reply is still due. The typing thread waits for it before
-    /// showing the next prompt, so the prompt names the new user and scripts stay in order.
+    /// Whether a reply that changes the prompt is still due: login, register or logout. The
+    /// typing thread waits for it before showing the next prompt, so the prompt names the
+    /// right user and scripts stay in order.
     pub fn awaiting_account(&self) -> bool {
-        self.logins > 0 || !self.registrations.is_empty()
+        self.logins > 0
+            || !self.registrations.is_empty()
+            || self.pending.values().any(|p| p.msgid == msgid::LOGOUT)
     }
 
     /// The wire request for `cmd`, or `None` for commands answered locally (help, friends…).
@@ -104,12 +117,12 @@ impl ClientState {
             Some(me) => (me.id, me.name.clone()),
             None => (0, String::new()),
         };
-        let (mut req, done, doing) = match cmd {
+        let mut req = match cmd {
             Command::Register { name, password } => {
                 self.registrations.push_back(name.clone());
                 let req = request::Register {
                     name: name.clone(),
-                    password: password.clone(),
+                    password: password.clone().unwrap_or_default(),
                 };
                 return Some(req.encode());
             }
@@ -117,98 +130,73 @@ impl ClientState {
                 self.logins += 1;
                 let req = request::Login {
                     id: *id,
-                    password: password.clone(),
+                    password: password.clone().unwrap_or_default(),
                     sync: true,
                 };
                 return Some(req.encode());
             }
-            Command::Chat { to, text } => (
-                request::OneChat {
-                    id,
-                    name,
-                    toid: *to,
-                    msg: text.clone(),
-                    time: now(),
-                    cmid: None,
-                }
-                .encode(),
-                format!("sent to user {to}"),
-                format!("chat to user {to}"),
-            ),
-            Command::GroupChat { group, text } => (
-                request::GroupChat {
-                    id,
-                    name,
-                    groupid: *group,
-                    msg: text.clone(),
-                    time: now(),
-                    cmid: None,
-                }
-                .encode(),
-                format!("sent to group {group}"),
-                format!("chat to group {group}"),
-            ),
-            Command::AddFriend { id: friend } => (
-                request::AddFriend {
-                    id,
-                    friendid: *friend,
-                }
-                .encode(),
-                format!("added friend {friend}"),
-                format!("addfriend {friend}"),
-            ),
-            Command::CreateGroup { name: g, desc } => (
-                request::CreateGroup {
-                    id,
-                    groupname: g.clone(),
-                    groupdesc: desc.clone(),
-                }
-                .encode(),
-                format!("created group {g}"),
-                format!("creategroup {g}"),
-            ),
-            Command::AddGroup { id: group } => (
-                request::AddGroup {
-                    id,
-                    groupid: *group,
-                }
-                .encode(),
-                format!("joined group {group}"),
-                format!("addgroup {group}"),
-            ),
+            Command::Chat { to, text } => request::OneChat {
+                id,
+                name,
+                toid: *to,
+                msg: text.clone(),
+                time: now(),
+                cmid: None,
+            }
+            .encode(),
+            Command::GroupChat { group, text } => request::GroupChat {
+                id,
+                name,
+                groupid: *group,
+                msg: text.clone(),
+                time: now(),
+                cmid: None,
+            }
+            .encode(),
+            Command::AddFriend { id: friend } => request::AddFriend {
+                id,
+                friendid: *friend,
+            }
+            .encode(),
+            Command::CreateGroup { name: g, desc } => request::CreateGroup {
+                id,
+                groupname: g.clone(),
+                groupdesc: desc.clone(),
+            }
+            .encode(),
+            Command::AddGroup { id: group } => request::AddGroup {
+                id,
+                groupid: *group,
+            }
+            .encode(),
             Command::History { conv, count } => {
                 let (peer, groupid) = match *conv {
                     Conv::User(u) => (Some(u), None),
                     Conv::Group(g) => (None, Some(g)),
                 };
-                let arg = match conv {
-                    Conv::User(u) => u.to_string(),
-                    Conv::Group(g) => format!("g{g}"),
-                };
-                (
-                    request::History {
-                        peer,
-                        groupid,
-                        before: None,
-                        limit: *count,
-                    }
-                    .encode(),
-                    format!("history of {conv}"),
-                    format!("history {arg}"),
-                )
+                request::History {
+                    peer,
+                    groupid,
+                    before: None,
+                    limit: *count,
+                }
+                .encode()
             }
-            Command::Logout => (
-                request::Logout { id }.encode(),
-                "logged out".to_string(),
-                "logout".to_string(),
-            ),
+            Command::Members { group, after } => request::Members {
+                groupid: *group,
+                after: *after,
+                limit: None,
+            }
+            .encode(),
+            Command::Logout => request::Logout { id }.encode(),
             Command::Friends | Command::Groups | Command::Help | Command::Quit => return None,
         };
         let reqid = self.next_reqid;
         self.next_reqid += 1;
         req["reqid"] = json!(reqid);
         let msgid = req["msgid"].as_i64().unwrap_or(0);
-        self.pending.insert(reqid, Pending { msgid, done, doing });
+        let cmd = cmd.clone();
+        self.pending.insert(reqid, Pending { msgid, cmd });
         Some(req)
     }
 
@@ -221,7 +209,8 @@ impl ClientState {
             Some(msgid::ACK)
             | Some(msgid::ERROR)
             | Some(msgid::CREATE_GROUP_ACK)
-            | Some(msgid::HISTORY_ACK) => frame["reqid"]
+            | Some(msgid::HISTORY_ACK)
+            | Some(msgid::MEMBERS_ACK) => frame["reqid"]
                 .as_u64()
                 .and_then(|r| self.pending.remove(&r)),
             _ => None,
@@ -230,6 +219,11 @@ impl ClientState {
             Some(msgid::ONE_CHAT) | Some(msgid::GROUP_CHAT) => {
                 if !self.receipts.note(frame, Instant::now()) {
                     return Vec::new();
+                }
+                if frame["id"].as_i64() != self.me.as_ref().map(|m| m.id) {
+                    // During the backlog a message tells its sender's name, not their state.
+                    let live = !self.receipts.syncing();
+                    self.contacts.seen_chat(frame, live);
                 }
                 render::chat_line(frame).into_iter().collect()
             }
@@ -251,9 +245,26 @@ impl ClientState {
                     (None, None) => None,
                 });
                 match (ack, conv) {
-                    (Some(ack), Some(conv)) => render::history_lines(conv, &ack),
+                    (Some(ack), Some(conv)) => {
+                        for m in &ack.messages {
+                            self.contacts.seen_chat(m, false);
+                        }
+                        render::history_lines(conv, &ack)
+                    }
                     _ => vec![format!("server: {frame}")],
                 }
+            }
+            Some(msgid::MEMBERS_ACK) => {
+                let pending = pending.or_else(|| self.take_pending(msgid::MEMBERS));
+                let Some(ack) = MembersAck::decode(frame) else {
+                    return vec![format!("server: {frame}")];
+                };
+                let first_page = matches!(
+                    pending.map(|p| p.cmd),
+                    Some(Command::Members { after: None, .. })
+                );
+                self.contacts.seen_members(&ack, first_page);
+                render::members_lines(&ack)
             }
             Some(msgid::LOGIN_ACK) => {
                 self.logins = self.logins.saturating_sub(1);
@@ -261,15 +272,19 @@ impl ClientState {
                     return vec![format!("login failed: {}", render::error_text(frame))];
                 }
                 let info = LoginAck::decode(frame);
-                self.group_sizes = SyncLoginAck::decode(frame)
+                let sizes: HashMap<GroupId, u64> = SyncLoginAck::decode(frame)
                     .groups
                     .iter()
                     .filter(|g| g.members > 0)
                     .map(|g| (g.id, g.members))
                     .collect();
                 self.receipts.start(info.id);
-                let lines = render::login_lines(&info, &self.group_sizes);
-                self.me = Some(info);
+                let lines = render::login_lines(&info, &sizes);
+                self.contacts = Contacts::from_login(&info, sizes);
+                self.me = Some(Me {
+                    id: info.id,
+                    name: info.name,
+                });
                 lines
             }
             Some(msgid::REG_ACK) => {
@@ -278,28 +293,29 @@ impl ClientState {
                     return vec![format!("register failed: {}", render::error_text(frame))];
                 }
                 let id = &frame["id"];
-                vec![format!(
-                    "registered {name} with id {id}; now: login {id} <password>"
-                )]
+                vec![format!("registered {name} with id {id}; now: login {id}")]
             }
             Some(msgid::CREATE_GROUP_ACK) => {
                 let pending = pending.or_else(|| self.take_pending(msgid::CREATE_GROUP));
                 if errno != 0 {
                     return vec![failure(pending.as_ref(), frame)];
                 }
-                let done = pending.map_or("created group".into(), |p| p.done);
-                vec![format!("ok: {done} with id {}", frame["groupid"])]
-            }
-            Some(msgid::ACK) => {
-                let Some(p) = pending else {
-                    return vec!["ok".into()];
+                let (name, desc) = match pending.map(|p| p.cmd) {
+                    Some(Command::CreateGroup { name, desc }) => (name, desc),
+                    _ => (String::new(), String::new()),
                 };
-                if p.msgid == msgid::LOGOUT {
-                    self.me = None;
-                    self.group_sizes.clear();
-                }
-                vec![format!("ok: {}", p.done)]
+                let name = frame["groupname"].as_str().map_or(name, str::to_string);
+                let desc = frame["groupdesc"].as_str().map_or(desc, str::to_string);
+                let Some(group) = frame["groupid"].as_i64() else {
+                    return vec![format!("server: {frame}")];
+                };
+                self.contacts.created_group(group, &name, &desc);
+                vec![format!("ok: created group {name} with id {group}")]
             }
+            Some(msgid::ACK) => match pending {
+                Some(p) => vec![self.acked(&p.cmd)],
+                None => vec!["ok".into()],
+            },
             Some(msgid::ERROR) => {
                 if pending.is_none() {
                     match frame["request"].as_i64() {
@@ -311,6 +327,43 @@ impl ClientState {
                 vec![failure(pending.as_ref(), frame)]
             }
             _ => vec![format!("server: {frame}")],
+        }
+    }
+
+    /// The server did what `cmd` asked: update the lists and say what happened.
+    fn acked(&mut self, cmd: &Command) -> String {
+        let who = |c: &Contacts, id| render::who(id, c.name_of(id));
+        match *cmd {
+            Command::Logout => {
+                self.me = None;
+                self.contacts = Contacts::default();
+                "ok: logged out".into()
+            }
+            Command::Chat { to, .. } => match self.contacts.friend(to) {
+                // Every message is stored; one to an offline user waits for their login.
+                Some(f) if f.state == OFFLINE => format!(
+                    "ok: stored for {}, who was offline when last seen: they get it at their next login",
+                    who(&self.contacts, to)
+                ),
+                _ => format!("ok: sent to user {to}"),
+            },
+            Command::GroupChat { group, .. } => format!("ok: sent to group {group}"),
+            Command::AddFriend { id } => match self.contacts.add_friend(id) {
+                Added::New => format!("ok: added friend {}", who(&self.contacts, id)),
+                Added::Already => {
+                    format!("ok: {} is already your friend", who(&self.contacts, id))
+                }
+            },
+            Command::AddGroup { id } => match self.contacts.join_group(id) {
+                Added::New => format!("ok: joined group {id}"),
+                Added::Already => match self.contacts.group(id) {
+                    Some(g) if !g.name.is_empty() => {
+                        format!("ok: already a member of group {id} ({})", g.name)
+                    }
+                    _ => format!("ok: already a member of group {id}"),
+                },
+            },
+            _ => format!("ok: {}", doing(cmd)),
         }
     }
 
@@ -326,13 +379,39 @@ impl ClientState {
     }
 }
 
+/// How an error line names the command it answers: `chat to user 5`, `addgroup 3`.
+fn doing(cmd: &Command) -> String {
+    match cmd {
+        Command::Chat { to, .. } => format!("chat to user {to}"),
+        Command::GroupChat { group, .. } => format!("chat to group {group}"),
+        Command::AddFriend { id } => format!("addfriend {id}"),
+        Command::CreateGroup { name, .. } => format!("creategroup {name}"),
+        Command::AddGroup { id } => format!("addgroup {id}"),
+        Command::History {
+            conv: Conv::User(u),
+            ..
+        } => format!("history {u}"),
+        Command::History {
+            conv: Conv::Group(g),
+            ..
+        } => format!("history g{g}"),
+        Command::Members { group, .. } => format!("members {group}"),
+        Command::Logout => "logout".into(),
+        Command::Login { id, .. } => format!("login {id}"),
+        Command::Register { name, .. } => format!("register {name}"),
+        Command::Friends | Command::Groups | Command::Help | Command::Quit => String::new(),
+    }
+}
+
 /// One error line, naming the command it answers when known.
 fn failure(pending: Option<&Pending>, frame: &Value) -> String {
     match pending {
-        Some(p) => format!("error ({}): {}", p.doing, render::error_text(frame)),
+        Some(p) => format!("error ({}): {}", doing(&p.cmd), render::error_text(frame)),
         None => format!("error: {}", render::error_text(frame)),
     }
 }
 
+#[cfg(test)]
+mod lists_tests;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,16 @@ fn ok(line: &str) -> Command {
     parse(line).unwrap().unwrap()
 }
 
+impl ParseError {
+    /// The usage line of the command, when the command is known.
+    fn usage(&self) -> Option<&'static str> {
+        match self {
+            ParseError::Unknown(_) => None,
+            ParseError::Usage(usage) | ParseError::BadNumber { usage, .. } => Some(usage),
+        }
+    }
+}
+
 #[test]
 fn space_syntax_keeps_the_rest_of_the_line() {
     assert_eq!(
@@ -26,14 +36,14 @@ fn space_syntax_keeps_the_rest_of_the_line() {
         ok("register alice s3cret pw"),
         Command::Register {
             name: "alice".into(),
-            password: "s3cret pw".into()
+            password: Some("s3cret pw".into())
         }
     );
     assert_eq!(
         ok("login 12 pw"),
         Command::Login {
             id: 12,
-            password: "pw".into()
+            password: Some("pw".into())
         }
     );
     assert_eq!(
@@ -63,7 +73,8 @@ fn history_of_a_user_or_a_group_with_an_optional_count() {
     assert_eq!(ok("history 7 1"), history(Conv::User(7), Some(1)));
     assert_eq!(ok("history:g4:10"), history(Conv::Group(4), Some(10)));
     assert_eq!(ok("history:12"), history(Conv::User(12), None));
-    let usage = |l: &str| parse(l) == Err(ParseError::Usage("history <id>|g<id> [count]"));
+    let usage =
+        |l: &str| parse(l).err().and_then(|e| e.usage()) == Some("history <id>|g<id> [count]");
     for bad in [
         "history",
         "history x",
@@ -79,6 +90,10 @@ fn history_of_a_user_or_a_group_with_an_optional_count() {
     ] {
         assert!(usage(bad), "{bad}");
     }
+    let said = |l: &str| parse(l).unwrap_err().to_string();
+    assert!(said("history g-3").starts_with(r#"group id "-3" is not valid"#));
+    assert!(said("history x").starts_with(r#"user id "x" is not a number"#));
+    assert!(said("history 5 99999999999").starts_with(r#"count "99999999999" is too large"#));
     assert_eq!(Conv::User(5).to_string(), "user 5");
     assert_eq!(Conv::Group(3).to_string(), "group 3");
 }
@@ -113,9 +128,83 @@ fn colon_syntax_of_the_old_client() {
         ok("login:4:pw"),
         Command::Login {
             id: 4,
-            password: "pw".into()
+            password: Some("pw".into())
         }
     );
+}
+
+#[test]
+fn passwords_may_be_left_out_and_such_lines_may_be_kept_in_history() {
+    let login = ok("login 12");
+    assert_eq!(
+        login,
+        Command::Login {
+            id: 12,
+            password: None
+        }
+    );
+    assert!(login.may_keep_in_history());
+    assert!(!ok("login 12 pw").may_keep_in_history());
+    assert!(!ok("login:12:pw").may_keep_in_history());
+    let register = ok("register bob");
+    assert_eq!(
+        register,
+        Command::Register {
+            name: "bob".into(),
+            password: None
+        }
+    );
+    assert!(register.may_keep_in_history());
+    assert!(!ok("register bob pw").may_keep_in_history());
+    assert!(ok("chat 5 my password is x").may_keep_in_history());
+}
+
+#[test]
+fn members_of_a_group_and_the_next_page() {
+    let members = |group, after| Command::Members { group, after };
+    assert_eq!(ok("members 3"), members(3, None));
+    assert_eq!(ok("members:3:7"), members(3, Some(7)));
+    assert_eq!(
+        parse("members").unwrap_err(),
+        ParseError::Usage("members <id> [after]")
+    );
+    assert!(parse("members g3")
+        .unwrap_err()
+        .to_string()
+        .starts_with(r#"group id "g3" is not a number"#));
+}
+
+#[test]
+fn a_bad_id_says_what_is_wrong_with_it() {
+    let said = |l: &str| parse(l).unwrap_err().to_string();
+    assert_eq!(
+        said("login abc pw"),
+        r#"user id "abc" is not a number (usage: login <id> [password])"#
+    );
+    assert_eq!(
+        said("chat -1 x"),
+        r#"user id "-1" is not valid: numbers start at 1 (usage: chat <id> <text...>)"#
+    );
+    assert_eq!(
+        said("chat 0 x"),
+        r#"user id "0" is not valid: numbers start at 1 (usage: chat <id> <text...>)"#
+    );
+    assert_eq!(
+        said("groupchat 99999999999999999999 x"),
+        r#"group id "99999999999999999999" is too large (usage: groupchat <id> <text...>)"#
+    );
+    assert_eq!(
+        said("chat -99999999999999999999 x"),
+        r#"user id "-99999999999999999999" is not valid: numbers start at 1 (usage: chat <id> <text...>)"#
+    );
+    assert!(said("addgroup 1.5").starts_with(r#"group id "1.5" is not a number"#));
+    assert!(said("addfriend bob").starts_with(r#"user id "bob" is not a number"#));
+    // A control character in the id is shown escaped, not sent to the terminal.
+    assert!(said("chat \x1b[2J hi").starts_with(r#"user id "\u{1b}[2J" is not"#));
+    // The password is never repeated back.
+    assert!(!said("login x s3cret").contains("s3cret"));
+    // Missing arguments still get the usage line alone.
+    assert_eq!(said("chat 5"), "usage: chat <id> <text...>");
 }
 
 #[test]
@@ -131,7 +220,7 @@ fn words_without_arguments() {
 
 #[test]
 fn bad_lines_get_a_usage_or_unknown_error() {
-    let usage = |l: &str| matches!(parse(l), Err(ParseError::Usage(_)));
+    let usage = |l: &str| parse(l).is_err_and(|e| e.usage().is_some());
     assert!(usage("chat 5"));
     assert!(usage("chat x hello"));
     assert!(usage("chat:5:"));
@@ -139,8 +228,8 @@ fn bad_lines_get_a_usage_or_unknown_error() {
     assert!(usage("addfriend"));
     assert!(usage("addfriend 5 6"));
     assert!(usage("addgroup:abc"));
-    assert!(usage("login 5"));
-    assert!(usage("register bob"));
+    assert!(usage("login"));
+    assert!(usage("register"));
     assert!(usage("creategroup"));
     assert!(usage("friends now"));
     assert_eq!(parse("shout hi"), Err(ParseError::Unknown("shout".into())));

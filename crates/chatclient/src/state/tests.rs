@@ -9,7 +9,7 @@ fn logged_in() -> ClientState {
     let req = s
         .request(&Command::Login {
             id: 1,
-            password: "pw".into(),
+            password: Some("pw".into()),
         })
         .unwrap();
     assert_eq!(req, json!({"msgid":1,"id":1,"password":"pw","sync":true}));
@@ -59,14 +59,14 @@ fn errors_name_the_failed_command() {
     );
     s.request(&Command::Login {
         id: 1,
-        password: "bad".into(),
+        password: Some("bad".into()),
     });
     let bad = json!({"msgid":2,"errno":1,"errmsg":"id or password is invalid!"});
     assert_eq!(
         s.handle(&bad),
         ["login failed: id or password is invalid! (errno 1)"]
     );
-    assert!(s.me().is_none() && !s.awaiting());
+    assert!(s.me.is_none() && !s.awaiting());
 }
 
 #[test]
@@ -74,11 +74,11 @@ fn register_create_group_and_logout() {
     let mut s = ClientState::new();
     s.request(&Command::Register {
         name: "bob".into(),
-        password: "pw".into(),
+        password: Some("pw".into()),
     });
     assert_eq!(
         s.handle(&json!({"msgid":5,"errno":0,"id":7})),
-        ["registered bob with id 7; now: login 7 <password>"]
+        ["registered bob with id 7; now: login 7"]
     );
     let mut s = logged_in();
     s.request(&Command::CreateGroup {
@@ -91,9 +91,17 @@ fn register_create_group_and_logout() {
     );
     let req = s.request(&Command::Logout).unwrap();
     assert_eq!(req["msgid"], 3);
-    s.handle(&json!({"msgid":12,"errno":0,"request":3,"reqid":req["reqid"]}));
-    assert!(s.me().is_none());
+    // The prompt waits for the logout's reply, which changes it.
+    assert!(s.awaiting_account());
+    assert_eq!(s.prompt(), "alice(1)> ");
+    assert_eq!(
+        s.handle(&json!({"msgid":12,"errno":0,"request":3,"reqid":req["reqid"]})),
+        ["ok: logged out"]
+    );
+    assert!(!s.awaiting_account());
+    assert!(s.me.is_none());
     assert_eq!(s.prompt(), "> ");
+    assert_eq!(s.local_lines(&Command::Friends).unwrap(), ["not logged in"]);
 }
 
 #[test]
@@ -234,14 +242,17 @@ fn a_sync_login_reply_keeps_the_group_sizes() {
     let mut s = ClientState::new();
     s.request(&Command::Login {
         id: 1,
-        password: "pw".into(),
+        password: Some("pw".into()),
     });
     let reply = json!({"msgid":2,"errno":0,"id":1,"name":"alice","friends":[],
         "groups":[r#"{"groupdesc":"d","groupname":"rust","id":3,"members":12}"#],
         "offlinemsg":[]});
     let lines = s.handle(&reply);
     assert_eq!(lines[lines.len() - 2..], ["  3 rust: d", "    12 members"]);
-    assert_eq!(s.group_sizes().get(&3), Some(&12));
+    assert_eq!(
+        s.local_lines(&Command::Groups).unwrap(),
+        ["groups:", "  3 rust: d", "    12 members"]
+    );
 }
 
 #[test]
