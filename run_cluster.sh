@@ -4,6 +4,7 @@
 #
 #   ./run_cluster.sh [start] [N]   build, start N servers (default 2) and nginx, stay in the
 #                                  foreground; Ctrl+C stops everything this script started
+#                                  and exits 0 (130 if it came before the cluster was up)
 #   ./run_cluster.sh stop          stop a running cluster (from another terminal)
 #   ./run_cluster.sh status        show what runs
 #
@@ -312,6 +313,14 @@ cluster_running() {
 # ---------------------------------------------------------------------------------------------
 # Commands
 
+# on_signal STATUS: the INT/TERM trap of `start` (the EXIT trap then stops the cluster).
+on_signal() {
+    echo
+    say "stopping"
+    if [ -n "$READY" ]; then exit 0; fi
+    exit "$1"
+}
+
 cmd_start() {
     local n=$1 bin i f
     [[ $n =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number, not '$n'"
@@ -331,7 +340,11 @@ cmd_start() {
     [[ $DB_NAME =~ ^[A-Za-z0-9_]+$ ]] || die "database name '$DB_NAME': letters, digits and _ only"
 
     # Whatever ends this script (Ctrl+C, `./run_cluster.sh stop`, an error) stops what it started.
-    trap 'echo; say "stopping"; exit 130' INT TERM
+    # Ctrl+C (SIGINT) or `stop` (SIGTERM) once the cluster runs is the normal way to end it:
+    # exit 0. During start-up they interrupt it: 130 / 143, as a shell reports a signal.
+    READY=
+    trap 'on_signal 130' INT
+    trap 'on_signal 143' TERM
     trap 'stop_cluster; rm -f "$RUN/cluster.pid" "$RUN/cluster.env"; say "stopped"' EXIT
 
     if [ -n "${CHAT_SERVER_BIN:-}" ]; then
@@ -363,6 +376,7 @@ Connect with:
 Logs: $R/node1..$n.log, $R/nginx/access.log. Ctrl+C (or ./run_cluster.sh stop) stops it.
 EOF
     # Stay in the foreground; report a server that exits on its own.
+    READY=1
     declare -A reported=()
     while true; do
         sleep 2 &

@@ -1,7 +1,8 @@
 //! `run_cluster.sh` end to end: it starts two servers and nginx (on free ports, with its pids
 //! and logs in a temporary folder, running the already built chatserver), clients chat
 //! through nginx across the two servers, `status` reports them, and `stop` from "another
-//! terminal" ends the foreground script and everything it started.
+//! terminal" or Ctrl+C ends the foreground script and everything it started, with exit
+//! status 0.
 
 mod util;
 
@@ -89,15 +90,16 @@ fn text(out: &Output) -> String {
     )
 }
 
-#[test]
-fn run_cluster_starts_two_servers_behind_nginx_and_stops_them() {
+/// Starts `run_cluster.sh start 2` on free ports with a fresh database and returns once it
+/// printed where to connect; `None` when something it needs is missing (the test is skipped).
+/// With `own_group` the script leads a process group of its own, as a terminal's foreground
+/// job does (so a test can send Ctrl+C's SIGINT to the whole group).
+fn start_cluster(tag: &str, own_group: bool) -> Option<(Cluster, TestDb, u16, u16, String)> {
     if !tools_present() {
-        return;
+        return None;
     }
-    let Some(redis) = redis_url() else { return };
-    let Some(db) = TestDb::create("run_cluster") else {
-        return;
-    };
+    let redis = redis_url()?;
+    let db = TestDb::create(tag)?;
     let lb = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -118,15 +120,18 @@ fn run_cluster_starts_two_servers_behind_nginx_and_stops_them() {
         ("CHAT_CHANNEL_PREFIX", format!("{}:", unique("cc-test-run"))),
         ("CHAT_ARGON2_M_KIB", "256".to_string()),
     ];
-    let child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(script())
         .args(["start", "2"])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start run_cluster.sh");
+        .stderr(Stdio::piped());
+    if own_group {
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    }
+    let child = command.spawn().expect("start run_cluster.sh");
     let mut cluster = Cluster {
         child,
         env,
@@ -156,6 +161,14 @@ fn run_cluster_starts_two_servers_behind_nginx_and_stops_them() {
     }
     // Keep reading (and so never block the script) in the background.
     std::thread::spawn(move || for _ in stdout.lines() {});
+    Some((cluster, db, lb, base, printed))
+}
+
+#[test]
+fn run_cluster_starts_two_servers_behind_nginx_and_stops_them() {
+    let Some((mut cluster, db, lb, base, printed)) = start_cluster("run_cluster", false) else {
+        return;
+    };
     assert!(printed.contains(&format!("node2: starting on 127.0.0.1:{}", base + 1)));
 
     // Two users through nginx land on the two servers and chat.
@@ -217,8 +230,9 @@ fn run_cluster_starts_two_servers_behind_nginx_and_stops_them() {
     drop((alice, bob));
     let stop = stopper.join().unwrap();
     assert!(stop.status.success(), "{}", text(&stop));
-    // `stop` returns once the script has ended.
-    cluster.child.wait().unwrap();
+    // `stop` returns once the script has ended, which was a clean stop: exit status 0.
+    let status = cluster.child.wait().unwrap();
+    assert!(status.success(), "run_cluster.sh after `stop`: {status}");
     assert!(TcpStream::connect(addr).is_err(), "nginx still listens");
     let left: Vec<_> = std::fs::read_dir(cluster.run_dir.path())
         .unwrap()
@@ -235,4 +249,35 @@ fn run_cluster_starts_two_servers_behind_nginx_and_stops_them() {
     assert!(online.is_empty(), "still online: {online:?}");
     let status = cluster.command(&["status"]);
     assert!(!status.status.success(), "{}", text(&status));
+}
+
+#[test]
+fn ctrl_c_stops_the_cluster_and_the_script_exits_0() {
+    let Some((mut cluster, db, lb, _, _)) = start_cluster("run_cluster_ctrl_c", true) else {
+        return;
+    };
+    let addr: SocketAddr = ([127, 0, 0, 1], lb).into();
+    let mut alice = clusterchat_proto::client::Client::connect(addr).unwrap();
+    let a = alice.register("alice", "pw").unwrap();
+    alice.login(a, "pw").unwrap();
+    // Ctrl+C in a terminal: SIGINT to the foreground process group, the script's.
+    let group = format!("-{}", cluster.child.id());
+    let sent = Command::new("kill")
+        .args(["-INT", "--", &group])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    assert!(
+        alice.recv().is_err(),
+        "alice's connection outlived the cluster"
+    );
+    drop(alice);
+    let status = cluster.child.wait().unwrap();
+    assert!(status.success(), "run_cluster.sh after Ctrl+C: {status}");
+    assert!(TcpStream::connect(addr).is_err(), "nginx still listens");
+    let online: Vec<i64> = db
+        .conn()
+        .query("SELECT id FROM user WHERE session IS NOT NULL")
+        .unwrap();
+    assert!(online.is_empty(), "still online: {online:?}");
 }

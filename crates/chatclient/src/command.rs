@@ -34,15 +34,17 @@ pub enum Command {
     Register {
         /// Display name.
         name: String,
-        /// Password (the rest of the line, so it may contain spaces).
-        password: String,
+        /// Password (the rest of the line, so it may contain spaces); `None`: asked for
+        /// without echo.
+        password: Option<String>,
     },
     /// Log in as an existing account.
     Login {
         /// Account id.
         id: UserId,
-        /// Password (the rest of the line, but a last word `--takeover`).
-        password: String,
+        /// Password (the rest of the line, but a last word `--takeover`); `None`: asked for
+        /// without echo.
+        password: Option<String>,
         /// End the account's session elsewhere rather than be refused (`--takeover`).
         takeover: bool,
     },
@@ -84,9 +86,16 @@ pub enum Command {
         /// How many messages (the server's default when absent).
         count: Option<u32>,
     },
-    /// Show the friends of the last login reply.
+    /// Show a page of a group's members (MEMBERS), with their state and role.
+    Members {
+        /// The group.
+        group: GroupId,
+        /// Only members with a higher id (the next page); from the first when absent.
+        after: Option<UserId>,
+    },
+    /// Show the friends: the login reply's, with the ones added since.
     Friends,
-    /// Show the groups of the last login reply.
+    /// Show the groups: the login reply's, with the ones created or joined since.
     Groups,
     /// Log out; the connection stays open for another login.
     Logout,
@@ -96,22 +105,53 @@ pub enum Command {
     Quit,
 }
 
+impl Command {
+    /// Whether the line that gave this command may be kept in the line history (and its
+    /// file): not when it holds a password.
+    pub fn may_keep_in_history(&self) -> bool {
+        match self {
+            Command::Login { password, .. } | Command::Register { password, .. } => {
+                password.is_none()
+            }
+            _ => true,
+        }
+    }
+}
+
 /// Why a line is not a command; the message is meant to be shown to the user as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// The first word is not a command.
     #[error("unknown command `{0}` (type `help` for the list)")]
     Unknown(String),
-    /// A known command with missing or malformed arguments; holds its usage line.
+    /// A known command with missing or extra arguments; holds its usage line.
     #[error("usage: {0}")]
     Usage(&'static str),
+    /// An id (or count) that is not a number from 1 up: says which, what is wrong, and the
+    /// usage line.
+    #[error("{what} {given:?} {why} (usage: {usage})")]
+    BadNumber {
+        /// What the argument is (`user id`, `group id`, `count`).
+        what: &'static str,
+        /// The argument as typed.
+        given: String,
+        /// What is wrong with it.
+        why: &'static str,
+        /// The command's usage line.
+        usage: &'static str,
+    },
 }
+
+/// What a number argument names, for [`ParseError::BadNumber`].
+const USER_ID: &str = "user id";
+const GROUP_ID: &str = "group id";
+const COUNT: &str = "count";
 
 /// The command list shown by `help`: one line per command, usage then purpose.
 pub const HELP: &str = "\
 commands (`chat:5:hi` colon syntax works too):
-  register <name> <password>      create an account
-  login <id> <password>           log in
+  register <name> [password]      create an account (no password: asked without echo)
+  login <id> [password]           log in (no password: asked without echo)
   login <id> <password> --takeover  log in, ending the account's session elsewhere
   chat <id> <text...>             send a message to a user
   addfriend <id>                  add a friend
@@ -119,11 +159,13 @@ commands (`chat:5:hi` colon syntax works too):
   addgroup <id>                   join a group
   groupchat <id> <text...>        send a message to a group
   history <id>|g<id> [count]      latest messages with a user, or of group <id>
-  friends                         friends from the last login
-  groups                          groups from the last login
+  members <id> [after]            members of group <id> (the page after user id [after])
+  friends                         your friends (state as of your login or their last message)
+  groups                          your groups
   logout                          log out (alias: loginout)
   help                            this list
-  quit                            leave (also Ctrl+D)";
+  quit                            leave (also Ctrl+D)
+Lines holding a password are never kept in the line history.";
 
 /// The last word of a login that ends the account's other session.
 const TAKEOVER: &str = "--takeover";
@@ -143,40 +185,48 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
     let args = |n: usize| split_args(rest, n, colon);
     let cmd = match word.as_str() {
         "register" => {
-            let usage = "register <name> <password>";
-            let [name, password] = two(args(2), usage)?;
-            Command::Register { name, password }
+            let usage = "register <name> [password]";
+            let mut parts = args(2).into_iter();
+            let name = parts.next().ok_or(ParseError::Usage(usage))?;
+            Command::Register {
+                name,
+                password: parts.next(),
+            }
         }
         "login" => {
-            let usage = "login <id> <password> [--takeover]";
-            let [id, password] = two(args(2), usage)?;
-            let (password, takeover) = match password.strip_suffix(TAKEOVER) {
-                Some(p) if p.ends_with(char::is_whitespace) && !p.trim().is_empty() => {
-                    (p.trim_end().to_string(), true)
-                }
-                _ => (password, false),
+            let usage = "login <id> [password [--takeover]]";
+            let mut parts = args(2).into_iter();
+            let id = parts.next().ok_or(ParseError::Usage(usage))?;
+            let id = number(&id, USER_ID, usage)?;
+            // A password alone is a password, even `--takeover`.
+            let (password, takeover) = match parts.next() {
+                Some(password) => match password.strip_suffix(TAKEOVER) {
+                    Some(p) if p.ends_with(char::is_whitespace) && !p.trim().is_empty() => {
+                        (Some(p.trim_end().to_string()), true)
+                    }
+                    _ => (Some(password), false),
+                },
+                None => (None, false),
             };
             Command::Login {
-                id: number(&id, usage)?,
+                id,
                 password,
                 takeover,
             }
         }
         "chat" => {
             let usage = "chat <id> <text...>";
-            let [to, text] = two(args(2), usage)?;
-            Command::Chat {
-                to: number(&to, usage)?,
-                text,
-            }
+            let parts = args(2);
+            let to = number(first(&parts, usage)?, USER_ID, usage)?;
+            let [_, text] = two(parts, usage)?;
+            Command::Chat { to, text }
         }
         "groupchat" => {
             let usage = "groupchat <id> <text...>";
-            let [group, text] = two(args(2), usage)?;
-            Command::GroupChat {
-                group: number(&group, usage)?,
-                text,
-            }
+            let parts = args(2);
+            let group = number(first(&parts, usage)?, GROUP_ID, usage)?;
+            let [_, text] = two(parts, usage)?;
+            Command::GroupChat { group, text }
         }
         "creategroup" => {
             let usage = "creategroup <name> <desc...>";
@@ -186,26 +236,33 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             Command::CreateGroup { name, desc }
         }
         "addfriend" => Command::AddFriend {
-            id: one_number(args(1), "addfriend <id>")?,
+            id: one_number(args(1), USER_ID, "addfriend <id>")?,
         },
         "addgroup" => Command::AddGroup {
-            id: one_number(args(1), "addgroup <id>")?,
+            id: one_number(args(1), GROUP_ID, "addgroup <id>")?,
         },
         "history" => {
             let usage = "history <id>|g<id> [count]";
             let parts = args(2);
             let (conv, count) = match parts.as_slice() {
                 [conv] => (conversation(conv, usage)?, None),
-                [conv, count] => (
-                    conversation(conv, usage)?,
-                    Some(
-                        u32::try_from(number(count, usage)?)
-                            .map_err(|_| ParseError::Usage(usage))?,
-                    ),
-                ),
+                [conv, count] => (conversation(conv, usage)?, Some(small(count, usage)?)),
                 _ => return Err(ParseError::Usage(usage)),
             };
             Command::History { conv, count }
+        }
+        "members" => {
+            let usage = "members <id> [after]";
+            let parts = args(2);
+            let (group, after) = match parts.as_slice() {
+                [group] => (number(group, GROUP_ID, usage)?, None),
+                [group, after] => (
+                    number(group, GROUP_ID, usage)?,
+                    Some(number(after, USER_ID, usage)?),
+                ),
+                _ => return Err(ParseError::Usage(usage)),
+            };
+            Command::Members { group, after }
         }
         "friends" => no_args(rest, Command::Friends, "friends")?,
         "groups" => no_args(rest, Command::Groups, "groups")?,
@@ -253,25 +310,59 @@ fn two(args: Vec<String>, usage: &'static str) -> Result<[String; 2], ParseError
     <[String; 2]>::try_from(args).map_err(|_| ParseError::Usage(usage))
 }
 
-fn one_number(args: Vec<String>, usage: &'static str) -> Result<i64, ParseError> {
+/// The first argument, which a command needs before the id in it is checked.
+fn first<'a>(args: &'a [String], usage: &'static str) -> Result<&'a str, ParseError> {
+    args.first()
+        .map(String::as_str)
+        .ok_or(ParseError::Usage(usage))
+}
+
+fn one_number(
+    args: Vec<String>,
+    what: &'static str,
+    usage: &'static str,
+) -> Result<i64, ParseError> {
     match args.as_slice() {
-        [id] => number(id, usage),
+        [id] => number(id, what, usage),
         _ => Err(ParseError::Usage(usage)),
     }
 }
 
-fn number(s: &str, usage: &'static str) -> Result<i64, ParseError> {
-    s.parse::<i64>()
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or(ParseError::Usage(usage))
+/// An id (or count): a whole number from 1 up; otherwise an error that says what is wrong.
+fn number(s: &str, what: &'static str, usage: &'static str) -> Result<i64, ParseError> {
+    let bad = |why| ParseError::BadNumber {
+        what,
+        given: s.chars().take(40).collect(),
+        why,
+        usage,
+    };
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("is not a number"));
+    }
+    match s.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n),
+        Ok(_) => Err(bad("is not valid: numbers start at 1")),
+        Err(_) if s.starts_with('-') => Err(bad("is not valid: numbers start at 1")),
+        Err(_) => Err(bad("is too large")),
+    }
+}
+
+/// A count (at most 2^32 - 1).
+fn small(s: &str, usage: &'static str) -> Result<u32, ParseError> {
+    u32::try_from(number(s, COUNT, usage)?).map_err(|_| ParseError::BadNumber {
+        what: COUNT,
+        given: s.to_string(),
+        why: "is too large",
+        usage,
+    })
 }
 
 /// `5` is user 5, `g3` (or `G3`) group 3.
 fn conversation(s: &str, usage: &'static str) -> Result<Conv, ParseError> {
     match s.strip_prefix(['g', 'G']) {
-        Some(group) => Ok(Conv::Group(number(group, usage)?)),
-        None => Ok(Conv::User(number(s, usage)?)),
+        Some(group) => Ok(Conv::Group(number(group, GROUP_ID, usage)?)),
+        None => Ok(Conv::User(number(s, USER_ID, usage)?)),
     }
 }
 
@@ -284,177 +375,4 @@ fn no_args(rest: &str, cmd: Command, usage: &'static str) -> Result<Command, Par
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ok(line: &str) -> Command {
-        parse(line).unwrap().unwrap()
-    }
-
-    #[test]
-    fn space_syntax_keeps_the_rest_of_the_line() {
-        assert_eq!(
-            ok("chat 5   hello,  world: hi "),
-            Command::Chat {
-                to: 5,
-                text: "hello,  world: hi".into()
-            }
-        );
-        assert_eq!(
-            ok("  GroupChat 3 hi all"),
-            Command::GroupChat {
-                group: 3,
-                text: "hi all".into()
-            }
-        );
-        assert_eq!(
-            ok("register alice s3cret pw"),
-            Command::Register {
-                name: "alice".into(),
-                password: "s3cret pw".into()
-            }
-        );
-        assert_eq!(
-            ok("login 12 pw"),
-            Command::Login {
-                id: 12,
-                password: "pw".into(),
-                takeover: false
-            }
-        );
-        assert_eq!(
-            ok("login 12 my pw  --takeover"),
-            Command::Login {
-                id: 12,
-                password: "my pw".into(),
-                takeover: true
-            }
-        );
-        assert_eq!(
-            ok("login 12 --takeover"),
-            Command::Login {
-                id: 12,
-                password: "--takeover".into(),
-                takeover: false
-            },
-            "a password alone is a password"
-        );
-        assert_eq!(
-            ok("creategroup rust all about rust"),
-            Command::CreateGroup {
-                name: "rust".into(),
-                desc: "all about rust".into()
-            }
-        );
-        assert_eq!(
-            ok("creategroup rust"),
-            Command::CreateGroup {
-                name: "rust".into(),
-                desc: String::new()
-            }
-        );
-        assert_eq!(ok("addfriend 7"), Command::AddFriend { id: 7 });
-        assert_eq!(ok("addgroup 2"), Command::AddGroup { id: 2 });
-    }
-
-    #[test]
-    fn history_of_a_user_or_a_group_with_an_optional_count() {
-        let history = |conv, count| Command::History { conv, count };
-        assert_eq!(ok("history 5"), history(Conv::User(5), None));
-        assert_eq!(ok("history g3"), history(Conv::Group(3), None));
-        assert_eq!(ok("History G3  20 "), history(Conv::Group(3), Some(20)));
-        assert_eq!(ok("history 7 1"), history(Conv::User(7), Some(1)));
-        assert_eq!(ok("history:g4:10"), history(Conv::Group(4), Some(10)));
-        assert_eq!(ok("history:12"), history(Conv::User(12), None));
-        let usage = |l: &str| parse(l) == Err(ParseError::Usage("history <id>|g<id> [count]"));
-        for bad in [
-            "history",
-            "history x",
-            "history g",
-            "history gg3",
-            "history g-3",
-            "history 0",
-            "history 5 0",
-            "history 5 -2",
-            "history 5 many",
-            "history 5 10 more",
-            "history 5 99999999999",
-        ] {
-            assert!(usage(bad), "{bad}");
-        }
-        assert_eq!(Conv::User(5).to_string(), "user 5");
-        assert_eq!(Conv::Group(3).to_string(), "group 3");
-    }
-
-    #[test]
-    fn colon_syntax_of_the_old_client() {
-        assert_eq!(
-            ok("chat:5:hello: there"),
-            Command::Chat {
-                to: 5,
-                text: "hello: there".into()
-            }
-        );
-        assert_eq!(ok("addfriend:5"), Command::AddFriend { id: 5 });
-        assert_eq!(
-            ok("creategroup:name:a desc"),
-            Command::CreateGroup {
-                name: "name".into(),
-                desc: "a desc".into()
-            }
-        );
-        assert_eq!(ok("addgroup:3"), Command::AddGroup { id: 3 });
-        assert_eq!(
-            ok("groupchat:3:hi"),
-            Command::GroupChat {
-                group: 3,
-                text: "hi".into()
-            }
-        );
-        assert_eq!(ok("loginout"), Command::Logout);
-        assert_eq!(
-            ok("login:4:pw"),
-            Command::Login {
-                id: 4,
-                password: "pw".into(),
-                takeover: false
-            }
-        );
-    }
-
-    #[test]
-    fn words_without_arguments() {
-        assert_eq!(parse("   ").unwrap(), None);
-        assert_eq!(ok("friends"), Command::Friends);
-        assert_eq!(ok("groups"), Command::Groups);
-        assert_eq!(ok("logout"), Command::Logout);
-        assert_eq!(ok("help"), Command::Help);
-        assert_eq!(ok("quit"), Command::Quit);
-        assert_eq!(ok("exit"), Command::Quit);
-    }
-
-    #[test]
-    fn bad_lines_get_a_usage_or_unknown_error() {
-        let usage = |l: &str| matches!(parse(l), Err(ParseError::Usage(_)));
-        assert!(usage("chat 5"));
-        assert!(usage("chat x hello"));
-        assert!(usage("chat:5:"));
-        assert!(usage("chat -1 hi"));
-        assert!(usage("addfriend"));
-        assert!(usage("addfriend 5 6"));
-        assert!(usage("addgroup:abc"));
-        assert!(usage("login 5"));
-        assert!(usage("register bob"));
-        assert!(usage("creategroup"));
-        assert!(usage("friends now"));
-        assert_eq!(parse("shout hi"), Err(ParseError::Unknown("shout".into())));
-        assert_eq!(
-            parse("usage: chat <id> <text...>"),
-            Err(ParseError::Unknown("usage".into()))
-        );
-        assert_eq!(
-            ParseError::Usage("addgroup <id>").to_string(),
-            "usage: addgroup <id>"
-        );
-    }
-}
+mod tests;

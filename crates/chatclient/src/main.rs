@@ -8,11 +8,16 @@
 //!   `seq`) and prints it through rustyline's external printer, which redraws the line being
 //!   typed instead of garbling it; it also sends the receipts (RECV) that are due.
 //!
-//! Parsing ([`command`]), wording ([`render`]) and client state ([`state`]) are pure and
-//! unit-tested; only [`repl`] touches the terminal and the socket.
+//! Parsing ([`command`]), wording ([`render`]) and client state ([`state`]: the session, its
+//! friends and groups in [`contacts`], its receipts in [`receipts`]) are pure and unit-tested;
+//! [`repl`] touches the socket and, with [`terminal`] (a password read without echo), the
+//! terminal; [`history_file`] says where the line history is kept between runs.
 
 mod command;
+mod contacts;
 mod escape;
+mod history_file;
+mod receipts;
 mod render;
 mod repl;
 mod state;

@@ -8,7 +8,7 @@
 use crate::command::Conv;
 use crate::escape;
 use clusterchat_proto::reply::text;
-use clusterchat_proto::{GroupId, GroupInfo, HistoryAck, LoginAck, UserInfo};
+use clusterchat_proto::{GroupId, GroupInfo, HistoryAck, LoginAck, MembersAck, UserId, UserInfo};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -44,7 +44,12 @@ pub fn friends_lines(friends: &[UserInfo]) -> Vec<String> {
     let mut out = vec!["friends:".to_string()];
     out.extend(friends.iter().map(|f| {
         let (name, state) = (escape::name(&f.name), escape::name(&f.state));
-        format!("  {} {name} [{state}]", f.id)
+        match (f.name.is_empty(), f.state.is_empty()) {
+            (_, false) => format!("  {} {name} [{state}]", f.id),
+            // Added in this session: what the client has not seen comes with the next login.
+            (false, true) => format!("  {} {name} (added now; state at next login)", f.id),
+            (true, true) => format!("  {} (added now; name and state at next login)", f.id),
+        }
     }));
     out
 }
@@ -58,7 +63,10 @@ pub fn groups_lines(groups: &[GroupInfo], sizes: &HashMap<GroupId, u64>) -> Vec<
     let mut out = vec!["groups:".to_string()];
     for g in groups {
         let name = escape::name(&g.name);
-        if g.desc.is_empty() {
+        if g.name.is_empty() {
+            // Joined by id in this session: the name comes with the next login.
+            out.push(format!("  {} (joined now; name at next login)", g.id));
+        } else if g.desc.is_empty() {
             out.push(format!("  {} {name}", g.id));
         } else {
             out.push(format!("  {} {name}: {}", g.id, escape::name(&g.desc)));
@@ -134,9 +142,37 @@ pub fn history_lines(conv: Conv, ack: &HistoryAck) -> Vec<String> {
 /// What a KICKED (22) frame says: its `errmsg`.
 pub fn kicked_text(v: &Value) -> String {
     match v["errmsg"].as_str() {
-        Some(m) if !m.is_empty() => m.to_string(),
+        Some(m) if !m.is_empty() => escape::name(m).into_owned(),
         _ => "the server ended this session".to_string(),
     }
+}
+
+/// A user as lines name them: `bob(2)`, or `user 2` when the name is not known.
+pub fn who(id: UserId, name: Option<&str>) -> String {
+    match name {
+        Some(name) if !name.is_empty() => format!("{}({id})", escape::name(name)),
+        _ => format!("user {id}"),
+    }
+}
+
+/// A MEMBERS_ACK: a header naming the group, each member with state and role, then how to
+/// ask for the next page when there is one.
+pub fn members_lines(ack: &MembersAck) -> Vec<String> {
+    let g = ack.groupid;
+    let mut out = vec![format!("members of group {g} ({}):", ack.users.len())];
+    out.extend(ack.users.iter().map(|m| {
+        format!(
+            "  {} {} [{}] {}",
+            m.user.id,
+            escape::name(&m.user.name),
+            escape::name(&m.user.state),
+            escape::name(&m.role)
+        )
+    }));
+    if let (true, Some(last)) = (ack.more, ack.users.last()) {
+        out.push(format!("  (more: members {g} {})", last.user.id));
+    }
+    out
 }
 
 /// The reason an error reply gives: `errmsg (errno N)`.
@@ -358,6 +394,25 @@ mod tests {
         );
         let e = json!({"msgid":13,"errno":102,"errmsg":"bad \x1b[2J"});
         assert_eq!(error_text(&e), "bad \\e[2J (errno 102)");
+        let k = json!({"msgid":22,"errmsg":"bye\x1b[2J"});
+        assert_eq!(kicked_text(&k), "bye\\e[2J");
+        assert_eq!(who(2, Some("b\x1b[2Jo\nb")), "b\\e[2Jo\\nb(2)");
+        let ack = MembersAck {
+            groupid: 3,
+            users: vec![MemberInfo {
+                user: UserInfo {
+                    id: 7,
+                    name: "m\x1b]0;x\x07".into(),
+                    state: "on\rline".into(),
+                },
+                role: "cre\u{9b}ator".into(),
+            }],
+            more: false,
+        };
+        assert_eq!(
+            members_lines(&ack)[1],
+            "  7 m\\e]0;x\\x07 [on\\rline] cre\\u{9b}ator"
+        );
         for line in login_lines(
             &LoginAck::decode(&json!({"msgid":2,"errno":0,"id":1,"name":evil,
                 "offlinemsg":["not json \x1b[2J"]})),
@@ -365,6 +420,72 @@ mod tests {
         ) {
             assert!(!line.chars().any(char::is_control), "{line:?}");
         }
+    }
+
+    #[test]
+    fn what_was_added_in_this_session_says_what_is_not_known_yet() {
+        let friends = [
+            alice(),
+            UserInfo {
+                id: 5,
+                name: "eve".into(),
+                state: String::new(),
+            },
+            UserInfo {
+                id: 6,
+                name: String::new(),
+                state: String::new(),
+            },
+        ];
+        assert_eq!(
+            friends_lines(&friends),
+            [
+                "friends:",
+                "  1 alice [online]",
+                "  5 eve (added now; state at next login)",
+                "  6 (added now; name and state at next login)",
+            ]
+        );
+        let joined = GroupInfo {
+            id: 4,
+            name: String::new(),
+            desc: String::new(),
+            users: vec![],
+        };
+        assert_eq!(
+            groups_lines(&[joined], &HashMap::from([(4, 3)])),
+            [
+                "groups:",
+                "  4 (joined now; name at next login)",
+                "    3 members"
+            ]
+        );
+    }
+
+    #[test]
+    fn members_pages_and_names() {
+        let member = |user, role: &str| MemberInfo {
+            user,
+            role: role.into(),
+        };
+        let mut ack = MembersAck {
+            groupid: 3,
+            users: vec![member(alice(), "creator")],
+            more: true,
+        };
+        assert_eq!(
+            members_lines(&ack),
+            [
+                "members of group 3 (1):",
+                "  1 alice [online] creator",
+                "  (more: members 3 1)"
+            ]
+        );
+        ack.more = false;
+        assert_eq!(members_lines(&ack).len(), 2);
+        assert_eq!(who(2, Some("bob")), "bob(2)");
+        assert_eq!(who(2, None), "user 2");
+        assert_eq!(who(2, Some("")), "user 2");
     }
 
     #[test]

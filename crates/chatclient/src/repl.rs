@@ -4,14 +4,16 @@
 
 use crate::command::{self, parse, Command};
 use crate::escape;
-use crate::render;
+use crate::history_file;
 use crate::state::ClientState;
 use crate::terminal;
 
 use clusterchat_proto::client::{Client, ClientError, FrameReader};
 use rustyline::error::ReadlineError;
-use rustyline::{DefaultEditor, ExternalPrinter};
+use rustyline::{Config, DefaultEditor, ExternalPrinter};
+use std::io::IsTerminal;
 use std::net::{Shutdown, TcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,6 +21,10 @@ use terminal::SavedMode;
 
 /// Prints one block of lines without disturbing the line being edited.
 type Printer = Box<dyn FnMut(String) + Send>;
+
+/// While the user types a password (without echo), the reader thread holds back what it would
+/// print, which would otherwise land in the middle of the hidden prompt: `Some(lines)`.
+type Held = Arc<Mutex<Option<Vec<String>>>>;
 
 /// The sending half of the connection, shared by the typing thread (requests) and the reader
 /// thread (receipts), so that frames never interleave.
@@ -33,8 +39,11 @@ const HEARTBEAT: Duration = Duration::from_secs(20);
 
 /// How long `quit` (or end of piped input) waits for replies still owed to the user.
 const LINGER: Duration = Duration::from_secs(2);
-/// How long the prompt waits for a login or register reply before carrying on regardless.
+/// How long the prompt waits for a login, register or logout reply before carrying on
+/// regardless.
 const ACCOUNT_WAIT: Duration = Duration::from_secs(3);
+/// How many lines the line history keeps (in memory and in its file).
+const HISTORY_LINES: usize = 1000;
 
 /// Runs the client against `host:port` until `quit`, Ctrl+D or the server closing the
 /// connection. An `Err` is the one line to show when the state could not start.
@@ -48,12 +57,25 @@ pub fn run(host: &str, port: u16) -> Result<(), String> {
         .set_timeout(Some(RECEIPT_TICK))
         .map_err(|e| e.to_string())?;
     let socket = client.stream().try_clone().map_err(|e| e.to_string())?;
-    let mut editor = DefaultEditor::new().map_err(|e| format!("terminal: {e}"))?;
-    let printer: Printer = match editor.create_external_printer() {
-        // Between two readline calls rustyline writes the text as is, and the next prompt
-        // starts with "clear line": so every message must end its own line.
-        Ok(mut p) => Box::new(move |s| drop(p.print(format!("{s}\n")))),
-        Err(_) => Box::new(|s| println!("{s}")),
+    let config = Config::builder()
+        .max_history_size(HISTORY_LINES)
+        .map_err(|e| format!("terminal: {e}"))?
+        .build();
+    let mut editor = DefaultEditor::with_config(config).map_err(|e| format!("terminal: {e}"))?;
+    let mut history = History::open(&mut editor);
+    let held: Held = Arc::new(Mutex::new(None));
+    let printer: Printer = {
+        let mut print: Printer = match editor.create_external_printer() {
+            // Between two readline calls rustyline writes the text as is, and the next prompt
+            // starts with "clear line": so every message must end its own line.
+            Ok(mut p) => Box::new(move |s| drop(p.print(format!("{s}\n")))),
+            Err(_) => Box::new(|s| println!("{s}")),
+        };
+        let held = held.clone();
+        Box::new(move |s| match lock(&held).as_mut() {
+            Some(lines) => lines.push(s),
+            None => print(s),
+        })
     };
     let state = Arc::new(Mutex::new(ClientState::new()));
     let sender: Sender = Arc::new(Mutex::new(client));
@@ -67,7 +89,7 @@ pub fn run(host: &str, port: u16) -> Result<(), String> {
             .map_err(|e| e.to_string())?
     };
     println!("connected to {host}:{port}; type `help` for the commands");
-    interact(&mut editor, &sender, &state);
+    interact(&mut editor, &mut history, &held, &sender, &state);
 
     wait_while(&state, LINGER, ClientState::awaiting);
     quitting.store(true, Ordering::SeqCst);
@@ -87,8 +109,119 @@ fn send_all(sender: &Sender, frames: &[serde_json::Value]) -> Result<(), ClientE
     frames.iter().try_for_each(|f| client.send(f))
 }
 
+/// The line history's file, when the client runs in a terminal (piped input is not history).
+struct History {
+    file: Option<PathBuf>,
+}
+
+impl History {
+    /// Loads the history file into the editor (see [`history_file`]); without a terminal or
+    /// a home folder there is none, and a file that cannot be used is named once.
+    fn open(editor: &mut DefaultEditor) -> History {
+        let file = std::io::stdin()
+            .is_terminal()
+            .then(history_file::path)
+            .flatten();
+        let Some(path) = file else {
+            return History { file: None };
+        };
+        let loaded = history_file::prepare(&path)
+            .map_err(ReadlineError::from)
+            .and_then(|()| editor.load_history(&path));
+        match loaded {
+            Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                println!(
+                    "note: the line history is not kept: {}: {e}",
+                    path.display()
+                );
+                return History { file: None };
+            }
+            Ok(()) => {}
+        }
+        History { file: Some(path) }
+    }
+
+    /// Adds a line to the editor's history and appends it to the file.
+    fn keep(&mut self, editor: &mut DefaultEditor, line: &str) {
+        let _ = editor.add_history_entry(line);
+        if let Some(path) = &self.file {
+            if let Err(e) = editor.append_history(path) {
+                println!(
+                    "note: the line history is no longer saved: {}: {e}",
+                    path.display()
+                );
+                self.file = None;
+            }
+        }
+    }
+}
+
+/// A login or register typed without a password gets it here, asked for without echo (twice
+/// to register, in a terminal); `None` when the user gave none.
+fn with_password(cmd: Command, held: &Held) -> Option<Command> {
+    let (prompt, confirm) = match &cmd {
+        Command::Login {
+            id, password: None, ..
+        } => (format!("password for user {id}: "), false),
+        Command::Register {
+            name,
+            password: None,
+        } => (format!("password for {name}: "), true),
+        _ => return Some(cmd),
+    };
+    *lock(held) = Some(Vec::new());
+    let answer = ask_password(&prompt, confirm && std::io::stdin().is_terminal());
+    {
+        let mut held = lock(held);
+        for lines in held.take().unwrap_or_default() {
+            println!("{lines}");
+        }
+    }
+    let password = match answer {
+        Ok(password) => password,
+        Err(why) => {
+            println!("{why}");
+            return None;
+        }
+    };
+    Some(match cmd {
+        Command::Login { id, takeover, .. } => Command::Login {
+            id,
+            password: Some(password),
+            takeover,
+        },
+        Command::Register { name, .. } => Command::Register {
+            name,
+            password: Some(password),
+        },
+        other => other,
+    })
+}
+
+/// Asks for a password (and again, with `confirm`); `Err` says why there is none.
+fn ask_password(prompt: &str, confirm: bool) -> Result<String, String> {
+    let read = |prompt: &str| match terminal::read_password(prompt) {
+        Ok(Some(p)) if !p.is_empty() => Ok(p),
+        Ok(Some(_)) => Err("cancelled: no password given".to_string()),
+        Ok(None) => Err("cancelled".to_string()),
+        Err(e) => Err(format!("cannot read the password: {e}")),
+    };
+    let password = read(prompt)?;
+    if confirm && read("the same again: ")? != password {
+        return Err("the two passwords differ; nothing sent".into());
+    }
+    Ok(password)
+}
+
 /// The main thread's loop: read a line, act on it, until the user leaves.
-fn interact(editor: &mut DefaultEditor, sender: &Sender, state: &Mutex<ClientState>) {
+fn interact(
+    editor: &mut DefaultEditor,
+    history: &mut History,
+    held: &Held,
+    sender: &Sender,
+    state: &Mutex<ClientState>,
+) {
     loop {
         let prompt = lock(state).prompt();
         let line = match editor.readline(&prompt) {
@@ -108,20 +241,18 @@ fn interact(editor: &mut DefaultEditor, sender: &Sender, state: &Mutex<ClientSta
                 continue;
             }
         };
-        // Keep passwords out of the history.
-        if !matches!(cmd, Command::Login { .. } | Command::Register { .. }) {
-            let _ = editor.add_history_entry(line.as_str());
+        // Keep passwords out of the history (and its file).
+        if cmd.may_keep_in_history() {
+            history.keep(editor, &line);
         }
+        let Some(cmd) = with_password(cmd, held) else {
+            continue;
+        };
         match cmd {
             Command::Quit => return,
             Command::Help => println!("{}", command::HELP),
             Command::Friends | Command::Groups => {
-                let s = lock(state);
-                let lines = match (s.me(), &cmd) {
-                    (None, _) => vec!["not logged in".to_string()],
-                    (Some(me), Command::Friends) => render::friends_lines(&me.friends),
-                    (Some(me), _) => render::groups_lines(&me.groups, s.group_sizes()),
-                };
+                let lines = lock(state).local_lines(&cmd).unwrap_or_default();
                 println!("{}", escape::text(&lines.join("\n")));
             }
             _ => {

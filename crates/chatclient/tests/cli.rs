@@ -57,10 +57,17 @@ struct Session {
 
 impl Session {
     fn start() -> Session {
+        Session::start_in(&std::env::temp_dir().join("cc-cli-no-such-dir"))
+    }
+
+    /// Starts the client with `data_home` as its `XDG_DATA_HOME` (where a terminal session
+    /// would keep its line history).
+    fn start_in(data_home: &std::path::Path) -> Session {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatclient"))
             .args(["127.0.0.1", &port.to_string()])
+            .env("XDG_DATA_HOME", data_home)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -257,4 +264,36 @@ fn control_characters_from_the_server_are_shown_escaped() {
     ] {
         assert!(out.contains(&want), "{want:?} not in:\n{out}");
     }
+}
+
+#[test]
+fn piped_input_gives_a_left_out_password_on_the_next_line_and_keeps_no_history() {
+    let data = std::env::temp_dir().join(format!("cc-cli-data-{}", std::process::id()));
+    let mut s = Session::start_in(&data);
+    s.line("login 1");
+    s.line("pw from the next line");
+    assert_eq!(
+        s.next(),
+        json!({"msgid":1,"id":1,"password":"pw from the next line","sync":true})
+    );
+    let ack = SyncLoginAck {
+        id: 1,
+        name: "alice".into(),
+        friends: vec![],
+        groups: vec![],
+    };
+    s.send(&[ack.encode(), json!({"msgid":15,"count":0})]);
+    s.line("register bob");
+    s.line("pw of bob");
+    assert_eq!(
+        s.next(),
+        json!({"msgid":4,"name":"bob","password":"pw of bob"})
+    );
+    s.send(&[json!({"msgid":5,"errno":0,"id":2,"name":"bob"})]);
+    let out = s.quit();
+    assert!(out.contains("logged in as alice(1)"), "{out}");
+    assert!(out.contains("registered bob with id 2"), "{out}");
+    assert!(!out.contains("pw from"), "{out}");
+    // Piped input is a script, not a history to keep.
+    assert!(!data.exists(), "{} was created", data.display());
 }
