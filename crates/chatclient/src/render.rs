@@ -8,7 +8,9 @@
 use crate::command::Conv;
 use crate::escape;
 use clusterchat_proto::reply::text;
-use clusterchat_proto::{GroupId, GroupInfo, HistoryAck, LoginAck, MembersAck, UserId, UserInfo};
+use clusterchat_proto::{
+    GroupId, GroupInfo, HistoryAck, LoginAck, MemberInfo, MembersAck, UserId, UserInfo,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -71,15 +73,7 @@ pub fn groups_lines(groups: &[GroupInfo], sizes: &HashMap<GroupId, u64>) -> Vec<
         } else {
             out.push(format!("  {} {name}: {}", g.id, escape::name(&g.desc)));
         }
-        out.extend(g.users.iter().map(|m| {
-            format!(
-                "    {} {} [{}] {}",
-                m.user.id,
-                escape::name(&m.user.name),
-                escape::name(&m.user.state),
-                escape::name(&m.role)
-            )
-        }));
+        out.extend(g.users.iter().map(|m| member_line("    ", m)));
         match sizes.get(&g.id) {
             Some(1) if g.users.is_empty() => out.push("    1 member".into()),
             Some(n) if g.users.is_empty() => out.push(format!("    {n} members")),
@@ -155,20 +149,23 @@ pub fn who(id: UserId, name: Option<&str>) -> String {
     }
 }
 
+/// One member: id, name, `[state]` and role, all escaped, after `indent`.
+fn member_line(indent: &str, m: &MemberInfo) -> String {
+    format!(
+        "{indent}{} {} [{}] {}",
+        m.user.id,
+        escape::name(&m.user.name),
+        escape::name(&m.user.state),
+        escape::name(&m.role)
+    )
+}
+
 /// A MEMBERS_ACK: a header naming the group, each member with state and role, then how to
 /// ask for the next page when there is one.
 pub fn members_lines(ack: &MembersAck) -> Vec<String> {
     let g = ack.groupid;
     let mut out = vec![format!("members of group {g} ({}):", ack.users.len())];
-    out.extend(ack.users.iter().map(|m| {
-        format!(
-            "  {} {} [{}] {}",
-            m.user.id,
-            escape::name(&m.user.name),
-            escape::name(&m.user.state),
-            escape::name(&m.role)
-        )
-    }));
+    out.extend(ack.users.iter().map(|m| member_line("  ", m)));
     if let (true, Some(last)) = (ack.more, ack.users.last()) {
         out.push(format!("  (more: members {g} {})", last.user.id));
     }
