@@ -154,3 +154,6 @@ impl TlsSession {
         Ok(!self.conn.wants_write())
     }
 }
+
+#[cfg(test)]
+mod tests;
