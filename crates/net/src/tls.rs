@@ -39,6 +39,10 @@ pub(crate) struct TlsSession {
     eof: bool,
     /// `close_notify` queued (a half-close is under way).
     closing: bool,
+    /// A read gave the flush something to do: rustls queued records while it had none
+    /// pending (with records pending, the socket's WRITABLE event brings the flush), or the
+    /// handshake completed (output may wait for it).
+    flush_due: bool,
 }
 
 impl TlsSession {
@@ -51,6 +55,7 @@ impl TlsSession {
             fed: 0,
             eof: false,
             closing: false,
+            flush_due: false,
         })
     }
 
@@ -60,8 +65,21 @@ impl TlsSession {
     /// (it was read to WouldBlock, as edge-triggered polling needs). A handshake or record
     /// error is `Err(InvalidData)`, after one try at writing the alert rustls queued for it;
     /// the connection is to be closed. Handshake records to send are left queued: see
-    /// [`wants_flush`](Self::wants_flush).
+    /// [`take_flush_due`](Self::take_flush_due).
     pub(crate) fn read<S: Read + Write>(
+        &mut self,
+        socket: &mut S,
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
+        let (writing, handshaking) = (self.conn.wants_write(), self.conn.is_handshaking());
+        let result = self.read_plaintext(socket, buf);
+        self.flush_due |= (!writing && self.conn.wants_write())
+            || (handshaking && !self.conn.is_handshaking());
+        result
+    }
+
+    /// [`read`](Self::read) without the bookkeeping of what the flush has to do.
+    fn read_plaintext<S: Read + Write>(
         &mut self,
         socket: &mut S,
         buf: &mut [u8],
@@ -88,11 +106,12 @@ impl TlsSession {
         }
     }
 
-    /// Whether a flush has something to do even with an empty output Buffer: records queued
-    /// by rustls itself (handshake messages, session tickets, alerts, `close_notify`), or a
-    /// handshake that completed with output waiting in the Buffer (`output_pending`).
-    pub(crate) fn wants_flush(&self, output_pending: bool) -> bool {
-        self.conn.wants_write() || (output_pending && !self.conn.is_handshaking())
+    /// Whether the reads since the last call gave the loop a reason to flush that it would
+    /// not otherwise see: records rustls queued itself (handshake messages, session tickets,
+    /// alerts) with none pending before, or a completed handshake (output queued during it
+    /// waits for a flush).
+    pub(crate) fn take_flush_due(&mut self) -> bool {
+        std::mem::take(&mut self.flush_due)
     }
 
     /// Whether the socket must be watched for WRITABLE: rustls has records to send.

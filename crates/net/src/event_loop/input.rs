@@ -183,7 +183,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                 Some(tls) => {
                     let result = tls.read(&mut c.stream, &mut self.scratch);
                     // Handshake records to answer, or output that waited for the handshake.
-                    if tls.wants_flush(!c.output.is_empty()) && !c.dirty {
+                    if tls.take_flush_due() && !c.dirty {
                         c.dirty = true;
                         self.dirty.push(key);
                     }
