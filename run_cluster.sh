@@ -72,6 +72,15 @@ alive() {
     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
 }
 
+# started PIDFILE: true while the process this script just started runs (not a zombie),
+# whatever its name: right after `setsid BIN &` it may not have exec'd chatserver yet.
+started() {
+    local pid state
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
 # script_alive: true when the foreground `./run_cluster.sh start` of run/cluster.pid runs.
 script_alive() {
     local pid
@@ -266,7 +275,7 @@ start_servers() {
     for ((i = 1; i <= n; i++)); do
         port=$((BASE_PORT + i - 1))
         until grep -q 'listening on' "$RUN/node$i.log" && port_open 127.0.0.1 "$port"; do
-            if ! alive "$RUN/node$i.pid" chatserver; then
+            if ! started "$RUN/node$i.pid"; then
                 tail -n 20 "$RUN/node$i.log" >&2
                 die "node$i did not start ($R/node$i.log above)"
             fi

@@ -73,8 +73,8 @@ impl TlsSession {
     ) -> io::Result<usize> {
         let (writing, handshaking) = (self.conn.wants_write(), self.conn.is_handshaking());
         let result = self.read_plaintext(socket, buf);
-        self.flush_due |= (!writing && self.conn.wants_write())
-            || (handshaking && !self.conn.is_handshaking());
+        self.flush_due |=
+            (!writing && self.conn.wants_write()) || (handshaking && !self.conn.is_handshaking());
         result
     }
 
