@@ -5,6 +5,7 @@
 //!   frame to the connection's worker, where the service handles it.
 //! * this file: start-up (store, bus, stale sessions, threads) and shutdown.
 //! * [`housekeeper`]: the periodic retries and the dead-node reaper.
+//! * [`tls`]: the chat port's TLS config from `--tls-cert` / `--tls-key`.
 
 mod handler;
 mod housekeeper;
