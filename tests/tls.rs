@@ -517,3 +517,21 @@ fn many_tls_clients_at_once() {
         t.join().expect("a client thread");
     }
 }
+
+/// The client checks the name: a certificate for localhost and 127.0.0.1 does not pass for
+/// another name, and the server goes on serving.
+#[test]
+fn a_certificate_for_another_name_is_refused_by_the_client() {
+    let cert = TestCert::new();
+    let srv = tls::server(&cert, &[]);
+    let name = clusterchat_proto::tls::server_name("chat.example.org").unwrap();
+    match Client::connect_tls(srv.addr, cert.client_config(), name) {
+        Err(ClientError::Io(e)) => assert!(e.to_string().contains("certificate"), "{e}"),
+        Err(e) => panic!("expected a certificate error, got {e}"),
+        Ok(_) => panic!("a certificate for another name was accepted"),
+    }
+    let name = clusterchat_proto::tls::server_name("localhost").unwrap();
+    let mut c = Client::connect_tls(srv.addr, cert.client_config(), name).expect("localhost");
+    let id = c.register("named", "pw").unwrap();
+    c.login(id, "pw").unwrap();
+}
