@@ -135,6 +135,8 @@ fn a_close_from_the_client_is_answered_and_its_user_goes_offline() {
     assert_eq!(next_json(&mut ws).unwrap()["errno"], 0);
     ws.close(None).unwrap();
     assert_eq!(close_code(&mut ws), Some(CloseCode::Normal));
+    // The close handshake is done: the client closes the TCP connection, as browsers do.
+    drop(ws);
     // Its user went offline: the account can log in from the TCP port now.
     let mut again = srv.client();
     for attempt in 0.. {
