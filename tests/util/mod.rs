@@ -23,3 +23,4 @@ pub mod raw_conn;
 pub mod server;
 pub mod small_rcvbuf;
 pub mod tls;
+pub mod ws;

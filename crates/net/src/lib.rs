@@ -29,6 +29,14 @@
 //! from the output at each flush), so handlers, framing, tags and every limit above work
 //! unchanged, on plaintext.
 //!
+//! Several ports, one reactor: [`TcpServer::start_on`] accepts on several listeners with the
+//! same loops and limits, and each connection knows which listener took it
+//! ([`TcpConnection::listener`]), so one handler can speak a protocol per port. For a
+//! transport that frames messages itself (WebSocket), [`TcpConnection::set_frame_prefix`]
+//! writes a prefix before every later frame (without copying the frame, which may be shared
+//! by many receivers), and [`TcpConnection::send_raw`] queues bytes with no prefix and no
+//! terminator (an HTTP response, a control frame).
+//!
 //! `examples/echo.rs` and `examples/broadcast.rs` are the smallest servers on the reactor alone.
 
 mod acceptor;
@@ -43,7 +51,7 @@ mod written;
 
 pub use buffer::Buffer;
 pub use bytes::Bytes;
-pub use connection::{ConnRef, TcpConnection};
+pub use connection::{ConnRef, FramePrefix, TcpConnection, MAX_PREFIX};
 /// The TLS library of `ServerOptions::tls`, re-exported so callers build its config with the
 /// same version.
 pub use rustls;
