@@ -1,0 +1,247 @@
+// The web client in a real browser (Debian's chromium, driven by playwright-core), against a
+// cluster behind nginx started by tests/browser.rs. Environment:
+//   CHAT_WEB_URL         the page, e.g. http://127.0.0.1:PORT/ (nginx)
+//   CHAT_SCREENSHOTS     folder for the screenshots (default ../../target/browser-screenshots)
+//   CHAT_CLUSTER_NODES   comma-separated node ids the cluster panel must list
+//   CHROMIUM             the browser (default /usr/bin/chromium)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const URL = process.env.CHAT_WEB_URL;
+const SHOTS = process.env.CHAT_SCREENSHOTS ||
+  path.join(import.meta.dirname, '..', '..', 'target', 'browser-screenshots');
+const NODES = (process.env.CHAT_CLUSTER_NODES || '').split(',').filter(Boolean);
+const WAIT = 20000; // ms for any one thing to show up
+const PAGE = 30; // the client's HISTORY page (web/app.js)
+const tag = Math.random().toString(36).slice(2, 6);
+const pages = []; // every page opened, for the screenshots of a failure
+
+async function shot(page, name) {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+}
+
+async function newPage(browser, viewport = { width: 1100, height: 760 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  pages.push(page);
+  page.setDefaultTimeout(WAIT);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.errors = errors;
+  page.logs = [];
+  page.on('console', (m) => page.logs.push(`${m.type()}: ${m.text()}`));
+  await page.goto(URL);
+  await page.evaluate(() => { window.clusterchat.conn.debug = true; });
+  return page;
+}
+
+/** Registers through the form; returns the new id (the page is then logged in). */
+async function register(page, name, password) {
+  await page.fill('#login-user', name);
+  await page.fill('#login-password', password);
+  await page.click('#register-btn');
+  await page.locator('#chat-view').waitFor({ state: 'visible' });
+  const me = await page.locator('#me').textContent();
+  const m = /\(#(\d+)\)$/.exec(me);
+  assert.ok(m, `#me shows the id: ${me}`);
+  return Number(m[1]);
+}
+
+async function login(page, ident, password) {
+  await page.fill('#login-user', ident);
+  await page.fill('#login-password', password);
+  await page.click('#login-btn');
+  await page.locator('#chat-view').waitFor({ state: 'visible' });
+  await page.locator('#conn-status.online').waitFor();
+}
+
+async function open(page, key) {
+  await page.click(`li[data-key="${key}"]`);
+  await page.locator('#conv-pane').waitFor({ state: 'visible' });
+}
+
+function message(page, text) {
+  return page.locator('#message-list .text').getByText(text, { exact: true });
+}
+
+/** Sends through the compose box and waits until the server has stored it (seq shown). */
+async function send(page, text) {
+  await page.fill('#compose-input', text);
+  await page.press('#compose-input', 'Enter');
+  const text_ = page.locator('.text').getByText(text, { exact: true });
+  await page.locator('#message-list li.msg.mine:not(.pending)', { has: text_ }).waitFor();
+}
+
+async function seen(page, text, times = 1) {
+  await message(page, text).first().waitFor();
+  assert.equal(await message(page, text).count(), times, `"${text}" shown ${times} time(s)`);
+}
+
+async function unread(page, key) {
+  const badge = page.locator(`li[data-key="${key}"] .badge`);
+  if ((await badge.count()) === 0) return 0;
+  return Number(await badge.textContent());
+}
+
+async function addFriend(page, id) {
+  await page.fill('#add-friend-id', String(id));
+  await page.click('#add-friend-form button');
+  await page.locator(`#friend-list li[data-key="u:${id}"]`).waitFor();
+}
+
+test('two users chat in the browser through the cluster', { timeout: 150000 }, async () => {
+  assert.ok(URL, 'CHAT_WEB_URL is set');
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox'],
+  });
+  try {
+    const alice = `alice-${tag}`;
+    const bob = `bob-${tag}`;
+    const pa = await newPage(browser);
+    const pb = await newPage(browser);
+
+    // Register both; errors are shown for bad input (errno 1: a taken name).
+    const aliceId = await register(pa, alice, 'pw-alice');
+    const bobId = await register(pb, bob, 'pw-bob');
+    assert.notEqual(aliceId, bobId);
+
+    // The cluster panel lists both servers with their online counts.
+    for (const node of NODES) {
+      await pa.locator(`#cluster-servers li[data-node="${node}"] .count`).waitFor();
+    }
+    if (NODES.length) {
+      assert.equal(await pa.locator('#cluster-servers li').count(), NODES.length);
+      assert.match(await pa.locator('#cluster-node').textContent(), /connected to|served by/);
+    }
+
+    // Friends both ways; an unknown id gets errno 106's sentence.
+    await pa.fill('#add-friend-id', '987654');
+    await pa.click('#add-friend-form button');
+    await pa.locator('#sidebar-error', { hasText: 'No such user or group' }).waitFor();
+    await addFriend(pa, bobId);
+
+    // 1:1 both ways; bob, who has not added alice yet, sees her under "Other chats" with an
+    // unread count; markup in a message stays text.
+    await send(pa, 'hello bob');
+    const xss = '<img src=x onerror="window.__xss=1"> <b>not bold</b>';
+    await send(pa, xss);
+    await pb.locator(`#other-list li[data-key="u:${aliceId}"] .badge`, { hasText: '2' }).waitFor();
+    await addFriend(pb, aliceId); // opens the conversation
+    await seen(pb, 'hello bob');
+    await seen(pb, xss);
+    assert.equal(await pb.evaluate(() => window.__xss), undefined, 'no markup ran');
+    assert.equal(await pb.locator('#message-list b').count(), 0);
+    assert.equal(await unread(pb, `u:${aliceId}`), 0, 'opening clears the count');
+    await send(pb, 'hi alice');
+    await seen(pa, 'hi alice');
+    // Bob's name was learnt from his message (ADD_FRIEND tells no name).
+    await pa.locator(`#friend-list li[data-key="u:${bobId}"] .name`, { hasText: bob }).waitFor();
+
+    // A group: alice creates it, bob joins by id, both chat.
+    await pa.fill('#create-group-name', `team-${tag}`);
+    await pa.fill('#create-group-desc', 'browser test');
+    await pa.click('#create-group-form button');
+    await pa.locator('#conv-title', { hasText: `team-${tag}` }).waitFor();
+    const sub = await pa.locator('#conv-sub').textContent();
+    const groupId = Number(/group #(\d+)/.exec(sub)[1]);
+    await pb.fill('#join-group-id', `#${groupId}`);
+    await pb.click('#join-group-form button');
+    await pb.locator(`#group-list li[data-key="g:${groupId}"]`).waitFor();
+    await send(pb, 'hi team');
+    await seen(pa, 'hi team');
+    await send(pa, 'welcome to the team');
+    await seen(pb, 'welcome to the team');
+    await pb.click('#members-btn');
+    await pb.locator('#members-panel li', { hasText: alice }).waitFor();
+    await pb.locator('#members-panel li', { hasText: bob }).waitFor();
+    await shot(pa, 'group-chat');
+
+    // Bob closes the page (once it has confirmed what it got: RECV goes out in batches);
+    // what alice sends meanwhile is there when he comes back.
+    await pb.waitForFunction(() => window.clusterchat.conn.recvDue.size === 0);
+    await pb.context().close();
+    await open(pa, `u:${bobId}`);
+    for (let i = 1; i <= 3; i++) await send(pa, `while you were away ${i}`);
+    await open(pa, `g:${groupId}`);
+    await send(pa, 'group news while away');
+    const pb2 = await newPage(browser);
+    await login(pb2, bob, 'pw-bob');
+    await pb2.locator('#banner', { hasText: 'arrived while you were away' }).waitFor();
+    await pb2.locator(`li[data-key="u:${aliceId}"] .badge`, { hasText: '3' }).waitFor();
+    await pb2.locator(`li[data-key="g:${groupId}"] .badge`, { hasText: '1' }).waitFor();
+    await open(pb2, `u:${aliceId}`);
+    for (let i = 1; i <= 3; i++) await seen(pb2, `while you were away ${i}`);
+    await seen(pb2, 'hello bob');
+    await shot(pb2, 'back-after-away');
+
+    // A dropped connection: the page reconnects and resumes; nothing is lost or doubled,
+    // neither what came in meanwhile nor what bob typed while offline.
+    await pb2.evaluate(() => window.clusterchat.conn.ws.close());
+    await pb2.locator('#conn-status.offline').waitFor();
+    await open(pa, `u:${bobId}`);
+    await send(pa, 'sent during the drop');
+    await pb2.fill('#compose-input', 'typed while offline');
+    await pb2.press('#compose-input', 'Enter');
+    await pb2.locator('#conn-status.online').waitFor();
+    await seen(pb2, 'sent during the drop');
+    await seen(pb2, 'typed while offline');
+    await seen(pa, 'typed while offline');
+    await pb2.waitForTimeout(1000); // let any duplicate arrive before counting
+    for (const t of ['sent during the drop', 'typed while offline', 'hello bob']) {
+      await seen(pb2, t, 1);
+    }
+
+    // Scroll-back: more than a page of messages, then a fresh page shows the newest page and
+    // loads the older ones when scrolled to the top.
+    for (let i = 1; i <= PAGE + 5; i++) await send(pa, `bulk ${i}`);
+    await pa.context().close();
+    const pa2 = await newPage(browser);
+    await login(pa2, `#${aliceId}`, 'pw-alice');
+    await open(pa2, `u:${bobId}`);
+    await seen(pa2, `bulk ${PAGE + 5}`);
+    assert.equal(await pa2.locator('#message-list li.msg').count(), PAGE);
+    assert.equal(await message(pa2, 'hello bob').count(), 0, 'older not loaded yet');
+    await pa2.locator('#load-older').waitFor();
+    await pa2.locator('#messages').evaluate((el) => { el.scrollTop = 0; });
+    await seen(pa2, 'bulk 1');
+    await pa2.locator('#messages').evaluate((el) => { el.scrollTop = 0; });
+    await seen(pa2, 'hello bob');
+    await pa2.locator('#history-start').waitFor();
+    const total = 2 + 1 + 3 + 2 + PAGE + 5;
+    assert.equal(await pa2.locator('#message-list li.msg').count(), total);
+    const seqs = await pa2.locator('#message-list li.msg').evaluateAll(
+      (els) => els.map((e) => Number(e.dataset.seq)),
+    );
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'in seq order');
+    assert.equal(new Set(seqs).size, seqs.length, 'no seq twice');
+    await pa2.locator('#messages').evaluate((el) => { el.scrollTop = el.scrollHeight; });
+    await shot(pa2, 'desktop');
+
+    // Phone width: the list, then one conversation with a back button.
+    await pa2.setViewportSize({ width: 375, height: 740 });
+    await pa2.click('#back-btn');
+    await pa2.locator('#friend-list').waitFor({ state: 'visible' });
+    await shot(pa2, 'phone-list');
+    await open(pa2, `u:${bobId}`);
+    assert.ok(await pa2.locator('#back-btn').isVisible());
+    const width = await pa2.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 375, `no horizontal scrolling at 375 px (${width})`);
+    await shot(pa2, 'phone-conversation');
+
+    for (const p of [pa2, pb2]) assert.deepEqual(p.errors, [], 'no script errors');
+  } catch (err) {
+    // Where each page was when it failed, and what its console said.
+    for (const [i, p] of pages.entries()) {
+      if (!p.isClosed()) await shot(p, `failure-${i}`).catch(() => {});
+      if (p.logs.length) console.error(`page ${i} console:\n${p.logs.join('\n')}`);
+    }
+    throw err;
+  } finally {
+    await browser.close();
+  }
+});
