@@ -39,7 +39,14 @@ store.addEventListener('change', () => {
     redrawQueued = false;
     renderSidebar(store, openConversation);
     view.render();
+    const unread = store.totalUnread();
+    document.title = unread > 0 ? `(${unread}) clusterchat` : 'clusterchat';
   });
+});
+
+// Back to a tab that shows a conversation: what arrived there meanwhile is read now.
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden && store.activeKey) store.setActive(store.activeKey);
 });
 
 function banner(text) {
@@ -136,7 +143,10 @@ conn.addEventListener('kicked', (e) => {
   leaveChat(`${e.detail.errmsg || 'This account logged in elsewhere.'} Log in again to continue here.`);
 });
 
-conn.addEventListener('error', (e) => banner(e.detail.message));
+conn.addEventListener('error', (e) => {
+  // On the login form the next login reconnects; in the chat it is news.
+  if (!byId('chat-view').hidden) banner(e.detail.message);
+});
 
 conn.addEventListener('status', (e) => {
   const { state, retryIn, reason } = e.detail;

@@ -124,13 +124,15 @@ export class ChatStore extends EventTarget {
     if (frame.msgid !== MSG.ONE_CHAT && frame.msgid !== MSG.GROUP_CHAT) return false;
     const key = conversationOf(frame, this.me.id);
     const conv = this.conv(key);
+    if (conv.kind === 'group') this.group(conv.id); // joined elsewhere: list it
     if (typeof frame.id === 'number' && typeof frame.name === 'string') {
       this.learnUser({ id: frame.id, name: frame.name });
     }
     if (conv.messages.has(frame.seq)) return false;
     conv.messages.set(frame.seq, frame);
     conv.lastActivity = Math.max(conv.lastActivity, frame.seq);
-    if (countUnread && frame.id !== this.me.id && key !== this.activeKey) conv.unread += 1;
+    const onScreen = key === this.activeKey && !document.hidden;
+    if (countUnread && frame.id !== this.me.id && !onScreen) conv.unread += 1;
     this.changed(key);
     return true;
   }
@@ -166,6 +168,13 @@ export class ChatStore extends EventTarget {
     this.activeKey = key;
     if (key) this.conv(key).unread = 0;
     this.changed(key);
+  }
+
+  /** Unread messages in all conversations. */
+  totalUnread() {
+    let n = 0;
+    for (const c of this.convs.values()) n += c.unread;
+    return n;
   }
 
   changed(key = null) {

@@ -8,11 +8,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
-const URL = process.env.CHAT_WEB_URL;
+const BASE = process.env.CHAT_WEB_URL;
 const SHOTS = process.env.CHAT_SCREENSHOTS ||
-  path.join(import.meta.dirname, '..', '..', 'target', 'browser-screenshots');
+  fileURLToPath(new URL('../../target/browser-screenshots', import.meta.url));
 const NODES = (process.env.CHAT_CLUSTER_NODES || '').split(',').filter(Boolean);
 const WAIT = 20000; // ms for any one thing to show up
 const PAGE = 30; // the client's HISTORY page (web/app.js)
@@ -34,7 +35,7 @@ async function newPage(browser, viewport = { width: 1100, height: 760 }) {
   page.errors = errors;
   page.logs = [];
   page.on('console', (m) => page.logs.push(`${m.type()}: ${m.text()}`));
-  await page.goto(URL);
+  await page.goto(BASE);
   await page.evaluate(() => { window.clusterchat.conn.debug = true; });
   return page;
 }
@@ -94,10 +95,12 @@ async function addFriend(page, id) {
 }
 
 test('two users chat in the browser through the cluster', { timeout: 150000 }, async () => {
-  assert.ok(URL, 'CHAT_WEB_URL is set');
+  assert.ok(BASE, 'CHAT_WEB_URL is set');
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox'],
+    // As root in a container, and quiet: no calls home (this machine's network is closed).
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   try {
     const alice = `alice-${tag}`;
@@ -165,6 +168,10 @@ test('two users chat in the browser through the cluster', { timeout: 150000 }, a
     // what alice sends meanwhile is there when he comes back.
     await pb.waitForFunction(() => window.clusterchat.conn.recvDue.size === 0);
     await pb.context().close();
+    // Presence: the server pushes no changes; the page refreshes its friends' states from
+    // MEMBERS of the groups it shares with them (every 10 s).
+    const bobDot = pa.locator(`#friend-list li[data-key="u:${bobId}"] .dot`);
+    await pa.locator(`#friend-list li[data-key="u:${bobId}"] .dot.offline`).waitFor();
     await open(pa, `u:${bobId}`);
     for (let i = 1; i <= 3; i++) await send(pa, `while you were away ${i}`);
     await open(pa, `g:${groupId}`);
@@ -172,6 +179,8 @@ test('two users chat in the browser through the cluster', { timeout: 150000 }, a
     const pb2 = await newPage(browser);
     await login(pb2, bob, 'pw-bob');
     await pb2.locator('#banner', { hasText: 'arrived while you were away' }).waitFor();
+    await pa.locator(`#friend-list li[data-key="u:${bobId}"] .dot.online`).waitFor();
+    assert.equal(await bobDot.getAttribute('title'), 'online');
     await pb2.locator(`li[data-key="u:${aliceId}"] .badge`, { hasText: '3' }).waitFor();
     await pb2.locator(`li[data-key="g:${groupId}"] .badge`, { hasText: '1' }).waitFor();
     await open(pb2, `u:${aliceId}`);
