@@ -128,6 +128,10 @@ conn.addEventListener('chat', (e) => {
   const { frame } = e.detail;
   if (!store.me || typeof frame.seq !== 'number') return;
   store.addChat(frame, { countUnread: true });
+  // A live message says its sender is online (as chatclient reads it); stored ones do not.
+  if (e.detail.live && frame.id !== store.me.id) {
+    store.learnUser({ id: frame.id, state: 'online' });
+  }
   conn.received(conversationOf(frame, store.me.id), frame.seq);
 });
 

@@ -1,0 +1,172 @@
+//! The web client (`web/`) in a real browser: Debian's chromium, driven by Playwright
+//! (`tests/browser/scenario.test.mjs`, playwright-core from npm), against two servers behind
+//! nginx, as a user opens it. Two browser contexts register, log in, add each other, chat
+//! one to one and in a group, one closes the page and finds what was sent meanwhile, a
+//! dropped connection resumes without a lost or doubled message, scroll-back loads a second
+//! page of HISTORY, the cluster panel lists both servers, and the layout works at phone
+//! width. Screenshots go to `<target>/browser-screenshots/`.
+//!
+//! Needs node, `/usr/bin/chromium` (or `CHROMIUM`) and `tests/browser/node_modules`
+//! (`.ci/services.sh` installs all three); without them the test is skipped, unless
+//! `CHAT_REQUIRE_SERVICES=1`, which makes that a failure.
+
+mod util;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use util::cluster::TestCluster;
+use util::mysql_db::services_required;
+use util::server::TestServer;
+
+/// The longest the browser scenario may take; it needs ~30 s on a quiet machine.
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(150);
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/chromium".into())
+}
+
+/// Where the screenshots go: `browser-screenshots` in the target folder (the one holding
+/// this build's `chatserver`).
+fn screenshot_dir() -> PathBuf {
+    let exe = Path::new(env!("CARGO_BIN_EXE_chatserver"));
+    exe.ancestors()
+        .nth(2)
+        .unwrap_or(Path::new("target"))
+        .join("browser-screenshots")
+}
+
+/// Whether node, chromium and the npm packages are there; `false` (skip, after a note)
+/// when not, unless `CHAT_REQUIRE_SERVICES=1`, which makes that a panic.
+fn tools_present() -> bool {
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let missing = if !node {
+        Some("node is not installed".to_string())
+    } else if !chromium().exists() {
+        Some(format!("{} is missing", chromium().display()))
+    } else if !browser_dir().join("node_modules/playwright-core").exists() {
+        Some("tests/browser/node_modules is missing (npm ci there)".to_string())
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(what) => {
+            assert!(
+                !services_required(),
+                "{what}: .ci/services.sh installs it"
+            );
+            eprintln!("note: skipping the browser test: {what}");
+            false
+        }
+    }
+}
+
+/// The address of a server's HTTP front, from its log line `HTTP front on http://ADDR/`.
+fn http_addr(server: &TestServer) -> SocketAddr {
+    server
+        .log()
+        .iter()
+        .find_map(|line| {
+            let rest = line.split("HTTP front on http://").nth(1)?;
+            rest.split('/').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no HTTP front in the log: {:?}", server.log()))
+}
+
+/// Runs the Playwright scenario against `url`; returns its exit status and output.
+fn run_scenario(url: &str, nodes: &[String]) -> (bool, String) {
+    let mut child = Command::new("node")
+        .args(["--test", "--test-concurrency=1", "scenario.test.mjs"])
+        .current_dir(browser_dir())
+        .env("CHAT_WEB_URL", url)
+        .env("CHAT_CLUSTER_NODES", nodes.join(","))
+        .env("CHAT_SCREENSHOTS", screenshot_dir())
+        .env("CHROMIUM", chromium())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + SCENARIO_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = format!(
+        "{}{}",
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default()
+    );
+    match status {
+        Some(s) => (s.success(), output),
+        None => (
+            false,
+            format!("the scenario took over {SCENARIO_TIMEOUT:?}: killed\n{output}"),
+        ),
+    }
+}
+
+#[test]
+fn two_browsers_chat_through_the_cluster_behind_nginx() {
+    if !tools_present() {
+        return;
+    }
+    let Some(mut cluster) = TestCluster::start("browser", 0) else {
+        return;
+    };
+    for _ in 0..2 {
+        cluster.add_server_with(&["--http", "127.0.0.1:0"]);
+    }
+    let nodes: Vec<String> = (0..2)
+        .map(|i| format!("{}n{i}", cluster.prefix.trim_end_matches(':')))
+        .collect();
+    let http: Vec<SocketAddr> = cluster.servers.iter().map(http_addr).collect();
+    let chat: Vec<SocketAddr> = cluster.servers.iter().map(|s| s.addr).collect();
+    let Some(nginx) = util::nginx::TestNginx::start_web(&chat, &http) else {
+        return;
+    };
+    let url = format!("http://{}/", nginx.http_addr());
+    let (ok, output) = run_scenario(&url, &nodes);
+    assert!(
+        ok,
+        "the browser scenario failed (screenshots in {}):\n{output}",
+        screenshot_dir().display()
+    );
+    for name in ["desktop", "group-chat", "phone-list", "phone-conversation"] {
+        let png = screenshot_dir().join(format!("{name}.png"));
+        assert!(png.exists(), "{} was not written", png.display());
+    }
+}
