@@ -4,6 +4,7 @@
 //! connection with too much in progress is no longer read until it drains.
 
 use super::login_gate::LoginGate;
+use crate::http::{self, HttpFront};
 use crate::service::backpressure::{self, Work};
 use crate::service::throttle::{rate_limited, TokenBucket};
 use crate::service::{send_error, ChatConn, ChatService, ConnContext, ServiceError};
@@ -29,6 +30,8 @@ pub(super) struct ChatHandler {
     pub(super) limits: backpressure::Limits,
     /// `--login-timeout`, for the message of a connection closed by it.
     pub(super) login_timeout: u64,
+    /// The HTTP + WebSocket front, for connections of the `--http` listener.
+    pub(super) http: Option<HttpFront>,
 }
 
 impl ChatHandler {
@@ -102,6 +105,11 @@ impl ChatHandler {
 impl Handler<ConnContext> for ChatHandler {
     fn on_message(&self, conn: &ChatConn, input: &[u8]) -> usize {
         conn.context().touch();
+        if conn.listener() == http::HTTP_LISTENER {
+            if let Some(front) = &self.http {
+                return front.on_input(conn, input, self);
+            }
+        }
         let mut frames = Frames::new(input, self.max_frame);
         for item in frames.by_ref() {
             match item {
@@ -155,7 +163,10 @@ impl Handler<ConnContext> for ChatHandler {
             .execute(conn, Box::new(move || service.disconnected(&conn2)));
     }
 
-    fn on_auth_timeout(&self, _conn: &ChatConn) -> Option<Bytes> {
+    fn on_auth_timeout(&self, conn: &ChatConn) -> Option<Bytes> {
+        if conn.listener() == http::HTTP_LISTENER && conn.frame_prefix().is_none() {
+            return None; // plain HTTP: a JSON line is no HTTP response
+        }
         let e = reply::error(
             errno::NOT_LOGGED_IN,
             &format!(
@@ -202,5 +213,41 @@ impl ChatHandler {
             }
         }
         self.to_worker(conn, frame, matches!(id, Some(msgid::LOGIN | msgid::REG)));
+    }
+}
+
+/// The chat side of the HTTP front: a WebSocket text message takes the same path as a frame
+/// of the chat port.
+impl http::Chat for ChatHandler {
+    fn text(&self, conn: &ChatConn, payload: &[u8]) -> bool {
+        let mut frames = Frames::new(payload, self.max_frame);
+        for item in frames.by_ref() {
+            match item {
+                Item::Frame { bytes, .. } => self.dispatch(conn, bytes),
+                Item::Invalid(_) | Item::TooLarge => self.reject(
+                    conn,
+                    ServiceError::new(errno::MALFORMED, "malformed request: not a JSON object"),
+                ),
+            }
+        }
+        let rest = &payload[frames.consumed()..];
+        if rest.iter().any(|b| !b.is_ascii_whitespace()) {
+            self.reject(
+                conn,
+                ServiceError::new(
+                    errno::MALFORMED,
+                    "malformed request: incomplete JSON object",
+                ),
+            );
+        }
+        backpressure::pause_if_busy(conn, &self.limits)
+    }
+
+    fn error(&self, conn: &ChatConn, errno: i64, message: &str) {
+        self.reject(conn, ServiceError::new(errno, message.to_string()));
+    }
+
+    fn run(&self, conn: &ChatConn, job: Box<dyn FnOnce() + Send>) {
+        self.gate.execute(conn, job);
     }
 }

@@ -37,7 +37,7 @@ mod written;
 
 pub use buffer::Buffer;
 pub use bytes::Bytes;
-pub use connection::{ConnRef, TcpConnection};
+pub use connection::{ConnRef, FramePrefix, TcpConnection, MAX_PREFIX};
 pub use tcp_server::{ServerHandle, ServerOptions, TcpServer};
 
 /// The application's side of the reactor: muduo's `ConnectionCallback`, `MessageCallback`
