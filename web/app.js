@@ -50,10 +50,10 @@ document.addEventListener('visibilitychange', () => {
 });
 
 function banner(text) {
-  const b = byId('banner');
-  b.textContent = text;
-  b.hidden = !text;
+  byId('banner-text').textContent = text;
+  byId('banner').hidden = !text;
 }
+byId('banner-close').addEventListener('click', () => banner(''));
 
 function nowUtc() {
   return new Date().toISOString().slice(0, 19).replace('T', ' ');
@@ -227,8 +227,6 @@ async function loadMembers(groupid) {
   try {
     const page = await conn.request({ msgid: MSG.MEMBERS, groupid, limit: 200 });
     store.addMembers(groupid, page, true);
-    const g = store.group(groupid);
-    if (!page.more) g.members = g.users.length;
   } catch (err) {
     view.setError(`Could not load the members. ${err.message}`);
   }

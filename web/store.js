@@ -161,6 +161,7 @@ export class ChatStore extends EventTarget {
       if (!group.users.some((m) => m.id === u.id)) group.users.push({ id: u.id, role: u.role });
     }
     group.moreMembers = page.more === true;
+    if (!group.moreMembers) group.members = group.users.length;
     this.changed(`g:${groupid}`);
   }
 

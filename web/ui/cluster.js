@@ -31,10 +31,12 @@ export function startClusterPanel(connectedNode) {
 
 function render(info, wsNode) {
   const servers = Array.isArray(info.servers) ? info.servers : [];
+  // The server our WebSocket is on, when the server tells it (`node` in the LOGIN_ACK);
+  // otherwise the one that answered this request, which behind nginx may be another.
   const mine = wsNode || info.node;
   byId('cluster-node').textContent = wsNode
-    ? `connected to ${wsNode}`
-    : `served by ${info.node ?? '?'}`;
+    ? `this page is connected to ${wsNode}`
+    : `answered by ${info.node ?? '?'}`;
   replace(
     byId('cluster-servers'),
     servers.length
@@ -44,7 +46,7 @@ function render(info, wsNode) {
             { class: s.node === mine ? 'self' : '', dataset: { node: s.node } },
             el('span', { class: 'dot online' }),
             el('span', { class: 'node' }, s.node),
-            s.node === mine ? el('span', { class: 'muted' }, '(this page)') : null,
+            s.node === mine ? el('span', { class: 'tag' }, wsNode ? 'this page' : 'answered') : null,
             el('span', { class: 'count' }, `${s.online} online`),
           ),
         )
