@@ -6,103 +6,13 @@
 //   CHROMIUM             the browser (default /usr/bin/chromium)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-
-const BASE = process.env.CHAT_WEB_URL;
-const SHOTS = process.env.CHAT_SCREENSHOTS ||
-  fileURLToPath(new URL('../../target/browser-screenshots', import.meta.url));
-const NODES = (process.env.CHAT_CLUSTER_NODES || '').split(',').filter(Boolean);
-const WAIT = 20000; // ms for any one thing to show up
-const PAGE = 30; // the client's HISTORY page (web/app.js)
-const tag = Math.random().toString(36).slice(2, 6);
-const pages = []; // every page opened, for the screenshots of a failure
-
-async function shot(page, name) {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
-}
-
-async function newPage(browser, viewport = { width: 1100, height: 760 }) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  pages.push(page);
-  page.setDefaultTimeout(WAIT);
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  page.errors = errors;
-  page.logs = [];
-  page.on('console', (m) => page.logs.push(`${m.type()}: ${m.text()}`));
-  await page.goto(BASE);
-  await page.evaluate(() => { window.clusterchat.conn.debug = true; });
-  return page;
-}
-
-/** Registers through the form; returns the new id (the page is then logged in). */
-async function register(page, name, password) {
-  await page.fill('#login-user', name);
-  await page.fill('#login-password', password);
-  await page.click('#register-btn');
-  await page.locator('#chat-view').waitFor({ state: 'visible' });
-  const me = await page.locator('#me').textContent();
-  const m = /\(#(\d+)\)$/.exec(me);
-  assert.ok(m, `#me shows the id: ${me}`);
-  return Number(m[1]);
-}
-
-async function login(page, ident, password) {
-  await page.fill('#login-user', ident);
-  await page.fill('#login-password', password);
-  await page.click('#login-btn');
-  await page.locator('#chat-view').waitFor({ state: 'visible' });
-  await page.locator('#conn-status.online').waitFor();
-}
-
-async function open(page, key) {
-  await page.click(`li[data-key="${key}"]`);
-  await page.locator('#conv-pane').waitFor({ state: 'visible' });
-}
-
-function message(page, text) {
-  return page.locator('#message-list .text').getByText(text, { exact: true });
-}
-
-/** Sends through the compose box and waits until the server has stored it (seq shown). */
-async function send(page, text) {
-  await page.fill('#compose-input', text);
-  await page.press('#compose-input', 'Enter');
-  const text_ = page.locator('.text').getByText(text, { exact: true });
-  await page.locator('#message-list li.msg.mine:not(.pending)', { has: text_ }).waitFor();
-}
-
-async function seen(page, text, times = 1) {
-  await message(page, text).first().waitFor();
-  assert.equal(await message(page, text).count(), times, `"${text}" shown ${times} time(s)`);
-}
-
-async function unread(page, key) {
-  const badge = page.locator(`li[data-key="${key}"] .badge`);
-  if ((await badge.count()) === 0) return 0;
-  return Number(await badge.textContent());
-}
-
-async function addFriend(page, id) {
-  await page.fill('#add-friend-id', String(id));
-  await page.click('#add-friend-form button');
-  await page.locator(`#friend-list li[data-key="u:${id}"]`).waitFor();
-}
+import {
+  NODES, PAGE, tag, shot, newPage, register, login, open, message, send, seen, unread,
+  addFriend, inBrowser,
+} from './helpers.mjs';
 
 test('two users chat in the browser through the cluster', { timeout: 150000 }, async () => {
-  assert.ok(BASE, 'CHAT_WEB_URL is set');
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    // As root in a container, and quiet: no calls home (this machine's network is closed).
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  try {
+  await inBrowser('scenario', async (browser) => {
     const alice = `alice-${tag}`;
     const bob = `bob-${tag}`;
     const pa = await newPage(browser);
@@ -243,14 +153,5 @@ test('two users chat in the browser through the cluster', { timeout: 150000 }, a
     await shot(pa2, 'phone-conversation');
 
     for (const p of [pa2, pb2]) assert.deepEqual(p.errors, [], 'no script errors');
-  } catch (err) {
-    // Where each page was when it failed, and what its console said.
-    for (const [i, p] of pages.entries()) {
-      if (!p.isClosed()) await shot(p, `failure-${i}`).catch(() => {});
-      if (p.logs.length) console.error(`page ${i} console:\n${p.logs.join('\n')}`);
-    }
-    throw err;
-  } finally {
-    await browser.close();
-  }
+  });
 });
