@@ -65,10 +65,7 @@ fn tools_present() -> bool {
     match missing {
         None => true,
         Some(what) => {
-            assert!(
-                !services_required(),
-                "{what}: .ci/services.sh installs it"
-            );
+            assert!(!services_required(), "{what}: .ci/services.sh installs it");
             eprintln!("note: skipping the browser test: {what}");
             false
         }
@@ -87,13 +84,13 @@ fn http_addr(server: &TestServer) -> SocketAddr {
         .unwrap_or_else(|| panic!("no HTTP front in the log: {:?}", server.log()))
 }
 
-/// Runs the Playwright scenario against `url`; returns its exit status and output.
-fn run_scenario(url: &str, nodes: &[String]) -> (bool, String) {
+/// Runs one Playwright test file of tests/browser with `env`; returns whether it passed and
+/// its output. Killed after [`SCENARIO_TIMEOUT`].
+fn run_node_test(file: &str, env: &[(&str, String)]) -> (bool, String) {
     let mut child = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "scenario.test.mjs"])
+        .args(["--test", file])
         .current_dir(browser_dir())
-        .env("CHAT_WEB_URL", url)
-        .env("CHAT_CLUSTER_NODES", nodes.join(","))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("CHAT_SCREENSHOTS", screenshot_dir())
         .env("CHROMIUM", chromium())
         .stdin(Stdio::null())
@@ -154,19 +151,105 @@ fn two_browsers_chat_through_the_cluster_behind_nginx() {
         .map(|i| format!("{}n{i}", cluster.prefix.trim_end_matches(':')))
         .collect();
     let http: Vec<SocketAddr> = cluster.servers.iter().map(http_addr).collect();
-    let chat: Vec<SocketAddr> = cluster.servers.iter().map(|s| s.addr).collect();
-    let Some(nginx) = util::nginx::TestNginx::start_web(&chat, &http) else {
+    let Some(nginx) = web_nginx::WebNginx::start(&http) else {
         return;
     };
-    let url = format!("http://{}/", nginx.http_addr());
-    let (ok, output) = run_scenario(&url, &nodes);
-    assert!(
-        ok,
-        "the browser scenario failed (screenshots in {}):\n{output}",
-        screenshot_dir().display()
-    );
-    for name in ["desktop", "group-chat", "phone-list", "phone-conversation"] {
+    let url = format!("http://{}/", nginx.addr);
+    let pids: Vec<String> = nodes
+        .iter()
+        .zip(&cluster.servers)
+        .map(|(node, s)| format!("{node}={}", s.pid()))
+        .collect();
+    let env = [
+        ("CHAT_WEB_URL", url),
+        ("CHAT_CLUSTER_NODES", nodes.join(",")),
+        ("CHAT_SERVER_PIDS", pids.join(",")),
+    ];
+    // The scenario first; then the failover, which kills one of the servers.
+    for file in ["scenario.test.mjs", "failover.test.mjs"] {
+        let (ok, output) = run_node_test(file, &env);
+        assert!(
+            ok,
+            "{file} failed (screenshots in {}):\n{output}",
+            screenshot_dir().display()
+        );
+    }
+    for name in [
+        "desktop",
+        "group-chat",
+        "scroll-back",
+        "phone-list",
+        "phone-conversation",
+        "failover",
+    ] {
         let png = screenshot_dir().join(format!("{name}.png"));
         assert!(png.exists(), "{} was not written", png.display());
+    }
+}
+
+/// nginx proxying HTTP and WebSocket to the servers' HTTP fronts (until nginx.conf has it).
+mod web_nginx {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub struct WebNginx {
+        child: Child,
+        pub addr: SocketAddr,
+        _dir: tempfile::TempDir,
+    }
+
+    impl WebNginx {
+        pub fn start(upstreams: &[SocketAddr]) -> Option<WebNginx> {
+            let nginx = super::util::nginx::find_nginx()?;
+            let dir = tempfile::tempdir().expect("temp dir");
+            let addr = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port");
+            let servers: String = upstreams.iter().map(|a| format!("server {a};\n")).collect();
+            let conf = format!(
+                "daemon off; pid nginx.pid; error_log error.log notice; worker_processes 1;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{ access_log access.log;\n\
+                 client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp;\n\
+                 uwsgi_temp_path tmp; scgi_temp_path tmp;\n\
+                 map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n\
+                 upstream web {{ least_conn; {servers} }}\n\
+                 server {{ listen {addr}; location / {{ proxy_pass http://web;\n\
+                 proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;\n\
+                 proxy_set_header Connection $connection_upgrade; proxy_read_timeout 1h; }} }} }}\n"
+            );
+            std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+            let mut prefix = dir.path().as_os_str().to_owned();
+            prefix.push("/");
+            let child = Command::new(nginx)
+                .arg("-p")
+                .arg(&prefix)
+                .arg("-c")
+                .arg(dir.path().join("nginx.conf"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start nginx");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while TcpStream::connect(addr).is_err() {
+                assert!(Instant::now() < deadline, "nginx did not listen");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Some(WebNginx {
+                child,
+                addr,
+                _dir: dir,
+            })
+        }
+    }
+
+    impl Drop for WebNginx {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) on our own child, not reaped yet.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
     }
 }
