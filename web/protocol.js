@@ -4,8 +4,8 @@
 // * Requests carry a `reqid`; the ACK (12), the typed replies (11, 17, 19) or an ERROR (13)
 //   with the same reqid settle the promise `request()` returned.
 // * LOGIN is always a sync login: after the LOGIN_ACK the server sends what arrived while we
-//   were away, then SYNC_DONE; `received()` collects the highest seq per conversation and
-//   sends cumulative RECVs in batches, so the server's cursors move only for what we have.
+//   were away, then SYNC_DONE; `received()` notes each message for the cumulative RECVs
+//   (receipts.js), so the server's cursors move only for what we have.
 // * Chats go through an outbox with a `cmid` each: one not acknowledged when the connection
 //   drops is sent again after the resume, and the server stores it at most once.
 // * Heartbeat: a PING every 20 s; nothing heard for 45 s means the connection is dead.
@@ -14,6 +14,7 @@
 //   stale session may still hold the account).
 
 import { ChatError } from './errors.js';
+import { Receipts } from './receipts.js';
 
 export const MSG = {
   LOGIN: 1, LOGIN_ACK: 2, LOGOUT: 3, REG: 4, REG_ACK: 5, ONE_CHAT: 6, ADD_FRIEND: 7,
@@ -25,8 +26,6 @@ export const MSG = {
 const REQUEST_TIMEOUT_MS = 20000;
 const PING_EVERY_MS = 20000;
 const DEAD_AFTER_MS = 45000;
-const RECV_FLUSH_MS = 400;
-const RECV_BATCH = 100;
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 15000;
 
@@ -66,8 +65,9 @@ export class ChatConnection extends EventTarget {
     this.outbox = []; // [{cmid, frame, reqid, resolve, reject}], in send order
     this.cmidPrefix = randomId();
     this.cmidCounter = 0;
-    this.recvDue = new Map(); // conversation key -> highest seq not yet confirmed
-    this.recvTimer = null;
+    this.receipts = new Receipts((key, seq) =>
+      this.sendFrame({ msgid: MSG.RECV, ...targetOf(key), seq }),
+    );
     this.attempt = 0;
     this.reconnectTimer = null;
     this.ended = false;
@@ -76,7 +76,7 @@ export class ChatConnection extends EventTarget {
     this.state = 'offline';
     this.debug = false; // true: every frame in and out goes to console.debug
     // A page being closed confirms what it has (best effort: the socket is going away).
-    addEventListener('pagehide', () => this.flushRecv());
+    addEventListener('pagehide', () => this.receipts.flush());
   }
 
   /** Registers an account; resolves {id, name}, rejects ChatError. */
@@ -109,6 +109,7 @@ export class ChatConnection extends EventTarget {
     this.ended = true;
     this.credentials = null;
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.receipts.flush();
       this.sendFrame({ msgid: MSG.LOGOUT });
     }
     this.dropOutbox('logged out');
@@ -150,11 +151,7 @@ export class ChatConnection extends EventTarget {
 
   /** Notes that conversation `key` has been received up to `seq` (RECV, batched). */
   received(key, seq) {
-    if (!(seq > (this.recvDue.get(key) || 0))) return;
-    this.recvDue.set(key, seq);
-    if (!this.synced) return;
-    if (this.recvDue.size >= RECV_BATCH) this.flushRecv();
-    else if (!this.recvTimer) this.recvTimer = setTimeout(() => this.flushRecv(), RECV_FLUSH_MS);
+    this.receipts.note(key, seq);
   }
 
   /** Fails every chat not yet stored (the session it belonged to is gone). */
@@ -222,6 +219,7 @@ export class ChatConnection extends EventTarget {
     this.me = ack.id;
     this.attempt = 0;
     this.synced = false;
+    this.receipts.stop();
     this.setStatus('online');
     this.dispatchEvent(new CustomEvent('login', { detail: ack }));
     for (const item of this.outbox) this.transmit(item);
@@ -244,16 +242,6 @@ export class ChatConnection extends EventTarget {
       },
     });
     this.sendFrame({ ...item.frame, reqid });
-  }
-
-  flushRecv() {
-    clearTimeout(this.recvTimer);
-    this.recvTimer = null;
-    if (!this.isOnline() || !this.synced) return;
-    for (const [key, seq] of this.recvDue) {
-      this.sendFrame({ msgid: MSG.RECV, ...targetOf(key), seq });
-    }
-    this.recvDue.clear();
   }
 
   onMessage(text) {
@@ -284,7 +272,7 @@ export class ChatConnection extends EventTarget {
       case MSG.SYNC_DONE:
         this.synced = true;
         this.dispatchEvent(new CustomEvent('syncdone', { detail: { count: f.count } }));
-        this.flushRecv();
+        this.receipts.start();
         return;
       case MSG.KICKED:
         this.ended = true;
@@ -331,6 +319,7 @@ export class ChatConnection extends EventTarget {
 
   onClosed() {
     clearInterval(this.heartbeat);
+    this.receipts.stop();
     this.ws = null;
     this.synced = false;
     const lost = new ChatError(0, 'the connection to the server was lost');
@@ -389,8 +378,7 @@ export class ChatConnection extends EventTarget {
   /** Closes the socket without a reconnect. */
   shutdown() {
     clearTimeout(this.reconnectTimer);
-    clearTimeout(this.recvTimer);
-    this.recvTimer = null;
+    this.receipts.stop();
     const ws = this.ws;
     this.ws = null;
     clearInterval(this.heartbeat);

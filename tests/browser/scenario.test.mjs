@@ -76,7 +76,7 @@ test('two users chat in the browser through the cluster', { timeout: 150000 }, a
 
     // Bob closes the page (once it has confirmed what it got: RECV goes out in batches);
     // what alice sends meanwhile is there when he comes back.
-    await pb.waitForFunction(() => window.clusterchat.conn.recvDue.size === 0);
+    await pb.waitForFunction(() => window.clusterchat.conn.receipts.due.size === 0);
     await pb.context().close();
     // Presence: the server pushes no changes; the page refreshes its friends' states from
     // MEMBERS of the groups it shares with them (every 10 s).

@@ -45,7 +45,7 @@ function render(info, wsNode) {
             'li',
             { class: s.node === mine ? 'self' : '', dataset: { node: s.node } },
             el('span', { class: 'dot online' }),
-            el('span', { class: 'node' }, s.node),
+            el('span', { class: 'node', title: s.node }, s.node),
             s.node === mine ? el('span', { class: 'tag' }, wsNode ? 'this page' : 'answered') : null,
             el('span', { class: 'count' }, `${s.online} online`),
           ),
