@@ -47,14 +47,8 @@ fn screenshot_dir() -> PathBuf {
 /// Whether node, chromium and the npm packages are there; `false` (skip, after a note)
 /// when not, unless `CHAT_REQUIRE_SERVICES=1`, which makes that a panic.
 fn tools_present() -> bool {
-    let node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let missing = if !node {
-        Some("node is not installed".to_string())
+    let missing = if !node_present("the browser test") {
+        return false;
     } else if !chromium().exists() {
         Some(format!("{} is missing", chromium().display()))
     } else if !browser_dir().join("node_modules/playwright-core").exists() {
@@ -134,6 +128,35 @@ fn run_node_test(file: &str, env: &[(&str, String)]) -> (bool, String) {
             format!("the scenario took over {SCENARIO_TIMEOUT:?}: killed\n{output}"),
         ),
     }
+}
+
+/// Whether node is installed; `false` (skip, after a note) when not, unless
+/// `CHAT_REQUIRE_SERVICES=1`, which makes that a panic.
+fn node_present(test: &str) -> bool {
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !node {
+        assert!(
+            !services_required(),
+            "node is not installed: .ci/services.sh installs it"
+        );
+        eprintln!("note: skipping {test}: node is not installed");
+    }
+    node
+}
+
+/// The web client's logic without a browser: tests/browser/unit.test.mjs.
+#[test]
+fn web_client_logic() {
+    if !node_present("the web client's unit tests") {
+        return;
+    }
+    let (ok, output) = run_node_test("unit.test.mjs", &[]);
+    assert!(ok, "unit.test.mjs failed:\n{output}");
 }
 
 #[test]

@@ -131,7 +131,8 @@ export class ChatStore extends EventTarget {
     if (conv.messages.has(frame.seq)) return false;
     conv.messages.set(frame.seq, frame);
     conv.lastActivity = Math.max(conv.lastActivity, frame.seq);
-    const onScreen = key === this.activeKey && !document.hidden;
+    const hidden = typeof document !== 'undefined' && document.hidden;
+    const onScreen = key === this.activeKey && !hidden;
     if (countUnread && frame.id !== this.me.id && !onScreen) conv.unread += 1;
     this.changed(key);
     return true;
