@@ -19,7 +19,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use util::cluster::TestCluster;
 use util::mysql_db::services_required;
-use util::server::TestServer;
 
 /// The longest the browser scenario may take; it needs ~30 s on a quiet machine.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(150);
@@ -64,18 +63,6 @@ fn tools_present() -> bool {
             false
         }
     }
-}
-
-/// The address of a server's HTTP front, from its log line `HTTP front on http://ADDR/`.
-fn http_addr(server: &TestServer) -> SocketAddr {
-    server
-        .log()
-        .iter()
-        .find_map(|line| {
-            let rest = line.split("HTTP front on http://").nth(1)?;
-            rest.split('/').next()?.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no HTTP front in the log: {:?}", server.log()))
 }
 
 /// Runs one Playwright test file of tests/browser with `env`; returns whether it passed and
@@ -164,16 +151,18 @@ fn two_browsers_chat_through_the_cluster_behind_nginx() {
     if !tools_present() {
         return;
     }
-    let Some(mut cluster) = TestCluster::start("browser", 0) else {
+    // Each test server has its HTTP front on a free port (`TestServer::http`).
+    let Some(cluster) = TestCluster::start("browser", 2) else {
         return;
     };
-    for _ in 0..2 {
-        cluster.add_server_with(&["--http", "127.0.0.1:0"]);
-    }
     let nodes: Vec<String> = (0..2)
         .map(|i| format!("{}n{i}", cluster.prefix.trim_end_matches(':')))
         .collect();
-    let http: Vec<SocketAddr> = cluster.servers.iter().map(http_addr).collect();
+    let http: Vec<SocketAddr> = cluster
+        .servers
+        .iter()
+        .map(|s| s.http.expect("the test server's HTTP front"))
+        .collect();
     let Some(nginx) = web_nginx::WebNginx::start(&http) else {
         return;
     };
