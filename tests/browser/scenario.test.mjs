@@ -18,8 +18,12 @@ test('two users chat in the browser through the cluster', { timeout: 150000 }, a
     const pa = await newPage(browser);
     const pb = await newPage(browser);
 
-    // Register both; errors are shown for bad input (errno 1: a taken name).
+    // Register both; a taken name (names compare case-insensitively) is refused, clearly.
     const aliceId = await register(pa, alice, 'pw-alice');
+    await pb.fill('#login-user', alice.toUpperCase());
+    await pb.fill('#login-password', 'another');
+    await pb.click('#register-btn');
+    await pb.locator('#login-error', { hasText: 'Registration refused' }).waitFor();
     const bobId = await register(pb, bob, 'pw-bob');
     assert.notEqual(aliceId, bobId);
 

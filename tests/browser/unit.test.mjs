@@ -119,4 +119,6 @@ test('every errno has a sentence, with the server detail after it', () => {
   }
   assert.equal(describeErrno(109, 'retry in 4 s'), 'Too many attempts; wait a moment: retry in 4 s');
   assert.equal(describeErrno(999, 'odd'), 'odd');
+  assert.match(describeErrno(1, 'name is already taken', MSG.REG), /^Registration refused: name/);
+  assert.match(describeErrno(1, '', MSG.LOGIN), /^Wrong name, id or password/);
 });
