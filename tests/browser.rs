@@ -1,14 +1,19 @@
 //! The web client (`web/`) in a real browser: Debian's chromium, driven by Playwright
-//! (`tests/browser/scenario.test.mjs`, playwright-core from npm), against two servers behind
-//! nginx, as a user opens it. Two browser contexts register, log in, add each other, chat
-//! one to one and in a group, one closes the page and finds what was sent meanwhile, a
-//! dropped connection resumes without a lost or doubled message, scroll-back loads a second
-//! page of HISTORY, the cluster panel lists both servers, and the layout works at phone
-//! width. Screenshots go to `<target>/browser-screenshots/`.
+//! (playwright-core from npm, `tests/browser/`), against two servers behind nginx configured
+//! from the repository's `nginx.conf`, as a user opens it.
 //!
-//! Needs node, `/usr/bin/chromium` (or `CHROMIUM`) and `tests/browser/node_modules`
-//! (`.ci/services.sh` installs all three); without them the test is skipped, unless
-//! `CHAT_REQUIRE_SERVICES=1`, which makes that a failure.
+//! * `scenario.test.mjs`: two browser contexts register, log in, add each other, chat one to
+//!   one and in a group; one closes the page and finds what was sent meanwhile; a dropped
+//!   connection resumes without a lost or doubled message; scroll-back loads older pages of
+//!   HISTORY; the cluster panel lists both servers; the layout works at phone width.
+//! * then `failover.test.mjs`: the server under one page is killed; the page resumes on the
+//!   other server with nothing lost or doubled, and the panel drops the dead server.
+//! * `unit.test.mjs` (node only): the client's logic without a browser.
+//!
+//! Screenshots go to `<target>/browser-screenshots/`. Needs node, `/usr/bin/chromium` (or
+//! `CHROMIUM`) and `tests/browser/node_modules` (`.ci/services.sh` installs all three);
+//! without them the tests are skipped, unless `CHAT_REQUIRE_SERVICES=1`, which makes that a
+//! failure.
 
 mod util;
 
@@ -163,7 +168,8 @@ fn two_browsers_chat_through_the_cluster_behind_nginx() {
         .iter()
         .map(|s| s.http.expect("the test server's HTTP front"))
         .collect();
-    let Some(nginx) = web_nginx::WebNginx::start(&http) else {
+    let chat: Vec<SocketAddr> = cluster.servers.iter().map(|s| s.addr).collect();
+    let Some(nginx) = web_nginx::WebNginx::start(&chat, &http) else {
         return;
     };
     let url = format!("http://{}/", nginx.addr);
@@ -199,68 +205,134 @@ fn two_browsers_chat_through_the_cluster_behind_nginx() {
     }
 }
 
-/// nginx proxying HTTP and WebSocket to the servers' HTTP fronts (until nginx.conf has it).
+/// nginx from the repository's `nginx.conf` (rendered by `scripts/render-nginx-conf.sh`, as
+/// `run_cluster.sh` does) with both blocks: the chat port (stream) and the web client and
+/// `/ws` (http), each balancing the test servers; stopped when dropped.
 mod web_nginx {
+    use super::util::mysql_db::services_required;
+    use super::util::nginx::{find_nginx, render_script, STREAM_MODULE};
     use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::path::Path;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
     pub struct WebNginx {
         child: Child,
+        /// Where browsers connect (the http block's `listen`).
         pub addr: SocketAddr,
-        _dir: tempfile::TempDir,
+        dir: tempfile::TempDir,
+    }
+
+    fn free_port() -> SocketAddr {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+    }
+
+    /// The config for this run: `render-nginx-conf.sh LISTEN CHAT... -- HTTP_LISTEN HTTP...`.
+    fn render(
+        chat: &[SocketAddr],
+        http: &[SocketAddr],
+        listen: SocketAddr,
+        web: SocketAddr,
+    ) -> String {
+        let out = Command::new(render_script())
+            .arg(listen.to_string())
+            .args(chat.iter().map(SocketAddr::to_string))
+            .arg("--")
+            .arg(web.to_string())
+            .args(http.iter().map(SocketAddr::to_string))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run render-nginx-conf.sh");
+        assert!(
+            out.status.success(),
+            "render-nginx-conf.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8")
     }
 
     impl WebNginx {
-        pub fn start(upstreams: &[SocketAddr]) -> Option<WebNginx> {
-            let nginx = super::util::nginx::find_nginx()?;
-            let dir = tempfile::tempdir().expect("temp dir");
-            let addr = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port");
-            let servers: String = upstreams.iter().map(|a| format!("server {a};\n")).collect();
-            let conf = format!(
-                "daemon off; pid nginx.pid; error_log error.log notice; worker_processes 1;\n\
-                 events {{ worker_connections 1024; }}\n\
-                 http {{ access_log access.log;\n\
-                 client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp;\n\
-                 uwsgi_temp_path tmp; scgi_temp_path tmp;\n\
-                 map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n\
-                 upstream web {{ least_conn; {servers} }}\n\
-                 server {{ listen {addr}; location / {{ proxy_pass http://web;\n\
-                 proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;\n\
-                 proxy_set_header Connection $connection_upgrade; proxy_read_timeout 1h; }} }} }}\n"
-            );
-            std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-            let mut prefix = dir.path().as_os_str().to_owned();
-            prefix.push("/");
-            let child = Command::new(nginx)
-                .arg("-p")
-                .arg(&prefix)
-                .arg("-c")
-                .arg(dir.path().join("nginx.conf"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start nginx");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while TcpStream::connect(addr).is_err() {
-                assert!(Instant::now() < deadline, "nginx did not listen");
-                std::thread::sleep(Duration::from_millis(50));
+        /// Starts nginx in front of the servers' chat ports `chat` and HTTP fronts `http`.
+        /// `None` (skip, after a note) when nginx or its stream module is missing, unless
+        /// `CHAT_REQUIRE_SERVICES=1`, which makes that a panic.
+        pub fn start(chat: &[SocketAddr], http: &[SocketAddr]) -> Option<WebNginx> {
+            let nginx = find_nginx().filter(|_| Path::new(STREAM_MODULE).exists());
+            let Some(nginx) = nginx else {
+                assert!(
+                    !services_required(),
+                    "nginx or its stream module is missing"
+                );
+                eprintln!("note: skipping the browser test: nginx or its stream module is missing");
+                return None;
+            };
+            // A free port can be taken by someone else before nginx binds it: try a few.
+            let mut last_error = String::new();
+            for _ in 0..5 {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let addr = free_port();
+                let conf = dir.path().join("nginx.conf");
+                std::fs::write(&conf, render(chat, http, free_port(), addr)).unwrap();
+                let mut prefix = dir.path().as_os_str().to_owned();
+                prefix.push("/");
+                let child = Command::new(&nginx)
+                    .arg("-p")
+                    .arg(&prefix)
+                    .arg("-c")
+                    .arg(&conf)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start nginx");
+                let mut running = WebNginx { child, addr, dir };
+                match running.wait_listening() {
+                    Ok(()) => return Some(running),
+                    Err(log) => last_error = log,
+                }
             }
-            Some(WebNginx {
-                child,
-                addr,
-                _dir: dir,
-            })
+            panic!("nginx did not start: {last_error}");
+        }
+
+        fn wait_listening(&mut self) -> Result<(), String> {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(status) = self.child.try_wait().expect("try_wait") {
+                    return Err(format!("exited with {status}: {}", self.error_log()));
+                }
+                if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                    return Ok(());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "nginx did not listen: {}",
+                    self.error_log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        pub fn error_log(&self) -> String {
+            std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
         }
     }
 
     impl Drop for WebNginx {
         fn drop(&mut self) {
-            // SAFETY: kill(2) on our own child, not reaped yet.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            // SIGTERM, not SIGKILL: the master must take its worker down with it.
+            if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+                // SAFETY: kill(2) on our own child's pid; it is not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
             let _ = self.child.wait();
         }
     }
