@@ -117,11 +117,13 @@ byId('logout-btn').addEventListener('click', () => {
 // --- protocol events -----------------------------------------------------------------------
 conn.addEventListener('login', (e) => {
   const ack = e.detail;
-  conn.node = typeof ack.node === 'string' ? ack.node : conn.node;
-  store.applyLogin(ack);
+  // The server this WebSocket is on, if the server says (the protocol has no such field yet).
+  conn.node = typeof ack.node === 'string' ? ack.node : null;
+  store.applyLogin(ack); // another user than before: starts afresh (activeKey null)
   byId('me').textContent = `${ack.name} (#${ack.id})`;
   // Names of groups joined and friends added since the last login are in this LOGIN_ACK.
   if (store.activeKey) view.render();
+  else if (view.key !== null) openConversation(null);
 });
 
 conn.addEventListener('chat', (e) => {
