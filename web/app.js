@@ -28,6 +28,16 @@ const view = new ConversationView(store, {
   onSend: send,
   onMembers: loadMembers,
   onBack: () => openConversation(null),
+  onRetry(key, cmid) {
+    const conv = store.conv(key);
+    const p = conv.pending.get(cmid);
+    conv.pending.delete(cmid);
+    if (p) send(key, p.frame.msg); // refused, so nothing was stored: a new cmid
+  },
+  onDismiss(key, cmid) {
+    store.conv(key).pending.delete(cmid);
+    store.changed(key);
+  },
 });
 
 // --- rendering: one redraw per animation frame, whatever changed ---------------------------

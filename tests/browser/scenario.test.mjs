@@ -54,6 +54,15 @@ test('two users chat in the browser through the cluster', { timeout: 150000 }, a
     assert.equal(await pb.evaluate(() => window.__xss), undefined, 'no markup ran');
     assert.equal(await pb.locator('#message-list b').count(), 0);
     assert.equal(await unread(pb, `u:${aliceId}`), 0, 'opening clears the count');
+    // A chat the server refuses (over --max-message, 64 KiB) is marked, with its errno's
+    // sentence, and can be dismissed.
+    await pa.fill('#compose-input', 'é'.repeat(40000)); // 80,000 bytes
+    await pa.press('#compose-input', 'Enter');
+    const failed = pa.locator('#message-list li.msg.failed');
+    await failed.waitFor();
+    assert.match(await failed.locator('.meta').textContent(), /not sent: A field is missing/);
+    await failed.locator('.dismiss').click();
+    await failed.waitFor({ state: 'detached' });
     await send(pb, 'hi alice');
     await seen(pa, 'hi alice');
     // Bob's name was learnt from his message (ADD_FRIEND tells no name).

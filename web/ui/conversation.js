@@ -7,7 +7,8 @@ const LOAD_WHEN_WITHIN_PX = 40;
 
 export class ConversationView {
   /**
-   * handlers: onLoadOlder(key), onSend(key, text), onMembers(groupid), onBack()
+   * handlers: onLoadOlder(key), onSend(key, text), onMembers(groupid), onBack(),
+   * onRetry(key, cmid) and onDismiss(key, cmid) for a chat the server refused
    */
   constructor(store, handlers) {
     this.store = store;
@@ -71,6 +72,20 @@ export class ConversationView {
       li.classList.add(p.error ? 'failed' : 'pending');
       li.dataset.cmid = cmid;
       li.querySelector('.meta').append(el('span', {}, p.error ? `not sent: ${p.error}` : 'sending…'));
+      if (p.error) {
+        const key = this.key;
+        const retry = () => this.h.onRetry(key, cmid);
+        const dismiss = () => this.h.onDismiss(key, cmid);
+        li.append(
+          el(
+            'div',
+            { class: 'row' },
+            el('button', { type: 'button', class: 'small retry', onclick: retry }, 'Retry'),
+            el('button', { type: 'button', class: 'small secondary dismiss', onclick: dismiss },
+              'Dismiss'),
+          ),
+        );
+      }
       items.push(li);
     }
     replace(byId('message-list'), items);
