@@ -191,6 +191,10 @@ fn two_browsers_chat_through_the_cluster_behind_nginx() {
             "{file} failed (screenshots in {}):\n{output}",
             screenshot_dir().display()
         );
+        // What the scenarios print for the record (`cargo test -- --nocapture` shows it).
+        for line in output.lines().filter(|l| l.contains("ms after")) {
+            println!("{file}: {}", line.trim_start_matches("# "));
+        }
     }
     for name in [
         "desktop",
