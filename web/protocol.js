@@ -55,7 +55,8 @@ export class ChatConnection extends EventTarget {
     super();
     this.url = url;
     this.ws = null;
-    this.opening = null;
+    this.opening = null; // the promise of a socket being opened
+    this.openingReject = null;
     this.nextReqid = 1;
     this.pending = new Map(); // reqid -> {resolve, reject, timer, msgid}
     this.authWaiter = null; // {expect, resolve, reject}
@@ -113,7 +114,7 @@ export class ChatConnection extends EventTarget {
       this.sendFrame({ msgid: MSG.LOGOUT });
     }
     this.dropOutbox('logged out');
-    this.shutdown('logged out');
+    this.shutdown();
     this.setStatus('ended', { reason: 'logged out' });
   }
 
@@ -172,6 +173,7 @@ export class ChatConnection extends EventTarget {
     if (this.opening) return this.opening;
     this.setStatus('connecting');
     this.opening = new Promise((resolve, reject) => {
+      this.openingReject = reject;
       let ws;
       try {
         ws = new WebSocket(this.url);
@@ -278,7 +280,7 @@ export class ChatConnection extends EventTarget {
         this.ended = true;
         this.credentials = null;
         this.dispatchEvent(new CustomEvent('kicked', { detail: { errmsg: f.errmsg } }));
-        this.shutdown('kicked');
+        this.shutdown();
         this.setStatus('ended', { reason: f.errmsg || 'logged in elsewhere' });
         return;
       case MSG.PONG:
@@ -307,7 +309,7 @@ export class ChatConnection extends EventTarget {
       const ws = this.ws;
       if (!ws || ws.readyState !== WebSocket.OPEN) return;
       if (Date.now() - this.lastInput > DEAD_AFTER_MS) {
-        ws.close(); // onclose reconnects
+        this.dropSocket(); // a dead connection may take minutes to report its close
         return;
       }
       if (Date.now() - lastPing >= PING_EVERY_MS) {
@@ -365,20 +367,34 @@ export class ChatConnection extends EventTarget {
         // The password no longer works: stop and let the user log in again.
         this.ended = true;
         this.credentials = null;
-        this.shutdown('login refused');
+        this.shutdown();
         this.setStatus('ended', { reason: err.message });
         return;
       }
       // A socket that closed has scheduled the next attempt already (onClosed); an open one
       // (refused: 2, 108, 109; or no answer) is closed so that it does.
-      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.close();
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.dropSocket();
     }
+  }
+
+  /** Gives up the current socket at once, as if it had closed (reconnects if logged in). */
+  dropSocket() {
+    const ws = this.ws;
+    if (!ws) return;
+    ws.onclose = null;
+    ws.onmessage = null;
+    ws.close();
+    this.onClosed();
   }
 
   /** Closes the socket without a reconnect. */
   shutdown() {
     clearTimeout(this.reconnectTimer);
     this.receipts.stop();
+    if (this.opening) {
+      this.openingReject(new ChatError(0, 'the session has ended'));
+      this.opening = null;
+    }
     const ws = this.ws;
     this.ws = null;
     clearInterval(this.heartbeat);
