@@ -76,6 +76,8 @@ export class ChatConnection extends EventTarget {
     this.heartbeat = null;
     this.state = 'offline';
     this.debug = false; // true: every frame in and out goes to console.debug
+    this.pingEveryMs = PING_EVERY_MS;
+    this.deadAfterMs = DEAD_AFTER_MS;
     // A page being closed confirms what it has (best effort: the socket is going away).
     addEventListener('pagehide', () => this.receipts.flush());
   }
@@ -308,11 +310,11 @@ export class ChatConnection extends EventTarget {
     this.heartbeat = setInterval(() => {
       const ws = this.ws;
       if (!ws || ws.readyState !== WebSocket.OPEN) return;
-      if (Date.now() - this.lastInput > DEAD_AFTER_MS) {
+      if (Date.now() - this.lastInput > this.deadAfterMs) {
         this.dropSocket(); // a dead connection may take minutes to report its close
         return;
       }
-      if (Date.now() - lastPing >= PING_EVERY_MS) {
+      if (Date.now() - lastPing >= this.pingEveryMs) {
         lastPing = Date.now();
         this.sendFrame({ msgid: MSG.PING, reqid: `hb-${++n}` });
       }

@@ -56,7 +56,8 @@ test('a page whose server dies resumes on the other one', { timeout: 120000 }, a
     assert.ok(pid > 0, `pid of ${doomed}`);
     const killedAt = Date.now();
     process.kill(pid, 'SIGKILL');
-    await pa.locator('#conn-status.offline').waitFor();
+    // Offline, then reconnecting (which lasts until the takeover goes through).
+    await pa.waitForFunction(() => window.clusterchat.conn.state !== 'online');
 
     // Meanwhile: dave (on the other server, or moved there too) writes, carol types.
     for (let i = 1; i <= 3; i++) await send(pb, `during the failover ${i}`);

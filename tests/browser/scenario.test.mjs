@@ -113,12 +113,23 @@ test('two users chat in the browser through the cluster', { timeout: 150000 }, a
 
     // A dropped connection: the page reconnects and resumes; nothing is lost or doubled,
     // neither what came in meanwhile nor what bob typed while offline.
-    await pb2.evaluate(() => window.clusterchat.conn.ws.close());
+    // (The page's reconnect is held until alice has sent, so that she sends into the gap.)
+    await pb2.evaluate(() => {
+      const c = window.clusterchat.conn;
+      c.heldResume = c.resume;
+      c.resume = () => {};
+      c.ws.close();
+    });
     await pb2.locator('#conn-status.offline').waitFor();
     await open(pa, `u:${bobId}`);
     await send(pa, 'sent during the drop');
     await pb2.fill('#compose-input', 'typed while offline');
     await pb2.press('#compose-input', 'Enter');
+    await pb2.evaluate(() => {
+      const c = window.clusterchat.conn;
+      c.resume = c.heldResume;
+      c.resume();
+    });
     await pb2.locator('#conn-status.online').waitFor();
     await seen(pb2, 'sent during the drop');
     await seen(pb2, 'typed while offline');
@@ -128,6 +139,24 @@ test('two users chat in the browser through the cluster', { timeout: 150000 }, a
       await seen(pb2, t, 1);
     }
     await shot(pb2, 'desktop');
+
+    // Heartbeat: the page PINGs, and a connection that falls silent (here: the page stops
+    // hearing it) is given up and replaced. Shortened from 20 s / 45 s for the test.
+    await pb2.evaluate(() => {
+      const c = window.clusterchat.conn;
+      c.pingEveryMs = 1000;
+      c.deadAfterMs = 4000;
+      window.silentSocket = c.ws;
+      c.ws.onmessage = null;
+    });
+    await pb2.waitForFunction(() => {
+      const c = window.clusterchat.conn;
+      return c.ws !== window.silentSocket && c.isOnline();
+    });
+    await pb2.locator('#conn-status.online').waitFor();
+    assert.ok(pb2.logs.some((l) => l.includes('> {"msgid":20,')), 'a PING was sent');
+    await send(pa, 'after the silence');
+    await seen(pb2, 'after the silence');
 
     // Scroll-back: more than a page of messages, then a fresh page shows the newest page and
     // loads the older ones when scrolled to the top.
@@ -145,7 +174,8 @@ test('two users chat in the browser through the cluster', { timeout: 150000 }, a
     await pa2.locator('#messages').evaluate((el) => { el.scrollTop = 0; });
     await seen(pa2, 'hello bob');
     await pa2.locator('#history-start').waitFor();
-    const total = 2 + 1 + 3 + 2 + PAGE + 5;
+    // hello + markup, hi alice, 3 while away, drop + offline, after the silence, the bulk.
+    const total = 2 + 1 + 3 + 2 + 1 + PAGE + 5;
     assert.equal(await pa2.locator('#message-list li.msg').count(), total);
     const seqs = await pa2.locator('#message-list li.msg').evaluateAll(
       (els) => els.map((e) => Number(e.dataset.seq)),
