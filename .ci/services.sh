@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Makes sure MariaDB, Redis, nginx (with the stream module), tmux and openssl are installed and that MariaDB
-# and Redis are running. Starts only what is not running; never stops or reconfigures anything.
+# Makes sure MariaDB, Redis, nginx (with the stream module), tmux, openssl, Chromium and
+# Node.js are installed, that the browser tests' npm packages are in tests/browser/node_modules,
+# and that MariaDB and Redis are running. Starts only what is not running; never stops or
+# reconfigures anything.
 set -euo pipefail
 
 need_apt=()
@@ -11,11 +13,26 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v mysql >/dev/null 2>&1 || command -v mariadb >/dev/null 2>&1 || need_apt+=(mariadb-client)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)  # the chatclient terminal test
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # run_cluster.sh --tls makes its certificate
+# The web client's browser test (tests/browser.rs): Debian's chromium, driven by playwright-core
+# from npm under Node.js (>= 20: the machine's own; Debian's nodejs package is older).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "services: installing ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# The browser tests' packages as package-lock.json pins them (npm ci); skipped when the pinned
+# playwright-core is installed already.
+browser_dir="$(cd "$(dirname "$0")/../tests/browser" && pwd)"
+pinned() { node -p "require('$browser_dir/$1').$2" 2>/dev/null || true; }
+if [ "$(pinned package.json "dependencies['playwright-core']")" != \
+     "$(pinned node_modules/playwright-core/package.json version)" ]; then
+    echo "services: npm ci in tests/browser"
+    (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
@@ -40,4 +57,4 @@ if ! mysql_up; then
     fi
     mysql_up || { echo "services: MariaDB did not come up" >&2; exit 1; }
 fi
-echo "services: MariaDB, Redis and nginx are ready"
+echo "services: MariaDB, Redis, nginx, Chromium and the browser tests' packages are ready"
