@@ -98,6 +98,10 @@ fn api_cluster_on_a_server_alone_counts_its_users() {
     let (_b, _) = util::ws::ws_user(&srv, "b");
     let v = cluster_until(http, |v| v["servers"][0]["online"] == 2);
     assert_eq!(v["servers"].as_array().unwrap().len(), 1);
+    // A sync login's reply names the server too (the web client's "connected to").
+    let c = util::faults::register(srv.addr, "c");
+    let (_c, ack) = util::chatlog::sync_login(srv.addr, c, &util::chatlog::pw("c"));
+    assert_eq!(ack["node"], "solo", "{ack}");
 }
 
 #[test]

@@ -133,6 +133,8 @@ impl ChatService {
             LoginReply::Legacy(ack) => self.send_legacy_ack(conn, ack, reqid),
             LoginReply::Sync(ack) => {
                 let mut v = ack.encode();
+                // Which server of the cluster this session is on (the web client's panel).
+                v["node"] = serde_json::Value::from(&*self.node);
                 reply::echo_reqid(&mut v, reqid);
                 send_value(conn, &v);
                 Ok(())
