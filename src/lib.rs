@@ -17,6 +17,7 @@
 //! | [`bus`] | `Bus` trait; in-process and Redis backends | redis |
 //! | [`server`] | wires them together; start-up and shutdown | all of the above |
 //! | [`worker_pool`] | keyed worker threads for blocking work | crossbeam |
+//! | [`metrics`] | Prometheus metrics of one server (`/metrics`) | prometheus-client |
 //! | [`config`], [`os`] | flags and environment; process limits | clap, libc |
 //!
 //! # Threads (muduo's model, no async runtime)
@@ -34,6 +35,7 @@
 
 pub mod bus;
 pub mod config;
+pub mod metrics;
 pub mod os;
 pub mod server;
 pub(crate) mod service;

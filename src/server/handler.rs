@@ -4,6 +4,7 @@
 //! connection with too much in progress is no longer read until it drains.
 
 use super::login_gate::LoginGate;
+use crate::metrics::Kind;
 use crate::service::backpressure::{self, Work};
 use crate::service::throttle::{rate_limited, TokenBucket};
 use crate::service::{send_error, ChatConn, ChatService, ConnContext, ServiceError};
@@ -186,7 +187,11 @@ impl ChatHandler {
     fn dispatch(&self, conn: &ChatConn, frame: &[u8]) {
         let env = serde_json::from_slice::<Envelope>(frame).ok();
         let id = env.as_ref().and_then(Envelope::msgid);
-        if matches!(id, Some(msgid::ONE_CHAT | msgid::GROUP_CHAT)) {
+        if let Some(kind @ (msgid::ONE_CHAT | msgid::GROUP_CHAT)) = id {
+            self.service.metrics().received(match kind {
+                msgid::ONE_CHAT => Kind::One,
+                _ => Kind::Group,
+            });
             if let Err(wait) = self.chat_budget(conn) {
                 let what = format!("messages (at most {} a second)", self.max_msgs_per_sec);
                 let reqid = env.as_ref().and_then(|e| e.reqid);

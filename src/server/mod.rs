@@ -12,6 +12,7 @@ mod login_gate;
 
 use crate::bus::{local::LocalBus, redis::RedisBus, BusEvent, SharedBus};
 use crate::config::Config;
+use crate::metrics::{Metrics, Sampler, Samples};
 use crate::service::password::Hasher;
 use crate::service::{AccountLimits, ChatService, ConnContext};
 use crate::store::{self, SharedStore, StoreError};
@@ -59,6 +60,7 @@ pub struct RunningServer {
     service: Arc<ChatService>,
     bus: SharedBus,
     housekeeper: Housekeeper,
+    metrics: Arc<Metrics>,
 }
 
 impl RunningServer {
@@ -86,12 +88,13 @@ impl RunningServer {
             // cluster (Redis unreachable, a wrong password) leaves no trace.
             crate::bus::redis::check(url)?;
         }
-        let store: SharedStore = store::open(&config.db, config.db_pool)?;
+        let metrics = Arc::new(Metrics::new());
+        let store: SharedStore = metrics.count_store(store::open(&config.db, config.db_pool)?);
         store.lock_node(&node)?;
-        let bus: SharedBus = match &config.redis {
+        let bus: SharedBus = metrics.count_bus(match &config.redis {
             Some(url) => Arc::new(RedisBus::connect(url, &config.channel_prefix, &node)?),
             None => Arc::new(LocalBus::new(node.clone())),
-        };
+        });
         let shared_db = !store.exclusive();
         let workers = Arc::new(WorkerPool::new(config.workers())?);
         let service = Arc::new(
@@ -108,7 +111,8 @@ impl RunningServer {
                 max_login_failures: config.max_login_failures,
                 login_delay: Duration::from_secs(config.login_delay),
                 registrations_per_min: config.max_registrations_per_min,
-            }),
+            })
+            .with_metrics(Arc::clone(&metrics)),
         );
         let cleared = service.release_stale_sessions()?;
         if cleared > 0 {
@@ -151,6 +155,7 @@ impl RunningServer {
                     .then(|| Duration::from_secs(config.login_timeout)),
             },
         )?;
+        metrics.set_sampler(sampler(&net, &service, &workers));
         log::info!(
             "node {node} listening on {} (db {}, {} IO threads, {} workers)",
             net.local_addr(),
@@ -184,7 +189,13 @@ impl RunningServer {
             service,
             bus,
             housekeeper,
+            metrics,
         })
+    }
+
+    /// The server's metrics (what `GET /metrics` renders).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The address the server listens on.
@@ -210,4 +221,21 @@ impl RunningServer {
         self.bus.shutdown();
         self.workers.stop();
     }
+}
+
+/// What a scrape reads from the running server (see [`crate::metrics`]).
+fn sampler(
+    net: &ServerHandle<ConnContext>,
+    service: &Arc<ChatService>,
+    workers: &Arc<WorkerPool>,
+) -> Sampler {
+    let net = net.stats_source();
+    let service = Arc::clone(service);
+    let workers = Arc::clone(workers);
+    Box::new(move || Samples {
+        net: net.read(),
+        users_online: service.online().count() as u64,
+        pool: service.pool_state(),
+        worker_jobs: workers.jobs() as u64,
+    })
 }

@@ -145,6 +145,7 @@ impl<C: Send + Sync + 'static> Acceptor<C> {
         let shed = match self.listener.accept() {
             Ok((stream, peer)) => {
                 drop(stream);
+                self.admission.note_no_descriptor();
                 self.refusals.note(Why::NoDescriptor, peer, &self.admission);
                 true
             }

@@ -32,12 +32,14 @@ mod buffer;
 mod connection;
 mod event_loop;
 mod loop_shared;
+mod stats;
 mod tcp_server;
 mod written;
 
 pub use buffer::Buffer;
 pub use bytes::Bytes;
 pub use connection::{ConnRef, TcpConnection};
+pub use stats::{NetStats, NetStatsSource};
 pub use tcp_server::{ServerHandle, ServerOptions, TcpServer};
 
 /// The application's side of the reactor: muduo's `ConnectionCallback`, `MessageCallback`

@@ -71,6 +71,7 @@ pub struct ServerHandle<C> {
     stop_waker: Arc<Waker>,
     loops: Vec<Arc<LoopShared<C>>>,
     threads: Vec<JoinHandle<()>>,
+    admission: Arc<Admission>,
 }
 
 impl TcpServer {
@@ -112,7 +113,13 @@ impl TcpServer {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let acceptor = Acceptor::new(poll, listener, loops.clone(), admission, options.keepalive);
+        let acceptor = Acceptor::new(
+            poll,
+            listener,
+            loops.clone(),
+            Arc::clone(&admission),
+            options.keepalive,
+        );
         threads.push(
             std::thread::Builder::new()
                 .name("acceptor".into())
@@ -123,6 +130,7 @@ impl TcpServer {
             stop_waker,
             loops,
             threads,
+            admission,
         })
     }
 }
@@ -131,6 +139,22 @@ impl<C: Send + Sync + 'static> ServerHandle<C> {
     /// The address the server listens on (useful with port 0). Thread safe.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// A snapshot of the server's counters: connections admitted, refused and open (read
+    /// under the admission lock, which accepts and closes take too: call it per scrape, not
+    /// per message), and each loop's unwritten output as of its latest iteration. Thread safe.
+    pub fn stats(&self) -> crate::NetStats {
+        self.stats_source().read()
+    }
+
+    /// What reads [`stats`](Self::stats), detached from the handle (for a metrics thread that
+    /// outlives a borrow of it). Thread safe.
+    pub fn stats_source(&self) -> crate::NetStatsSource {
+        crate::NetStatsSource {
+            admission: Arc::clone(&self.admission),
+            loops: self.loops.iter().map(|l| l.output_bytes()).collect(),
+        }
     }
 
     /// Shutdown, phase 1: stops accepting (the acceptor thread ends and closes the listener)

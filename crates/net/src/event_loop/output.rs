@@ -47,6 +47,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                 .get_or_insert_with(Default::default)
                 .push(buffered, frame.len(), tag);
         }
+        self.output_bytes += frame.len() + 1;
         self.mark_dirty(key);
     }
 
@@ -62,7 +63,9 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                 continue;
             };
             c.dirty = false;
+            let before = c.output.len();
             let wrote = write_out(c);
+            self.output_bytes = self.output_bytes.saturating_sub(before - c.output.len());
             // Before a close for a write error: what was written is reported as written.
             if let Some(tag) = c.tags.as_deref_mut().and_then(TagQueue::take_written) {
                 self.handler.on_written(&c.handle, tag);
