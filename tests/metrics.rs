@@ -1,0 +1,177 @@
+//! `/metrics`: real traffic moves the Prometheus counters by exactly what it did. A server
+//! runs, clients register, log in (one with a wrong password, then too soon again), chat one
+//! to one and in a group; the rendering is read with a Prometheus text parser and every
+//! counter is checked against the traffic (counts, never timings).
+
+mod util;
+
+use clusterchat_proto::client::{Client, ClientError};
+use clusterchat_proto::{errno, msgid};
+use prometheus_parse::{Scrape, Value};
+use std::time::{Duration, Instant};
+
+/// The server under test and the way to read its metrics.
+struct Server {
+    running: Option<clusterchat::server::RunningServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        use clap::Parser;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = format!("sqlite:{}", dir.path().join("chat.db").display());
+        let mut argv = vec!["chatserver", "--listen", "127.0.0.1:0", "--db", &db];
+        argv.extend_from_slice(args);
+        let config = clusterchat::config::Config::parse_from(argv);
+        let running = clusterchat::server::RunningServer::start(&config).expect("server starts");
+        Server {
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    fn client(&self) -> Client {
+        let addr = self.running.as_ref().expect("running").local_addr();
+        Client::connect(addr).expect("connect")
+    }
+
+    fn scrape(&self) -> Scrape {
+        let text = self.running.as_ref().expect("running").metrics().render();
+        Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.running.take() {
+            s.stop();
+        }
+    }
+}
+
+/// The value of counter or gauge `name` with `label` (`key`, `value`), if it is there once.
+fn value(s: &Scrape, name: &str, label: Option<(&str, &str)>) -> Option<f64> {
+    let found: Vec<f64> = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .filter(|x| label.is_none_or(|(k, v)| x.labels.get(k) == Some(v)))
+        .filter_map(|x| match x.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    (found.len() == 1).then(|| found[0])
+}
+
+/// Waits until `name{label}` reads `want` (counters that move on another thread after the
+/// client saw its reply), then asserts it: a wrong count fails after the wait.
+fn expect(srv: &Server, name: &str, label: Option<(&str, &str)>, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = value(&srv.scrape(), name, label);
+        if got == Some(want) || Instant::now() >= deadline {
+            assert_eq!(got, Some(want), "{name} {label:?}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn traffic_moves_the_counters_by_what_it_did() {
+    let srv = Server::start(&["--max-login-failures", "1", "--login-delay", "60"]);
+    expect(&srv, "clusterchat_logins_succeeded_total", None, 0.0);
+    let user = |name: &str| {
+        let mut c = srv.client();
+        let id = c.register(name, "pw").expect("register");
+        c.login(id, "pw").expect("login");
+        (c, id)
+    };
+    let (mut ann, a) = user("ann");
+    let (mut bob, b) = user("bob");
+    let (mut cyd, c) = user("cyd");
+    // A wrong password, then (one failure allowed) a refusal before any hashing.
+    let mut stranger = srv.client();
+    for want in [errno::BAD_CREDENTIALS, errno::RATE_LIMITED] {
+        match stranger.login(c, "wrong") {
+            Err(ClientError::Refused { errno, .. }) => assert_eq!(errno, want),
+            other => panic!("expected errno {want}, got {other:?}"),
+        }
+    }
+    ann.chat(a, b, "hi bob").expect("chat");
+    let got = bob.recv_msgid(msgid::ONE_CHAT).expect("bob's chat");
+    assert_eq!(got["msg"], "hi bob");
+    let g = ann.create_group(a, "metrics", "").expect("group");
+    bob.join_group(b, g).expect("join");
+    cyd.join_group(c, g).expect("join");
+    ann.group_chat(a, g, "hi all").expect("group chat");
+    for client in [&mut bob, &mut cyd] {
+        let got = client.recv_msgid(msgid::GROUP_CHAT).expect("group chat");
+        assert_eq!(got["msg"], "hi all");
+    }
+
+    let one = Some(("kind", "one"));
+    let group = Some(("kind", "group"));
+    expect(&srv, "clusterchat_messages_received_total", one, 1.0);
+    expect(&srv, "clusterchat_messages_received_total", group, 1.0);
+    expect(&srv, "clusterchat_messages_stored_total", one, 1.0);
+    expect(&srv, "clusterchat_messages_stored_total", group, 1.0);
+    expect(&srv, "clusterchat_messages_delivered_total", one, 1.0);
+    expect(&srv, "clusterchat_messages_delivered_total", group, 2.0);
+    expect(
+        &srv,
+        "clusterchat_delivery_latency_seconds_count",
+        None,
+        3.0,
+    );
+    expect(&srv, "clusterchat_logins_succeeded_total", None, 3.0);
+    let failed = "clusterchat_logins_failed_total";
+    expect(&srv, failed, Some(("reason", "bad_password")), 1.0);
+    expect(&srv, failed, Some(("reason", "rate_limited")), 1.0);
+    expect(&srv, failed, Some(("reason", "already_online")), 0.0);
+    expect(&srv, "clusterchat_users_logged_in", None, 3.0);
+    let tcp = Some(("transport", "tcp"));
+    expect(&srv, "clusterchat_connections_open", tcp, 4.0);
+    expect(
+        &srv,
+        "clusterchat_connections_open",
+        Some(("transport", "websocket")),
+        0.0,
+    );
+    expect(&srv, "clusterchat_connections_accepted_total", None, 4.0);
+    expect(&srv, "clusterchat_db_errors_total", None, 0.0);
+    expect(&srv, "clusterchat_bus_errors_total", None, 0.0);
+
+    // A connection that closes and a user who leaves are seen at the next scrape.
+    drop(stranger);
+    drop(cyd);
+    expect(&srv, "clusterchat_connections_open", tcp, 2.0);
+    expect(&srv, "clusterchat_users_logged_in", None, 2.0);
+    let s = srv.scrape();
+    let pool_max = value(&s, "clusterchat_db_pool_max_connections", None);
+    assert_eq!(pool_max, Some(8.0), "the default --db-pool");
+}
+
+#[test]
+fn refused_connections_are_counted_by_reason() {
+    let srv = Server::start(&["--max-connections", "1"]);
+    let _first = srv.client();
+    expect(
+        &srv,
+        "clusterchat_connections_open",
+        Some(("transport", "tcp")),
+        1.0,
+    );
+    // The second is accepted and closed at once: the client reads end of file.
+    let mut second = srv.client();
+    second
+        .set_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    assert!(second.recv().is_err(), "closed at once");
+    let refused = "clusterchat_connections_refused_total";
+    expect(&srv, refused, Some(("reason", "full")), 1.0);
+    expect(&srv, refused, Some(("reason", "address")), 0.0);
+    expect(&srv, "clusterchat_connections_accepted_total", None, 1.0);
+}
