@@ -2,6 +2,9 @@
 
 use clap::Parser;
 
+/// `--http` of a server alone.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:6080";
+
 /// Everything `chatserver` can be told. Every flag also reads an environment variable.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -15,6 +18,12 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:6000")]
     pub listen: String,
+
+    /// Address of the HTTP front: the web client, `/ws` (the chat protocol over WebSocket),
+    /// `/healthz`, `/api/cluster`; `off` for none. Default: `127.0.0.1:6080` for a server
+    /// alone, off in a cluster (`--redis`), where each server needs its own.
+    #[arg(long, env = "CHAT_HTTP")]
+    pub http: Option<String>,
 
     /// Database: `sqlite:PATH` (embedded, default) or `mysql://user:pass@host:port/db`.
     #[arg(long, env = "CHAT_DB", default_value = "sqlite:chat.db")]
@@ -142,6 +151,16 @@ impl Config {
             return Err("--db sqlite: needs a file path, e.g. sqlite:chat.db".into());
         }
         Ok(())
+    }
+
+    /// The HTTP front's address (`--http`), or `None` when it is off.
+    pub fn http_addr(&self) -> Option<&str> {
+        match self.http.as_deref() {
+            Some("off") | Some("") => None,
+            Some(addr) => Some(addr),
+            None if self.redis.is_some() => None,
+            None => Some(DEFAULT_HTTP),
+        }
     }
 
     /// IO threads to run.

@@ -16,6 +16,7 @@
 //! | [`store`] | `Store` trait; SQLite and MySQL backends | their drivers |
 //! | [`bus`] | `Bus` trait; in-process and Redis backends | redis |
 //! | [`server`] | wires them together; start-up and shutdown | all of the above |
+//! | `http` | the HTTP + WebSocket front (`--http`): web client, `/ws`, `/api/cluster` | httparse, tungstenite |
 //! | [`worker_pool`] | keyed worker threads for blocking work | crossbeam |
 //! | [`metrics`] | Prometheus metrics of one server (`/metrics`) | prometheus-client |
 //! | [`config`], [`os`] | flags and environment; process limits | clap, libc |
@@ -35,6 +36,7 @@
 
 pub mod bus;
 pub mod config;
+pub(crate) mod http;
 pub mod metrics;
 pub mod os;
 pub mod server;

@@ -1,18 +1,24 @@
 //! `/metrics`: real traffic moves the Prometheus counters by exactly what it did. A server
-//! runs, clients register, log in (one with a wrong password, then too soon again), chat one
-//! to one and in a group; the rendering is read with a Prometheus text parser and every
-//! counter is checked against the traffic (counts, never timings).
+//! runs with its HTTP front on an ephemeral port; clients register, log in (one with a wrong
+//! password, then too soon again), chat one to one and in a group; `GET /metrics` is read
+//! over plain HTTP, parsed with a Prometheus text parser, and every counter is checked
+//! against the traffic (counts, never timings).
 
 mod util;
 
 use clusterchat_proto::client::{Client, ClientError};
 use clusterchat_proto::{errno, msgid};
 use prometheus_parse::{Scrape, Value};
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// The server under test and the way to read its metrics.
 struct Server {
     running: Option<clusterchat::server::RunningServer>,
+    /// The connection `scrape` keeps alive.
+    http: RefCell<Option<BufReader<TcpStream>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -22,11 +28,13 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = format!("sqlite:{}", dir.path().join("chat.db").display());
         let mut argv = vec!["chatserver", "--listen", "127.0.0.1:0", "--db", &db];
+        argv.extend_from_slice(&["--http", "127.0.0.1:0"]);
         argv.extend_from_slice(args);
         let config = clusterchat::config::Config::parse_from(argv);
         let running = clusterchat::server::RunningServer::start(&config).expect("server starts");
         Server {
             running: Some(running),
+            http: RefCell::new(None),
             _dir: dir,
         }
     }
@@ -36,9 +44,42 @@ impl Server {
         Client::connect(addr).expect("connect")
     }
 
+    /// `GET /metrics` over HTTP (one kept-alive connection for the whole test, so that the
+    /// scrapes do not change the connection counts they read), parsed.
     fn scrape(&self) -> Scrape {
-        let text = self.running.as_ref().expect("running").metrics().render();
-        Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text")
+        let mut http = self.http.borrow_mut();
+        let http = http.get_or_insert_with(|| {
+            let addr = self.running.as_ref().expect("running").http_addr();
+            let stream = TcpStream::connect(addr.expect("an HTTP front")).expect("connect");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            BufReader::new(stream)
+        });
+        http.get_mut()
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+            .expect("request");
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            http.read_line(&mut line).expect("response head");
+            if line.trim_end().is_empty() {
+                break;
+            }
+            head.push(line.trim_end().to_ascii_lowercase());
+        }
+        assert!(head[0].starts_with("http/1.1 200"), "{head:?}");
+        let content_type = "content-type: text/plain; version=0.0.4";
+        assert!(head.iter().any(|h| h.starts_with(content_type)), "{head:?}");
+        let length: usize = head
+            .iter()
+            .find_map(|h| h.strip_prefix("content-length:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("a Content-Length");
+        let mut body = vec![0; length];
+        http.read_exact(&mut body).expect("response body");
+        let body = String::from_utf8(body).expect("UTF-8");
+        Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text")
     }
 }
 
@@ -140,7 +181,10 @@ fn traffic_moves_the_counters_by_what_it_did() {
         Some(("transport", "websocket")),
         0.0,
     );
-    expect(&srv, "clusterchat_connections_accepted_total", None, 4.0);
+    // The scrapes' connection is the one HTTP connection; both ports' are accepted.
+    let http = Some(("transport", "http"));
+    expect(&srv, "clusterchat_connections_open", http, 1.0);
+    expect(&srv, "clusterchat_connections_accepted_total", None, 5.0);
     expect(&srv, "clusterchat_db_errors_total", None, 0.0);
     expect(&srv, "clusterchat_bus_errors_total", None, 0.0);
 
@@ -156,22 +200,21 @@ fn traffic_moves_the_counters_by_what_it_did() {
 
 #[test]
 fn refused_connections_are_counted_by_reason() {
-    let srv = Server::start(&["--max-connections", "1"]);
-    let _first = srv.client();
-    expect(
-        &srv,
-        "clusterchat_connections_open",
-        Some(("transport", "tcp")),
-        1.0,
-    );
+    // One connection without a login per address: a second from 127.0.0.2 is refused, while
+    // the scrapes come from 127.0.0.1 (one connection).
+    let srv = Server::start(&["--max-unauth-per-ip", "1"]);
+    let chat = srv.running.as_ref().expect("running").local_addr();
+    let _first = util::from_addr::client_from("127.0.0.2", chat);
+    let tcp = Some(("transport", "tcp"));
+    expect(&srv, "clusterchat_connections_open", tcp, 1.0);
     // The second is accepted and closed at once: the client reads end of file.
-    let mut second = srv.client();
+    let mut second = util::from_addr::client_from("127.0.0.2", chat);
     second
         .set_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     assert!(second.recv().is_err(), "closed at once");
     let refused = "clusterchat_connections_refused_total";
-    expect(&srv, refused, Some(("reason", "full")), 1.0);
-    expect(&srv, refused, Some(("reason", "address")), 0.0);
-    expect(&srv, "clusterchat_connections_accepted_total", None, 1.0);
+    expect(&srv, refused, Some(("reason", "address")), 1.0);
+    expect(&srv, refused, Some(("reason", "full")), 0.0);
+    expect(&srv, "clusterchat_connections_open", tcp, 1.0);
 }

@@ -62,6 +62,7 @@ conformance!(
     release_node_only_releases_that_node,
     release_all_releases_everyone,
     session_nodes_lists_each_node_once,
+    sessions_per_node_counts_each_node,
     friends_are_one_way_and_idempotent,
     groups_create_join_and_list,
     group_members_of_missing_group,
@@ -199,6 +200,29 @@ fn session_nodes_lists_each_node_once(s: &dyn Store) {
     let mut nodes = s.session_nodes().unwrap();
     nodes.sort();
     assert_eq!(nodes, ["node-x", "node_y"]);
+}
+
+fn sessions_per_node_counts_each_node(s: &dyn Store) {
+    let a = new_user(s, "a");
+    let b = new_user(s, "b");
+    let c = new_user(s, "c");
+    assert!(s.sessions_per_node().unwrap().is_empty());
+    s.claim_session(a, "node-x/1").unwrap();
+    s.claim_session(b, "node-x/2").unwrap();
+    s.claim_session(c, "node_y/3").unwrap();
+    let mut counts = s.sessions_per_node().unwrap();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [("node-x".to_string(), 2), ("node_y".to_string(), 1)]
+    );
+    s.release_session(b, "node-x/2").unwrap();
+    let mut counts = s.sessions_per_node().unwrap();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [("node-x".to_string(), 1), ("node_y".to_string(), 1)]
+    );
 }
 
 fn release_all_releases_everyone(s: &dyn Store) {

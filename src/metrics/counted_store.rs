@@ -69,6 +69,7 @@ impl Store for CountedStore {
         fn release_session(&self, user: UserId, session: &str) -> StoreResult<()>;
         fn release_node(&self, node: &str) -> StoreResult<u64>;
         fn session_nodes(&self) -> StoreResult<Vec<String>>;
+        fn sessions_per_node(&self) -> StoreResult<Vec<(String, u64)>>;
         fn release_all(&self) -> StoreResult<u64>;
         fn lock_node(&self, node: &str) -> StoreResult<()>;
         fn keep_node_lock(&self) -> StoreResult<()>;

@@ -46,6 +46,17 @@ pub(crate) enum Kind {
 
 const KINDS: [&str; 2] = ["one", "group"];
 
+/// How a client connection talks to the server (the `transport` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// The chat port (`--listen`).
+    Tcp = 0,
+    /// The HTTP port (`--http`), not upgraded.
+    Http = 1,
+    /// The HTTP port, upgraded to a WebSocket on `/ws`.
+    WebSocket = 2,
+}
+
 /// Why a login failed (the `reason` label), by the errno it was answered with.
 const LOGIN_FAILURES: [&str; 6] = [
     "bad_password",
@@ -218,16 +229,20 @@ impl Metrics {
         let _ = self.sampled.sampler.set(sampler);
     }
 
-    /// A WebSocket client connection opened (for the HTTP front).
-    #[allow(dead_code)] // until the WebSocket front counts its connections
-    pub(crate) fn websocket_opened(&self) {
-        self.sampled.websocket_open.fetch_add(1, Ordering::Relaxed);
+    /// A client connection opened (`Handler::on_connection`). Not per message.
+    pub(crate) fn connection_opened(&self, transport: Transport) {
+        self.sampled.open[transport as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A WebSocket client connection closed (for the HTTP front).
-    #[allow(dead_code)] // until the WebSocket front counts its connections
-    pub(crate) fn websocket_closed(&self) {
-        self.sampled.websocket_open.fetch_sub(1, Ordering::Relaxed);
+    /// A client connection closed (`Handler::on_close`), with the transport it had then.
+    pub(crate) fn connection_closed(&self, transport: Transport) {
+        self.sampled.open[transport as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// An HTTP connection upgraded to a WebSocket.
+    pub(crate) fn upgraded(&self) {
+        self.connection_closed(Transport::Http);
+        self.connection_opened(Transport::WebSocket);
     }
 
     /// Every metric in the Prometheus text format ([`CONTENT_TYPE`]). Reads the sampled

@@ -28,11 +28,12 @@ pub(crate) struct Samples {
 pub(crate) type Sampler = Box<dyn Fn() -> Samples + Send + Sync>;
 
 /// The collector: its sampler (empty until the server has started: then every sampled value
-/// reads 0) and the WebSocket connection count, which the HTTP front keeps.
+/// reads 0) and the connections open per transport, which the reactor callbacks keep
+/// (indexed by [`super::Transport`]).
 #[derive(Clone, Default)]
 pub(crate) struct Sampled {
     pub(crate) sampler: Arc<OnceLock<Sampler>>,
-    pub(crate) websocket_open: Arc<AtomicI64>,
+    pub(crate) open: Arc<[AtomicI64; 3]>,
 }
 
 impl std::fmt::Debug for Sampled {
@@ -79,21 +80,24 @@ impl Collector for Sampled {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = self.samples();
         let e = &mut encoder;
-        let websocket = self.websocket_open.load(Ordering::Relaxed).max(0);
+        let open =
+            |t: super::Transport| ConstGauge::new(self.open[t as usize].load(Ordering::Relaxed));
         labeled(
             e,
             "clusterchat_connections_open",
-            "Client connections open now, by transport.",
+            "Client connections open now, by transport (tcp: the chat port; http: the HTTP \
+             port, not upgraded; websocket: upgraded on /ws).",
             "transport",
             &[
-                ("tcp", ConstGauge::new(s.net.open as i64)),
-                ("websocket", ConstGauge::new(websocket)),
+                ("tcp", open(super::Transport::Tcp)),
+                ("http", open(super::Transport::Http)),
+                ("websocket", open(super::Transport::WebSocket)),
             ],
         )?;
         single(
             e,
             "clusterchat_connections_accepted",
-            "TCP connections accepted and admitted since start.",
+            "TCP connections accepted and admitted since start (both ports).",
             ConstCounter::new(s.net.accepted),
         )?;
         labeled(

@@ -129,11 +129,16 @@ fn sampled_metrics_read_the_sampler_at_each_scrape() {
             worker_jobs: 6,
         }
     }));
-    m.websocket_opened();
-    m.websocket_opened();
-    m.websocket_closed();
+    m.connection_opened(Transport::Tcp);
+    for _ in 0..3 {
+        m.connection_opened(Transport::Http);
+    }
+    m.upgraded();
+    m.upgraded();
+    m.connection_closed(Transport::WebSocket);
     let s = scrape(&m);
-    assert_eq!(value(&s, open, Some(("transport", "tcp"))), 4.0);
+    assert_eq!(value(&s, open, Some(("transport", "tcp"))), 1.0);
+    assert_eq!(value(&s, open, Some(("transport", "http"))), 1.0);
     assert_eq!(value(&s, open, Some(("transport", "websocket"))), 1.0);
     assert_eq!(
         value(&s, "clusterchat_connections_accepted_total", None),

@@ -4,7 +4,8 @@
 //! connection with too much in progress is no longer read until it drains.
 
 use super::login_gate::LoginGate;
-use crate::metrics::Kind;
+use crate::http::{self, HttpFront};
+use crate::metrics::{Kind, Transport};
 use crate::service::backpressure::{self, Work};
 use crate::service::throttle::{rate_limited, TokenBucket};
 use crate::service::{send_error, ChatConn, ChatService, ConnContext, ServiceError};
@@ -30,6 +31,8 @@ pub(super) struct ChatHandler {
     pub(super) limits: backpressure::Limits,
     /// `--login-timeout`, for the message of a connection closed by it.
     pub(super) login_timeout: u64,
+    /// The HTTP + WebSocket front, for connections of the `--http` listener.
+    pub(super) http: Option<HttpFront>,
 }
 
 impl ChatHandler {
@@ -100,9 +103,31 @@ impl ChatHandler {
     }
 }
 
+/// The transport of a connection, for the metrics: by its listener, and on the HTTP port by
+/// whether it has upgraded (its frames then carry the WebSocket prefix).
+fn transport(conn: &ChatConn) -> Transport {
+    match (
+        conn.listener() == http::HTTP_LISTENER,
+        conn.frame_prefix().is_some(),
+    ) {
+        (false, _) => Transport::Tcp,
+        (true, false) => Transport::Http,
+        (true, true) => Transport::WebSocket,
+    }
+}
+
 impl Handler<ConnContext> for ChatHandler {
+    fn on_connection(&self, conn: &ChatConn) {
+        self.service.metrics().connection_opened(transport(conn));
+    }
+
     fn on_message(&self, conn: &ChatConn, input: &[u8]) -> usize {
         conn.context().touch();
+        if conn.listener() == http::HTTP_LISTENER {
+            if let Some(front) = &self.http {
+                return front.on_input(conn, input, self);
+            }
+        }
         let mut frames = Frames::new(input, self.max_frame);
         for item in frames.by_ref() {
             match item {
@@ -150,13 +175,17 @@ impl Handler<ConnContext> for ChatHandler {
     }
 
     fn on_close(&self, conn: &ChatConn) {
+        self.service.metrics().connection_closed(transport(conn));
         let service = Arc::clone(&self.service);
         let conn2 = Arc::clone(conn);
         self.gate
             .execute(conn, Box::new(move || service.disconnected(&conn2)));
     }
 
-    fn on_auth_timeout(&self, _conn: &ChatConn) -> Option<Bytes> {
+    fn on_auth_timeout(&self, conn: &ChatConn) -> Option<Bytes> {
+        if conn.listener() == http::HTTP_LISTENER && conn.frame_prefix().is_none() {
+            return None; // plain HTTP: a JSON line is no HTTP response
+        }
         let e = reply::error(
             errno::NOT_LOGGED_IN,
             &format!(
@@ -207,5 +236,41 @@ impl ChatHandler {
             }
         }
         self.to_worker(conn, frame, matches!(id, Some(msgid::LOGIN | msgid::REG)));
+    }
+}
+
+/// The chat side of the HTTP front: a WebSocket text message takes the same path as a frame
+/// of the chat port.
+impl http::Chat for ChatHandler {
+    fn text(&self, conn: &ChatConn, payload: &[u8]) -> bool {
+        let mut frames = Frames::new(payload, self.max_frame);
+        for item in frames.by_ref() {
+            match item {
+                Item::Frame { bytes, .. } => self.dispatch(conn, bytes),
+                Item::Invalid(_) | Item::TooLarge => self.reject(
+                    conn,
+                    ServiceError::new(errno::MALFORMED, "malformed request: not a JSON object"),
+                ),
+            }
+        }
+        let rest = &payload[frames.consumed()..];
+        if rest.iter().any(|b| !b.is_ascii_whitespace()) {
+            self.reject(
+                conn,
+                ServiceError::new(
+                    errno::MALFORMED,
+                    "malformed request: incomplete JSON object",
+                ),
+            );
+        }
+        backpressure::pause_if_busy(conn, &self.limits)
+    }
+
+    fn error(&self, conn: &ChatConn, errno: i64, message: &str) {
+        self.reject(conn, ServiceError::new(errno, message.to_string()));
+    }
+
+    fn run(&self, conn: &ChatConn, job: Box<dyn FnOnce() + Send>) {
+        self.gate.execute(conn, job);
     }
 }

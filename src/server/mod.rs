@@ -12,6 +12,7 @@ mod login_gate;
 
 use crate::bus::{local::LocalBus, redis::RedisBus, BusEvent, SharedBus};
 use crate::config::Config;
+use crate::http::{cluster::Cluster, HttpFront};
 use crate::metrics::{Metrics, Sampler, Samples};
 use crate::service::password::Hasher;
 use crate::service::{AccountLimits, ChatService, ConnContext};
@@ -79,6 +80,16 @@ impl RunningServer {
                 addr: config.listen.clone(),
                 source,
             })?;
+        let http_listener =
+            match config.http_addr() {
+                Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|source| {
+                    StartError::Listen {
+                        addr: format!("{addr} (--http)"),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
         let node = config.node_id();
         if node.is_empty() || node.contains('/') {
             return Err(StartError::BadNodeId(node));
@@ -99,7 +110,7 @@ impl RunningServer {
         let workers = Arc::new(WorkerPool::new(config.workers())?);
         let service = Arc::new(
             ChatService::new(
-                store,
+                Arc::clone(&store),
                 Arc::clone(&bus),
                 node.clone(),
                 Hasher::new(config.argon2_m_kib),
@@ -132,7 +143,15 @@ impl RunningServer {
                 }
             }));
         }
+        let http = http_listener.as_ref().map(|_| {
+            HttpFront::new(
+                config.max_frame,
+                Cluster::new(Arc::clone(&store), Arc::clone(&bus), node.clone()),
+                Arc::clone(&metrics),
+            )
+        });
         let handler = Arc::new(ChatHandler {
+            http,
             service: Arc::clone(&service),
             // Two turns per core: one hashing, one queued on a worker to follow at once.
             gate: LoginGate::new(Arc::clone(&workers), 2 * Hasher::parallelism()),
@@ -141,8 +160,9 @@ impl RunningServer {
             login_timeout: config.login_timeout,
             max_msgs_per_sec: config.max_msgs_per_sec,
         });
-        let net = TcpServer::start(
-            listener,
+        // Listener 0: the chat port; 1 (http::HTTP_LISTENER): the HTTP front.
+        let net = TcpServer::start_on(
+            std::iter::once(listener).chain(http_listener).collect(),
             handler,
             ServerOptions {
                 io_threads: config.io_threads(),
@@ -156,6 +176,10 @@ impl RunningServer {
             },
         )?;
         metrics.set_sampler(sampler(&net, &service, &workers));
+        if let Some(addr) = net.local_addrs().get(crate::http::HTTP_LISTENER) {
+            // Before the "listening on" line: tests read this one first.
+            log::info!("HTTP front on http://{addr}/ (web client, /ws, /healthz, /api/cluster)");
+        }
         log::info!(
             "node {node} listening on {} (db {}, {} IO threads, {} workers)",
             net.local_addr(),
@@ -201,6 +225,14 @@ impl RunningServer {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.net.local_addr()
+    }
+
+    /// The address of the HTTP front, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.net
+            .local_addrs()
+            .get(crate::http::HTTP_LISTENER)
+            .copied()
     }
 
     /// Stops without dropping accepted work: stop reading requests, let the workers finish

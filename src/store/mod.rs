@@ -141,6 +141,9 @@ pub trait Store: Send + Sync {
     /// The nodes that hold at least one session, so a cluster can release those of dead nodes.
     fn session_nodes(&self) -> StoreResult<Vec<String>>;
 
+    /// Each node that holds sessions, with how many (users online there), in no order.
+    fn sessions_per_node(&self) -> StoreResult<Vec<(String, u64)>>;
+
     /// Marks every user offline (start-up of a server that owns its database
     /// [`exclusive`](Self::exclusive)ly). Returns how many.
     fn release_all(&self) -> StoreResult<u64>;

@@ -319,6 +319,10 @@ impl Store for MysqlStore {
         self.conn()?.query(sql::SESSION_NODES).map_err(err)
     }
 
+    fn sessions_per_node(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.conn()?.query(sql::SESSIONS_PER_NODE).map_err(err)
+    }
+
     fn release_all(&self) -> StoreResult<u64> {
         let mut c = self.conn()?;
         c.query_drop(sql::RELEASE_ALL).map_err(err)?;

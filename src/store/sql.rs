@@ -34,6 +34,9 @@ pub const RELEASE_NODE: &str = "UPDATE user SET state = 'offline', session = NUL
 /// The nodes that hold at least one session (node ids never contain `/`).
 pub const SESSION_NODES: &str = "SELECT DISTINCT substr(session, 1, instr(session, '/') - 1) \
      FROM user WHERE session IS NOT NULL";
+/// How many sessions each node holds (`/api/cluster`).
+pub const SESSIONS_PER_NODE: &str = "SELECT substr(session, 1, instr(session, '/') - 1) AS node, \
+     COUNT(*) FROM user WHERE session IS NOT NULL GROUP BY node";
 /// Logs out everyone (a lone server starting up).
 pub const RELEASE_ALL: &str = "UPDATE user SET state = 'offline', session = NULL \
      WHERE state = 'online' OR session IS NOT NULL";

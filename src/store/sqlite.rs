@@ -369,6 +369,15 @@ impl Store for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(query)
     }
 
+    fn sessions_per_node(&self) -> StoreResult<Vec<(String, u64)>> {
+        let c = self.conn()?;
+        let mut s = c.prepare_cached(sql::SESSIONS_PER_NODE).map_err(query)?;
+        let rows = s
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(query)?;
+        rows.collect::<Result<_, _>>().map_err(query)
+    }
+
     fn release_all(&self) -> StoreResult<u64> {
         let c = self.conn()?;
         let n = c.execute(sql::RELEASE_ALL, []).map_err(query)?;

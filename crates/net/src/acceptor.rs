@@ -21,10 +21,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The listener's token in the acceptor's poll.
-pub(crate) const LISTENER: Token = Token(0);
 /// The stop waker's token.
-pub(crate) const STOP: Token = Token(1);
+pub(crate) const STOP: Token = Token(0);
+
+/// The token of listener `index` in the acceptor's poll.
+pub(crate) fn listener_token(index: usize) -> Token {
+    Token(index + 1)
+}
 /// How long the acceptor waits after an accept error that it cannot work around.
 const BACKOFF: Duration = Duration::from_millis(50);
 /// Refused connections are logged at most this often (with counts), so a flood of them does
@@ -34,7 +37,9 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// The acceptor thread's state. Acceptor thread only.
 pub(crate) struct Acceptor<C> {
     poll: Poll,
-    listener: TcpListener,
+    /// The listeners, each registered as [`listener_token`] of its index; a connection
+    /// remembers the index of the one that accepted it.
+    listeners: Vec<TcpListener>,
     loops: Vec<Arc<LoopShared<C>>>,
     admission: Arc<Admission>,
     keepalive: Option<Duration>,
@@ -47,18 +52,18 @@ pub(crate) struct Acceptor<C> {
 }
 
 impl<C: Send + Sync + 'static> Acceptor<C> {
-    /// An acceptor for `listener` (registered with `poll` as [`LISTENER`]; the stop waker as
-    /// [`STOP`]). Any thread (it runs on its own once started).
+    /// An acceptor for `listeners` (each registered with `poll` as [`listener_token`] of its
+    /// index; the stop waker as [`STOP`]). Any thread (it runs on its own once started).
     pub(crate) fn new(
         poll: Poll,
-        listener: TcpListener,
+        listeners: Vec<TcpListener>,
         loops: Vec<Arc<LoopShared<C>>>,
         admission: Arc<Admission>,
         keepalive: Option<Duration>,
     ) -> Self {
         Acceptor {
             poll,
-            listener,
+            listeners,
             loops,
             admission,
             keepalive,
@@ -84,25 +89,35 @@ impl<C: Send + Sync + 'static> Acceptor<C> {
             if events.iter().any(|e| e.token() == STOP) {
                 break;
             }
-            backoff = self.accept_all();
+            // After a back-off every listener is tried (its readiness may have been reported
+            // before); otherwise those reported ready.
+            let mut wait = None;
+            for index in 0..self.listeners.len() {
+                let ready =
+                    backoff.is_some() || events.iter().any(|e| e.token() == listener_token(index));
+                if ready {
+                    wait = wait.or(self.accept_all(index));
+                }
+            }
+            backoff = wait;
         }
     }
 
     /// Accepts until the backlog is empty. Returns how long to wait before trying again when
     /// an accept failed in a way that retrying at once would not cure.
-    fn accept_all(&mut self) -> Option<Duration> {
+    fn accept_all(&mut self, index: usize) -> Option<Duration> {
         loop {
-            match self.listener.accept() {
+            match self.listeners[index].accept() {
                 Ok((stream, peer)) => {
                     self.warned = false;
-                    self.admit(stream, peer);
+                    self.admit(stream, peer, index);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The peer reset it while it waited in the backlog: next.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) if out_of_descriptors(&e) => {
-                    if !self.shed_one() {
+                    if !self.shed_one(index) {
                         return Some(BACKOFF);
                     }
                 }
@@ -118,7 +133,7 @@ impl<C: Send + Sync + 'static> Acceptor<C> {
     }
 
     /// Hands an accepted connection to the next loop if the limits admit it; else closes it.
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, index: usize) {
         if let Err(why) = self.admission.admit(peer.ip()) {
             self.refusals.note(why.into(), peer, &self.admission);
             return drop(stream); // closed at once
@@ -128,21 +143,21 @@ impl<C: Send + Sync + 'static> Acceptor<C> {
                 log::warn!("cannot set TCP keepalive for {peer}: {e}");
             }
         }
-        self.loops[self.next % self.loops.len()].queue(Task::Register(stream, peer));
+        self.loops[self.next % self.loops.len()].queue(Task::Register(stream, peer, index));
         self.next = self.next.wrapping_add(1);
     }
 
     /// Out of descriptors: gives up the spare to accept one waiting connection and close it
     /// at once, then takes the spare again. False if there was no spare or nothing could be
     /// accepted with it (then the caller backs off).
-    fn shed_one(&mut self) -> bool {
+    fn shed_one(&mut self, index: usize) -> bool {
         let Some(spare) = self.spare.take() else {
             self.spare = open_spare();
             self.refusals.note_failure();
             return false;
         };
         drop(spare);
-        let shed = match self.listener.accept() {
+        let shed = match self.listeners[index].accept() {
             Ok((stream, peer)) => {
                 drop(stream);
                 self.admission.note_no_descriptor();

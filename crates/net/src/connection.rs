@@ -26,7 +26,15 @@ use crate::loop_shared::{LoopShared, Task};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// Room for one frame prefix (see [`TcpConnection::set_frame_prefix`]), in bytes.
+pub const MAX_PREFIX: usize = 16;
+
+/// Writes the prefix of a frame whose payload is `len` bytes (the frame and its terminator)
+/// into `out` and returns how many bytes it wrote (at most [`MAX_PREFIX`]). A plain function:
+/// it runs on the loop thread for every frame queued, and must be cheap.
+pub type FramePrefix = fn(len: usize, out: &mut [u8; MAX_PREFIX]) -> usize;
 
 /// A shared handle to a connection (muduo's `TcpConnectionPtr`).
 pub type ConnRef<C> = Arc<TcpConnection<C>>;
@@ -38,6 +46,10 @@ pub struct TcpConnection<C> {
     id: u64,
     pub(crate) token: usize,
     peer: SocketAddr,
+    /// Index of the listener that accepted it.
+    listener: usize,
+    /// Written before each frame once set (a transport's framing, e.g. WebSocket's header).
+    prefix: OnceLock<FramePrefix>,
     pub(crate) owner: Arc<LoopShared<C>>,
     closed: AtomicBool,
     terminator: AtomicU8,
@@ -54,6 +66,7 @@ impl<C> TcpConnection<C> {
         id: u64,
         token: usize,
         peer: SocketAddr,
+        listener: usize,
         owner: Arc<LoopShared<C>>,
         admission: Arc<Admission>,
         context: C,
@@ -62,6 +75,8 @@ impl<C> TcpConnection<C> {
             id,
             token,
             peer,
+            listener,
+            prefix: OnceLock::new(),
             owner,
             closed: AtomicBool::new(false),
             terminator: AtomicU8::new(b'\n'),
@@ -80,6 +95,28 @@ impl<C> TcpConnection<C> {
     /// The peer's address. Thread safe.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The index of the listener that accepted this connection, in the order given to
+    /// [`TcpServer::start_on`](crate::TcpServer::start_on) (0 for [`TcpServer::start`]'s one):
+    /// which port, and so which protocol, the peer came in on. Thread safe.
+    pub fn listener(&self) -> usize {
+        self.listener
+    }
+
+    /// Frames every later frame sent with [`send`](Self::send) or
+    /// [`deliver`](Self::deliver): the loop writes `prefix(frame length + 1)` before each
+    /// frame and its terminator (WebSocket's frame header, say, after an upgrade; the reactor
+    /// knows nothing of what the prefix means). Set once for the life of the connection: false
+    /// if it was already set. The loop reads it when it appends a frame to the output, so it
+    /// applies to the frames it has not yet taken from its queue. Thread safe.
+    pub fn set_frame_prefix(&self, prefix: FramePrefix) -> bool {
+        self.prefix.set(prefix).is_ok()
+    }
+
+    /// The prefix set with [`set_frame_prefix`](Self::set_frame_prefix), if any. Thread safe.
+    pub fn frame_prefix(&self) -> Option<FramePrefix> {
+        self.prefix.get().copied()
     }
 
     /// The application state attached to this connection (muduo's `getContext`; there is no
@@ -171,6 +208,14 @@ impl<C: Send + Sync + 'static> TcpConnection<C> {
             frame,
             tag: Some(tag),
         });
+    }
+
+    /// Queues `bytes` as they are: no prefix, no terminator, not accounted for (an HTTP
+    /// response, a WebSocket control frame), in order with the frames queued by the same
+    /// thread. Dropped if the connection is closed, or closed for it past
+    /// `ServerOptions::max_output`. Thread safe.
+    pub fn send_raw(self: &Arc<Self>, bytes: Bytes) {
+        self.owner.queue(Task::SendRaw(Arc::clone(self), bytes));
     }
 
     /// Half-closes the connection once everything queued before has been written (muduo's

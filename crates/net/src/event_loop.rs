@@ -241,8 +241,9 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             let mut tasks = tasks.into_iter();
             while let Some(task) = tasks.next() {
                 match task {
-                    Task::Register(stream, peer) => self.register(stream, peer),
+                    Task::Register(stream, peer, listener) => self.register(stream, peer, listener),
                     Task::Send { conn, frame, tag } => self.queue_output(&conn, frame, tag),
+                    Task::SendRaw(conn, bytes) => self.queue_raw(&conn, &bytes),
                     Task::Shutdown(conn) => {
                         if let Some(key) = self.live_key(&conn) {
                             self.conns[key].closing = true;
@@ -279,7 +280,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     /// Adopts an accepted socket (muduo's `TcpConnection::connectEstablished`; the acceptor
     /// has admitted it), starts its login timer, tells the handler, and reads what already
     /// arrived. Loop thread only.
-    fn register(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn register(&mut self, mut stream: TcpStream, peer: SocketAddr, listener: usize) {
         self.assert_in_loop_thread();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -288,6 +289,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             id,
             key,
             peer,
+            listener,
             Arc::clone(&self.shared),
             Arc::clone(&self.admission),
             C::default(),

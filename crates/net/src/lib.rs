@@ -38,7 +38,7 @@ mod written;
 
 pub use buffer::Buffer;
 pub use bytes::Bytes;
-pub use connection::{ConnRef, TcpConnection};
+pub use connection::{ConnRef, FramePrefix, TcpConnection, MAX_PREFIX};
 pub use stats::{NetStats, NetStatsSource};
 pub use tcp_server::{ServerHandle, ServerOptions, TcpServer};
 

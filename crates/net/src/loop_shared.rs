@@ -21,8 +21,12 @@ thread_local! {
 
 /// Work for a loop, queued from any thread: muduo's `Functor` in `pendingFunctors_`, as data.
 pub(crate) enum Task<C> {
-    /// Adopt a freshly accepted socket.
-    Register(TcpStream, SocketAddr),
+    /// Adopt a freshly accepted socket; the `usize` is the index of the listener that
+    /// accepted it (see `TcpServer::start_on`).
+    Register(TcpStream, SocketAddr, usize),
+    /// Append bytes to the connection's output as they are: no frame prefix, no terminator,
+    /// never accounted for (an HTTP response, a WebSocket control frame).
+    SendRaw(ConnRef<C>, Bytes),
     /// Append a frame and the connection's terminator to its output; `tag` set means "report
     /// it through `Handler::on_written` once written, or hand it back through
     /// `Handler::on_undelivered` if it is not".

@@ -2,7 +2,7 @@
 //! `TcpServer` with its `Acceptor` and `EventLoopThreadPool` (here the acceptor has a thread
 //! and a poll of its own rather than running in a base loop: see [`crate::acceptor`]).
 
-use crate::acceptor::{Acceptor, LISTENER, STOP};
+use crate::acceptor::{listener_token, Acceptor, STOP};
 use crate::admission::Admission;
 use crate::event_loop::{EventLoop, LoopLimits};
 use crate::loop_shared::{LoopShared, Task};
@@ -67,7 +67,7 @@ pub struct TcpServer;
 /// A running server: its address, and the way to stop it. Dropping it stops nothing: the
 /// threads run until [`stop`](Self::stop).
 pub struct ServerHandle<C> {
-    local_addr: SocketAddr,
+    local_addrs: Vec<SocketAddr>,
     stop_waker: Arc<Waker>,
     loops: Vec<Arc<LoopShared<C>>>,
     threads: Vec<JoinHandle<()>>,
@@ -87,8 +87,31 @@ impl TcpServer {
         C: Default + Send + Sync + 'static,
         H: Handler<C>,
     {
-        listener.set_nonblocking(true)?;
-        let local_addr = listener.local_addr()?;
+        Self::start_on(vec![listener], handler, options)
+    }
+
+    /// Like [`start`](Self::start), on several listeners at once: one acceptor, the same IO
+    /// loops, the same limits (`max_connections` and the per-address count span all of them).
+    /// Each connection knows the index of the listener that accepted it
+    /// ([`TcpConnection::listener`](crate::TcpConnection::listener)), so the handler can speak
+    /// one protocol per port. At least one listener. Any thread.
+    pub fn start_on<C, H>(
+        listeners: Vec<std::net::TcpListener>,
+        handler: Arc<H>,
+        options: ServerOptions,
+    ) -> io::Result<ServerHandle<C>>
+    where
+        C: Default + Send + Sync + 'static,
+        H: Handler<C>,
+    {
+        if listeners.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no listener"));
+        }
+        let mut local_addrs = Vec::new();
+        for listener in &listeners {
+            listener.set_nonblocking(true)?;
+            local_addrs.push(listener.local_addr()?);
+        }
         let limits = LoopLimits {
             max_output: options.max_output,
             auth_timeout: options.auth_timeout,
@@ -110,12 +133,16 @@ impl TcpServer {
         }
         let poll = Poll::new()?;
         let stop_waker = Arc::new(Waker::new(poll.registry(), STOP)?);
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut mio_listeners = Vec::new();
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let mut listener = TcpListener::from_std(listener);
+            poll.registry()
+                .register(&mut listener, listener_token(index), Interest::READABLE)?;
+            mio_listeners.push(listener);
+        }
         let acceptor = Acceptor::new(
             poll,
-            listener,
+            mio_listeners,
             loops.clone(),
             Arc::clone(&admission),
             options.keepalive,
@@ -126,7 +153,7 @@ impl TcpServer {
                 .spawn(move || acceptor.run())?,
         );
         Ok(ServerHandle {
-            local_addr,
+            local_addrs,
             stop_waker,
             loops,
             threads,
@@ -136,9 +163,16 @@ impl TcpServer {
 }
 
 impl<C: Send + Sync + 'static> ServerHandle<C> {
-    /// The address the server listens on (useful with port 0). Thread safe.
+    /// The address the server listens on (useful with port 0): the first listener's. Thread
+    /// safe.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0]
+    }
+
+    /// The addresses of all the listeners, in the order given to
+    /// [`TcpServer::start_on`]. Thread safe.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
     }
 
     /// A snapshot of the server's counters: connections admitted, refused and open (read

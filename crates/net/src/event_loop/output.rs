@@ -26,7 +26,12 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             return;
         };
         let c = &mut self.conns[key];
-        if c.output.len() + frame.len() + 1 > self.limits.max_output {
+        let mut prefix = [0u8; crate::MAX_PREFIX];
+        let prefix_len = match c.handle.frame_prefix() {
+            Some(f) => f(frame.len() + 1, &mut prefix).min(prefix.len()),
+            None => 0,
+        };
+        if c.output.len() + prefix_len + frame.len() + 1 > self.limits.max_output {
             log::warn!(
                 "connection {} from {} is not reading: {} bytes queued, closing it",
                 c.handle.id(),
@@ -39,15 +44,41 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             }
             return;
         }
+        let before = c.output.len();
+        c.output.append(&prefix[..prefix_len]);
         c.output.append(&frame);
         c.output.append(&[c.handle.terminator()]);
+        let added = c.output.len() - before;
         if let Some(tag) = tag {
             let buffered = c.output.len();
             c.tags
                 .get_or_insert_with(Default::default)
                 .push(buffered, frame.len(), tag);
         }
-        self.output_bytes += frame.len() + 1;
+        self.output_bytes += added;
+        self.mark_dirty(key);
+    }
+
+    /// Appends `bytes` as they are (no prefix, no terminator, untagged) to the connection's
+    /// output; closes it instead past `max_output`, and drops them if it is closed. Loop
+    /// thread only.
+    pub(super) fn queue_raw(&mut self, conn: &ConnRef<C>, bytes: &[u8]) {
+        self.assert_in_loop_thread();
+        let Some(key) = self.live_key(conn) else {
+            return;
+        };
+        let c = &mut self.conns[key];
+        if c.output.len() + bytes.len() > self.limits.max_output {
+            log::warn!(
+                "connection {} from {} is not reading: {} bytes queued, closing it",
+                c.handle.id(),
+                c.handle.peer(),
+                c.output.len()
+            );
+            return self.close(key);
+        }
+        c.output.append(bytes);
+        self.output_bytes += bytes.len();
         self.mark_dirty(key);
     }
 
