@@ -112,6 +112,7 @@ fn chatserver(args: &[&str], dir: &std::path::Path) -> Output {
         .args(args)
         .current_dir(dir)
         .env("CHAT_ARGON2_M_KIB", "256")
+        .env("CHAT_HTTP", "off") // parallel tests: never the default HTTP port
         .stdin(Stdio::null())
         .output()
         .expect("run chatserver")

@@ -62,6 +62,8 @@ pub struct TestServer {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its HTTP front listens (`None` when started with `--http off`).
+    pub http: Option<SocketAddr>,
     /// The `--db` URL it runs with (reused by [`TestServer::restart`]).
     pub db: String,
     extra: Vec<String>,
@@ -136,6 +138,13 @@ fn spawn(
             });
         }
     }
+    // An ephemeral HTTP port unless the test chose one: parallel tests never share 6080.
+    if !extra
+        .iter()
+        .any(|a| a == "--http" || a.starts_with("--http="))
+    {
+        command.args(["--http", "127.0.0.1:0"]);
+    }
     let mut child = command
         .args(["--listen", listen, "--db", &db])
         .args(&extra)
@@ -151,10 +160,17 @@ fn spawn(
     let stderr = child.stderr.take().expect("stderr");
     let log = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel();
+    let http = Arc::new(Mutex::new(None));
     {
+        let http = Arc::clone(&http);
         let log = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged before the "listening on" line.
+                if let Some(rest) = line.split("HTTP front on http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap_or("");
+                    *http.lock().unwrap() = addr.parse::<SocketAddr>().ok();
+                }
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or("").to_string();
                     let _ = tx.send(addr);
@@ -176,9 +192,11 @@ fn spawn(
             );
         }
     };
+    let http = *http.lock().unwrap();
     TestServer {
         child,
         addr,
+        http,
         db,
         extra,
         open_files,
