@@ -133,6 +133,11 @@ fn traffic_moves_the_counters_by_what_it_did() {
     let (mut ann, a) = user("ann");
     let (mut bob, b) = user("bob");
     let (mut cyd, c) = user("cyd");
+    // One user over the WebSocket front.
+    let http_addr = srv.running.as_ref().expect("running").http_addr();
+    let mut dee = util::ws::ws_client(http_addr.expect("an HTTP front"));
+    let d = dee.register("dee", "pw").expect("register");
+    dee.login(d, "pw").expect("login");
     // A wrong password, then (one failure allowed) a refusal before any hashing.
     let mut stranger = srv.client();
     for want in [errno::BAD_CREDENTIALS, errno::RATE_LIMITED] {
@@ -147,8 +152,9 @@ fn traffic_moves_the_counters_by_what_it_did() {
     let g = ann.create_group(a, "metrics", "").expect("group");
     bob.join_group(b, g).expect("join");
     cyd.join_group(c, g).expect("join");
+    dee.join_group(d, g).expect("join");
     ann.group_chat(a, g, "hi all").expect("group chat");
-    for client in [&mut bob, &mut cyd] {
+    for client in [&mut bob, &mut cyd, &mut dee] {
         let got = client.recv_msgid(msgid::GROUP_CHAT).expect("group chat");
         assert_eq!(got["msg"], "hi all");
     }
@@ -160,31 +166,31 @@ fn traffic_moves_the_counters_by_what_it_did() {
     expect(&srv, "clusterchat_messages_stored_total", one, 1.0);
     expect(&srv, "clusterchat_messages_stored_total", group, 1.0);
     expect(&srv, "clusterchat_messages_delivered_total", one, 1.0);
-    expect(&srv, "clusterchat_messages_delivered_total", group, 2.0);
+    expect(&srv, "clusterchat_messages_delivered_total", group, 3.0);
     expect(
         &srv,
         "clusterchat_delivery_latency_seconds_count",
         None,
-        3.0,
+        4.0,
     );
-    expect(&srv, "clusterchat_logins_succeeded_total", None, 3.0);
+    expect(&srv, "clusterchat_logins_succeeded_total", None, 4.0);
     let failed = "clusterchat_logins_failed_total";
     expect(&srv, failed, Some(("reason", "bad_password")), 1.0);
     expect(&srv, failed, Some(("reason", "rate_limited")), 1.0);
     expect(&srv, failed, Some(("reason", "already_online")), 0.0);
-    expect(&srv, "clusterchat_users_logged_in", None, 3.0);
+    expect(&srv, "clusterchat_users_logged_in", None, 4.0);
     let tcp = Some(("transport", "tcp"));
     expect(&srv, "clusterchat_connections_open", tcp, 4.0);
     expect(
         &srv,
         "clusterchat_connections_open",
         Some(("transport", "websocket")),
-        0.0,
+        1.0,
     );
     // The scrapes' connection is the one HTTP connection; both ports' are accepted.
     let http = Some(("transport", "http"));
     expect(&srv, "clusterchat_connections_open", http, 1.0);
-    expect(&srv, "clusterchat_connections_accepted_total", None, 5.0);
+    expect(&srv, "clusterchat_connections_accepted_total", None, 6.0);
     expect(&srv, "clusterchat_db_errors_total", None, 0.0);
     expect(&srv, "clusterchat_bus_errors_total", None, 0.0);
 
@@ -192,7 +198,7 @@ fn traffic_moves_the_counters_by_what_it_did() {
     drop(stranger);
     drop(cyd);
     expect(&srv, "clusterchat_connections_open", tcp, 2.0);
-    expect(&srv, "clusterchat_users_logged_in", None, 2.0);
+    expect(&srv, "clusterchat_users_logged_in", None, 3.0);
     let s = srv.scrape();
     let pool_max = value(&s, "clusterchat_db_pool_max_connections", None);
     assert_eq!(pool_max, Some(8.0), "the default --db-pool");
