@@ -9,8 +9,10 @@
 #   ./run_cluster.sh status        show what runs
 #
 # Environment:
-#   CHAT_LB_PORT    nginx's port (default 8000)
+#   CHAT_LB_PORT    nginx's port for the chat protocol over TCP (default 8000)
 #   CHAT_BASE_PORT  first server's port; the others follow (default 6000)
+#   CHAT_HTTP_LB_PORT  nginx's HTTP port: the web client and its WebSocket (default 8080)
+#   CHAT_HTTP_BASE_PORT  first server's --http port; the others follow (default 6080)
 #   CHAT_DB         database URL (default mysql://root@127.0.0.1:3306/chat?prefer_socket=false)
 #   CHAT_REDIS      Redis URL (default redis://127.0.0.1:6379); with a password:
 #                   redis://:PASSWORD@host:port, or redis://USER:PASSWORD@host:port/DB for an
@@ -22,7 +24,7 @@
 #   CHAT_SERVER_BIN a chatserver binary to run instead of building one (tests use it)
 #
 # Pids and logs go to ./run/: nodeI.pid/.log per server, nginx/ (its prefix: generated
-# nginx.conf, pid, error.log, access.log), started-services (what this script started and so
+# nginx.conf, pid, error.log, access.log, http_access.log), started-services (what this script started and so
 # may stop). MariaDB and Redis are started only if installed and not running, and stopped only
 # if this script started them: a service that was running before is never touched.
 set -euo pipefail
@@ -36,6 +38,8 @@ RUN=${RUN:-$ROOT/run}
 R=${RUN#"$ROOT"/} # as shown in messages
 LB_PORT=${CHAT_LB_PORT:-8000}
 BASE_PORT=${CHAT_BASE_PORT:-6000}
+HTTP_LB_PORT=${CHAT_HTTP_LB_PORT:-8080}
+HTTP_BASE_PORT=${CHAT_HTTP_BASE_PORT:-6080}
 DB_URL=${CHAT_DB:-mysql://root@127.0.0.1:3306/chat?prefer_socket=false}
 REDIS_URL=${CHAT_REDIS:-redis://127.0.0.1:6379}
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
@@ -212,26 +216,33 @@ stop_services() {
 # The cluster: servers and nginx
 
 # Generates run/nginx/nginx.conf from the committed nginx.conf (scripts/render-nginx-conf.sh):
-# one `server` line per chat server, listening on 127.0.0.1:$LB_PORT.
+# one `server` line per chat server, listening on 127.0.0.1:$LB_PORT, and one per HTTP front,
+# listening on 127.0.0.1:$HTTP_LB_PORT.
 write_nginx_conf() {
-    local n=$1 i servers=()
-    for ((i = 0; i < n; i++)); do servers+=("127.0.0.1:$((BASE_PORT + i))"); done
-    "$ROOT/scripts/render-nginx-conf.sh" "127.0.0.1:$LB_PORT" "${servers[@]}" >"$RUN/nginx/nginx.conf"
+    local n=$1 i servers=() http=()
+    for ((i = 0; i < n; i++)); do
+        servers+=("127.0.0.1:$((BASE_PORT + i))")
+        http+=("127.0.0.1:$((HTTP_BASE_PORT + i))")
+    done
+    "$ROOT/scripts/render-nginx-conf.sh" "127.0.0.1:$LB_PORT" "${servers[@]}" \
+        -- "127.0.0.1:$HTTP_LB_PORT" "${http[@]}" >"$RUN/nginx/nginx.conf"
 }
 
 start_servers() {
-    local n=$1 bin=$2 i port pidfile log
+    local n=$1 bin=$2 i port http pidfile log
     for ((i = 1; i <= n; i++)); do
         port=$((BASE_PORT + i - 1))
+        http=$((HTTP_BASE_PORT + i - 1))
         pidfile=$RUN/node$i.pid
         log=$RUN/node$i.log
         port_open 127.0.0.1 "$port" && die "port $port is taken (set CHAT_BASE_PORT)"
+        port_open 127.0.0.1 "$http" && die "port $http is taken (set CHAT_HTTP_BASE_PORT)"
         # setsid: Ctrl+C reaches this script only, which then stops the servers in order.
         # CHAT_REDIS in the environment: a password in it stays out of ps.
         CHAT_REDIS=$REDIS_URL setsid "$bin" --listen "127.0.0.1:$port" --db "$DB_URL" \
-            --node-id "node$i" >"$log" 2>&1 </dev/null &
+            --http "127.0.0.1:$http" --node-id "node$i" >"$log" 2>&1 </dev/null &
         echo $! >"$pidfile"
-        say "node$i: starting on 127.0.0.1:$port (pid $!, log $R/node$i.log)"
+        say "node$i: starting on 127.0.0.1:$port, HTTP 127.0.0.1:$http (pid $!, log $R/node$i.log)"
     done
     for ((i = 1; i <= n; i++)); do
         port=$((BASE_PORT + i - 1))
@@ -251,20 +262,22 @@ start_nginx() {
     [ -n "$nginx" ] || die "nginx is not installed. Install: $INSTALL_HINT"
     [ -e "$STREAM_MODULE" ] || die "nginx's stream module is missing ($STREAM_MODULE). Install: $INSTALL_HINT"
     port_open 127.0.0.1 "$LB_PORT" && die "port $LB_PORT is taken (set CHAT_LB_PORT)"
+    port_open 127.0.0.1 "$HTTP_LB_PORT" && die "port $HTTP_LB_PORT is taken (set CHAT_HTTP_LB_PORT)"
     mkdir -p "$RUN/nginx"
     write_nginx_conf "$n"
     rm -f "$RUN/nginx/nginx.pid"
     # The generated config says `daemon off`: nginx stays this script's child.
     setsid "$nginx" -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" </dev/null >>"$RUN/nginx/error.log" 2>&1 &
     echo "$nginx" >"$RUN/nginx/binary"
-    until port_open 127.0.0.1 "$LB_PORT" && [ -s "$RUN/nginx/nginx.pid" ]; do
+    until port_open 127.0.0.1 "$LB_PORT" && port_open 127.0.0.1 "$HTTP_LB_PORT" &&
+        [ -s "$RUN/nginx/nginx.pid" ]; do
         if ! kill -0 $! 2>/dev/null; then
             tail -n 20 "$RUN/nginx/error.log" >&2
             die "nginx did not start ($R/nginx/error.log above)"
         fi
         sleep 0.1
     done
-    say "nginx: listening on 127.0.0.1:$LB_PORT (pid $(cat "$RUN/nginx/nginx.pid"), config $R/nginx/nginx.conf)"
+    say "nginx: listening on 127.0.0.1:$LB_PORT and http://127.0.0.1:$HTTP_LB_PORT (pid $(cat "$RUN/nginx/nginx.pid"), config $R/nginx/nginx.conf)"
 }
 
 # Stops what runs, in this order: nginx stops accepting (graceful quit: its open sessions
@@ -363,8 +376,9 @@ cmd_start() {
 
     start_servers "$n" "$bin"
     start_nginx "$n"
-    printf 'LB_PORT=%q\nBASE_PORT=%q\nDB_URL=%q\nREDIS_URL=%q\n' \
-        "$LB_PORT" "$BASE_PORT" "$DB_URL" "$REDIS_URL" >"$RUN/cluster.env"
+    printf 'LB_PORT=%q\nBASE_PORT=%q\nHTTP_LB_PORT=%q\nHTTP_BASE_PORT=%q\nDB_URL=%q\nREDIS_URL=%q\n' \
+        "$LB_PORT" "$BASE_PORT" "$HTTP_LB_PORT" "$HTTP_BASE_PORT" "$DB_URL" "$REDIS_URL" \
+        >"$RUN/cluster.env"
 
     cat <<EOF
 
@@ -373,7 +387,9 @@ Connect with:
 
     cargo run --release --bin chatclient 127.0.0.1 $LB_PORT
 
-Logs: $R/node1..$n.log, $R/nginx/access.log. Ctrl+C (or ./run_cluster.sh stop) stops it.
+or in a browser: open http://127.0.0.1:$HTTP_LB_PORT
+
+Logs: $R/node1..$n.log, $R/nginx/access.log (TCP), $R/nginx/http_access.log. Ctrl+C (or ./run_cluster.sh stop) stops it.
 EOF
     # Stay in the foreground; report a server that exits on its own.
     READY=1
@@ -419,7 +435,7 @@ cmd_status() {
         echo "run_cluster.sh   pid $(cat "$RUN/cluster.pid") (in the foreground elsewhere)"
     fi
     if alive "$RUN/nginx/nginx.pid" nginx; then
-        echo "nginx            pid $(cat "$RUN/nginx/nginx.pid")  127.0.0.1:$LB_PORT  running"
+        echo "nginx            pid $(cat "$RUN/nginx/nginx.pid")  127.0.0.1:$LB_PORT  http://127.0.0.1:$HTTP_LB_PORT  running"
         any=1
     else
         echo "nginx            not running"
@@ -427,9 +443,9 @@ cmd_status() {
     for f in "$RUN"/node*.pid; do
         n=$((n + 1))
         name=$(basename "$f" .pid)
-        local p=$((BASE_PORT + ${name#node} - 1))
+        local p=$((BASE_PORT + ${name#node} - 1)) h=$((HTTP_BASE_PORT + ${name#node} - 1))
         if alive "$f" chatserver; then
-            echo "$name            pid $(cat "$f")  127.0.0.1:$p  running"
+            echo "$name            pid $(cat "$f")  127.0.0.1:$p  http 127.0.0.1:$h  running"
             any=1
         else
             echo "$name            not running (see $R/$name.log)"

@@ -121,8 +121,9 @@ start_server() {
     local name=$1 addr=$2 db=$3 pid i
     shift 3
     port_open "$addr" && die "$addr is taken (set BENCH_PORT)"
-    # Every bench registers its users from this one address: no registration limit.
-    "$BIN/chatserver" --listen "$addr" --db "$db" --log-level warn \
+    # Every bench registers its users from this one address: no registration limit. No HTTP
+    # front unless a bench asks for one (--http in FLAGS): several servers run at once.
+    CHAT_HTTP=${CHAT_HTTP:-off} "$BIN/chatserver" --listen "$addr" --db "$db" --log-level warn \
         --max-registrations-per-min 0 "$@" \
         >"$RUN/$name.log" 2>&1 </dev/null &
     pid=$!

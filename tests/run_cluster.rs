@@ -106,6 +106,12 @@ fn start_cluster(tag: &str, own_group: bool) -> Option<(Cluster, TestDb, u16, u1
         .unwrap()
         .port();
     let base = two_free_ports();
+    let http_lb = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let http_base = two_free_ports();
     let run_dir = tempfile::tempdir().unwrap();
     let env = vec![
         ("CHAT_RUN_DIR", run_dir.path().display().to_string()),
@@ -117,6 +123,8 @@ fn start_cluster(tag: &str, own_group: bool) -> Option<(Cluster, TestDb, u16, u1
         ("CHAT_REDIS", redis),
         ("CHAT_LB_PORT", lb.to_string()),
         ("CHAT_BASE_PORT", base.to_string()),
+        ("CHAT_HTTP_LB_PORT", http_lb.to_string()),
+        ("CHAT_HTTP_BASE_PORT", http_base.to_string()),
         ("CHAT_CHANNEL_PREFIX", format!("{}:", unique("cc-test-run"))),
         ("CHAT_ARGON2_M_KIB", "256".to_string()),
     ];
@@ -141,7 +149,7 @@ fn start_cluster(tag: &str, own_group: bool) -> Option<(Cluster, TestDb, u16, u1
     // It prints where to connect once everything answers.
     let mut stdout = BufReader::new(cluster.child.stdout.take().unwrap());
     let mut printed = String::new();
-    let connect_line = format!("chatclient 127.0.0.1 {lb}");
+    let connect_line = format!("open http://127.0.0.1:{http_lb}");
     loop {
         let mut line = String::new();
         if stdout.read_line(&mut line).unwrap() == 0 {
@@ -170,6 +178,26 @@ fn run_cluster_starts_two_servers_behind_nginx_and_stops_them() {
         return;
     };
     assert!(printed.contains(&format!("node2: starting on 127.0.0.1:{}", base + 1)));
+    assert!(
+        printed.contains(&format!("chatclient 127.0.0.1 {lb}")),
+        "{printed}"
+    );
+
+    // The HTTP balancer: /healthz through nginx's HTTP port, and a WebSocket user chats below.
+    let http_lb: SocketAddr = {
+        let line = printed
+            .lines()
+            .find(|l| l.contains("open http://"))
+            .unwrap();
+        line.rsplit("http://")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let health = util::ws::http_get(http_lb, "/healthz");
+    assert_eq!((health.status, health.body.as_slice()), (200, &b"ok\n"[..]));
 
     // Two users through nginx land on the two servers and chat.
     let addr: SocketAddr = ([127, 0, 0, 1], lb).into();
@@ -188,6 +216,16 @@ fn run_cluster_starts_two_servers_behind_nginx_and_stops_them() {
     let mut sorted = nodes.clone();
     sorted.sort();
     assert_eq!(sorted, ["node1", "node2"], "sessions: {nodes:?}");
+    let mut web = util::ws::ws_client(http_lb);
+    let w = web.register("web", "pw").unwrap();
+    web.login(w, "pw").unwrap();
+    web.chat(w, a, "hi from the browser").unwrap();
+    assert_eq!(
+        alice.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"],
+        "hi from the browser"
+    );
+    web.logout(w).unwrap();
+    drop(web);
     alice.chat(a, b, "hi bob").unwrap();
     bob.chat(b, a, "hi alice").unwrap();
     assert_eq!(bob.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"], "hi bob");

@@ -131,6 +131,14 @@ pub struct Common {
     /// clock ticks; --redis's INFO is finer and wins when both are given).
     #[arg(long = "redis-pid")]
     pub redis_pid: Vec<u32>,
+    /// pairs: log the measured connections in over WebSocket at this HTTP address (the
+    /// server's --http; /ws) instead of the chat port. Users are registered on --target.
+    #[arg(long)]
+    pub ws: Option<String>,
+    /// pairs: run A over TCP to --target and B over WebSocket to this HTTP address (the same
+    /// server's --http), alternating A B A B: WS/TCP for every figure in one run.
+    #[arg(long)]
+    pub compare_ws: Option<String>,
     /// Process(es) of the --compare server to sample.
     #[arg(long = "compare-pid")]
     pub compare_pid: Vec<u32>,
@@ -239,6 +247,16 @@ impl Cli {
         if common.layout == LayoutArg::Both && common.compare.is_some() {
             return refuse("--layout both and --compare are both A/B runs: one at a time");
         }
+        let ws = common.ws.is_some() || common.compare_ws.is_some();
+        if ws && (kind != Kind::Pairs || common.sync || settings.targets.len() > 1) {
+            return refuse("--ws and --compare-ws are for pairs on one server, without --sync");
+        }
+        if common.compare_ws.is_some() && (common.compare.is_some() || common.ws.is_some()) {
+            return refuse("--compare-ws is an A/B run over one server: no --compare or --ws");
+        }
+        if let Some(http) = &common.ws {
+            settings.ws = Some(resolve(http)?);
+        }
         match &self.scenario {
             Command::Group(g) => settings.senders = g.senders.max(1),
             Command::Idle(i) => settings.source_addrs = i.source_addrs.max(1),
@@ -257,6 +275,13 @@ impl Cli {
 pub fn run(cli: &Cli) -> Result<()> {
     let (kind, common, a) = cli.resolve()?;
     let ab = match (&common.compare, common.layout) {
+        _ if common.compare_ws.is_some() => Some((
+            a.clone(),
+            Settings {
+                ws: Some(resolve(common.compare_ws.as_deref().unwrap_or_default())?),
+                ..a.clone()
+            },
+        )),
         (Some(other), _) => Some((
             a.clone(),
             Settings {

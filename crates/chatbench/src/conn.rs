@@ -35,6 +35,9 @@ pub struct Conn {
     queued: bool,
     /// False once the peer closed or the socket failed.
     pub open: bool,
+    /// Over WebSocket (`--ws`): raw bytes read and not yet whole messages, and framed output
+    /// not yet written.
+    ws: Option<Box<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl Conn {
@@ -48,25 +51,38 @@ impl Conn {
             wbuf: Vec::new(),
             queued: false,
             open: true,
+            ws: None,
         })
+    }
+
+    /// Whether output waits to be written.
+    fn has_output(&self) -> bool {
+        !self.wbuf.is_empty() || self.ws.as_ref().is_some_and(|ws| !ws.1.is_empty())
     }
 
     /// Writes as much queued output as the socket takes. A failed socket drops its output;
     /// the failure itself is noticed (and reported) on the read side.
     fn flush(&mut self) {
+        let out = match self.ws.as_deref_mut() {
+            Some((_, framed)) => {
+                crate::ws::frame_all(&mut self.wbuf, framed);
+                framed
+            }
+            None => &mut self.wbuf,
+        };
         let mut written = 0;
-        while written < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[written..]) {
+        while written < out.len() {
+            match self.stream.write(&out[written..]) {
                 Ok(n) if n > 0 => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 _ => {
-                    written = self.wbuf.len();
+                    written = out.len();
                     break;
                 }
             }
         }
-        self.wbuf.drain(..written);
+        out.drain(..written);
     }
 
     /// Reads everything available into the read buffer (edge-triggered readiness: until
@@ -78,7 +94,16 @@ impl Conn {
                     self.open = false;
                     return;
                 }
-                Ok(n) => self.rbuf.extend_from_slice(&scratch[..n]),
+                Ok(n) => match self.ws.as_deref_mut() {
+                    Some((raw, _)) => {
+                        raw.extend_from_slice(&scratch[..n]);
+                        if !crate::ws::unframe(raw, &mut self.rbuf) {
+                            self.open = false;
+                            return;
+                        }
+                    }
+                    None => self.rbuf.extend_from_slice(&scratch[..n]),
+                },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
@@ -132,6 +157,25 @@ impl Conns {
         for (stream, input) in streams {
             let mut c = Conn::new(stream)?;
             c.rbuf = input;
+            conns.push(c);
+        }
+        Ok(Conns {
+            conns,
+            dirty: Vec::new(),
+            pongs: 0,
+        })
+    }
+
+    /// Takes WebSocket connections (`--ws`), each with the frame bytes and the raw WebSocket
+    /// bytes already read from it.
+    pub fn with_websockets(
+        streams: Vec<(std::net::TcpStream, Vec<u8>, Vec<u8>)>,
+    ) -> io::Result<Conns> {
+        let mut conns = Vec::with_capacity(streams.len());
+        for (stream, input, raw) in streams {
+            let mut c = Conn::new(stream)?;
+            c.rbuf = input;
+            c.ws = Some(Box::new((raw, Vec::new())));
             conns.push(c);
         }
         Ok(Conns {
@@ -280,7 +324,7 @@ pub fn drive(
             if !conns.conns[i].open {
                 continue;
             }
-            if ev.is_writable() && !conns.conns[i].wbuf.is_empty() {
+            if ev.is_writable() && conns.conns[i].has_output() {
                 conns.out(i);
             }
             if !(ev.is_readable() || ev.is_read_closed() || ev.is_error()) {

@@ -33,6 +33,7 @@ pub mod report;
 pub mod seqtrack;
 pub mod setup;
 pub mod stamp;
+pub mod ws;
 
 use clusterchat_proto::client::ClientError;
 use std::net::SocketAddr;
@@ -128,6 +129,9 @@ pub struct Settings {
     pub redis: Option<String>,
     /// Redis process(es) to sample for CPU per delivered message.
     pub redis_pids: Vec<u32>,
+    /// `pairs`: log the measured connections in over WebSocket at this HTTP address (the
+    /// server's `--http`) instead of the chat port (users are still registered there).
+    pub ws: Option<SocketAddr>,
 }
 
 /// Where the users of `pairs` and `group` sit when there are several targets.
@@ -176,6 +180,7 @@ impl Default for Settings {
             layout: Layout::Across,
             redis: None,
             redis_pids: Vec::new(),
+            ws: None,
         }
     }
 }
@@ -183,7 +188,10 @@ impl Default for Settings {
 impl Settings {
     /// The targets as strings, for reports.
     pub fn target_names(&self) -> Vec<String> {
-        self.targets.iter().map(|t| t.to_string()).collect()
+        match self.ws {
+            Some(http) => vec![format!("ws://{http}/ws")],
+            None => self.targets.iter().map(|t| t.to_string()).collect(),
+        }
     }
 
     /// The layout's name when it matters (several targets), for reports.

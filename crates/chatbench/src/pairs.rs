@@ -41,8 +41,45 @@ pub fn prepare(settings: &Settings) -> Result<Prepared> {
     let users = register_placed(n, settings.concurrency, deadline, |i| {
         settings.pair_target(i)
     })?;
-    let streams = login_all(&users, settings.concurrency, deadline, settings.sync)?;
+    let streams = match settings.ws {
+        Some(http) => Streams::Ws(crate::setup::parallel(
+            users.len(),
+            settings.concurrency,
+            deadline,
+            |i| crate::ws::login(http, &users[i]),
+        )?),
+        None => Streams::Tcp(login_all(
+            &users,
+            settings.concurrency,
+            deadline,
+            settings.sync,
+        )?),
+    };
     let threads = settings.threads.clamp(1, n / 2);
+    let shards = match streams {
+        Streams::Tcp(s) => shard(users, s, threads, Conns::with_input)?,
+        Streams::Ws(s) => shard(users, s, threads, Conns::with_websockets)?,
+    };
+    Ok(Prepared {
+        setup_s: started.elapsed().as_secs_f64(),
+        shards,
+    })
+}
+
+/// The logged-in sockets, over TCP or WebSocket.
+enum Streams {
+    Tcp(Vec<(std::net::TcpStream, Vec<u8>)>),
+    Ws(Vec<(std::net::TcpStream, Vec<u8>, Vec<u8>)>),
+}
+
+/// Splits the users and their sockets over `threads` loops, partners together.
+type Shard = (Conns, Vec<BenchUser>, Vec<Session>);
+fn shard<S>(
+    users: Vec<BenchUser>,
+    streams: Vec<S>,
+    threads: usize,
+    conns: impl Fn(Vec<S>) -> std::io::Result<Conns>,
+) -> Result<Vec<Shard>> {
     let mut split: Vec<(Vec<_>, Vec<BenchUser>)> =
         (0..threads).map(|_| (Vec::new(), Vec::new())).collect();
     for (i, (u, s)) in users.into_iter().zip(streams).enumerate() {
@@ -50,21 +87,17 @@ pub fn prepare(settings: &Settings) -> Result<Prepared> {
         shard.0.push(s);
         shard.1.push(u);
     }
-    let shards = split
+    split
         .into_iter()
         .map(|(s, u)| {
             let sessions = vec![Session::default(); u.len()];
             Ok((
-                Conns::with_input(s).map_err(io_err("making sockets non-blocking"))?,
+                conns(s).map_err(io_err("making sockets non-blocking"))?,
                 u,
                 sessions,
             ))
         })
-        .collect::<Result<_>>()?;
-    Ok(Prepared {
-        setup_s: started.elapsed().as_secs_f64(),
-        shards,
-    })
+        .collect::<Result<_>>()
 }
 
 /// Registers, logs in and measures one round.
