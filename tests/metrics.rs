@@ -224,3 +224,45 @@ fn refused_connections_are_counted_by_reason() {
     expect(&srv, refused, Some(("reason", "full")), 0.0);
     expect(&srv, "clusterchat_connections_open", tcp, 1.0);
 }
+
+/// Waits until `name` reads at least `least` and returns what it read (an outage's errors
+/// keep coming while the housekeeper retries: only a lower bound is certain).
+fn at_least(srv: &Server, name: &str, least: f64) -> Option<f64> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = value(&srv.scrape(), name, None);
+        if got.is_some_and(|v| v >= least) || Instant::now() >= deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_bus_outage_is_counted_as_bus_errors() {
+    // A private Redis, stopped under the server (the shared one is never touched).
+    let Some(mut redis) = util::private_redis::PrivateRedis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let srv = Server::start(&["--redis", &url, "--channel-prefix", "metrics-test:"]);
+    let mut ann = srv.client();
+    let a = ann.register("ann", "pw").expect("register");
+    ann.login(a, "pw").expect("login");
+    let b = srv.client().register("bob", "pw").expect("register");
+    // Bob is offline here: the message is published for another server, which works.
+    ann.chat(a, b, "before").expect("chat");
+    expect(
+        &srv,
+        "clusterchat_messages_stored_total",
+        Some(("kind", "one")),
+        1.0,
+    );
+    expect(&srv, "clusterchat_bus_errors_total", None, 0.0);
+    redis.stop();
+    // Stored and acknowledged all the same; its publish fails.
+    ann.chat(a, b, "during").expect("chat");
+    let errors = at_least(&srv, "clusterchat_bus_errors_total", 1.0);
+    assert!(errors.is_some_and(|e| e >= 1.0), "{errors:?}");
+    expect(&srv, "clusterchat_db_errors_total", None, 0.0);
+}
