@@ -143,8 +143,9 @@ impl Metrics {
         );
         r.register_with_unit(
             "clusterchat_delivery_latency",
-            "From the server taking a chat request to the stored message queued to a receiver \
-             online on this server (one observation per such receiver)",
+            "From the server taking a chat request to the committed message being pushed to its \
+             receivers' connections (one observation per receiver on this server that takes it \
+             live)",
             Unit::Seconds,
             self.latency.clone(),
         );

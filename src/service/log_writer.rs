@@ -209,9 +209,11 @@ impl ChatService {
                     Recipients::One(user) => std::slice::from_ref(user),
                     Recipients::Group(_, members) => members.as_slice(),
                 };
+                // One clock read per message, not per receiver (a group's pushes are quick).
+                let latency = s.taken.elapsed();
                 for user in users {
                     if self.push(*user, s.conv, seq, &frame) {
-                        self.metrics.delivery_latency(s.taken.elapsed());
+                        self.metrics.delivery_latency(latency);
                     }
                 }
                 s.conn.context().outbox().note_own(s.sender, s.conv, seq);
