@@ -40,6 +40,30 @@ fn pairs_deliver_everything_and_report_server_figures() {
     assert!(json["latency_us"]["p999"].is_u64());
 }
 
+/// `--compare-ws`: the same pairs over TCP (A) and over WebSocket (B), everything delivered
+/// both ways, and B's report names its WebSocket address.
+#[test]
+fn pairs_over_websocket_deliver_everything() {
+    let server = TestServer::start();
+    let a = settings(&server);
+    let b = Settings {
+        ws: server.http,
+        ..a.clone()
+    };
+    let cmp = run_compare(Kind::Pairs, &a, &b, 1).unwrap();
+    for r in cmp.a.iter().chain(&cmp.b) {
+        assert!(r.sent > 0 && r.delivered == r.sent, "{}", r.table());
+        assert_eq!(
+            (r.lost, r.errors, r.disconnects),
+            (0, 0, 0),
+            "{}",
+            r.table()
+        );
+    }
+    let b_json = serde_json::to_value(&cmp.b[0]).unwrap().to_string();
+    assert!(b_json.contains("/ws"), "B is the WebSocket run: {b_json}");
+}
+
 #[test]
 fn group_fans_out_to_every_member() {
     let server = TestServer::start();

@@ -164,3 +164,36 @@ pub fn login(http: SocketAddr, user: &BenchUser) -> Result<(TcpStream, Vec<u8>, 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_frames_become_masked_messages_and_back() {
+        let mut queued = b"{\"msgid\":20}\0{\"msgid\":6,\"msg\":\"hi\"}\0".to_vec();
+        let mut wire = Vec::new();
+        frame_all(&mut queued, &mut wire);
+        assert!(queued.is_empty());
+        assert_eq!(wire[0], 0x81, "a final text frame");
+        assert_eq!(wire[1], 0x80 | 12, "masked, 12 bytes");
+        // Unmask what was sent, as the server would, then frame it back unmasked.
+        let payload: Vec<u8> = wire[6..18]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ MASK[i & 3])
+            .collect();
+        assert_eq!(payload, b"{\"msgid\":20}");
+        let mut from_server = vec![0x81, 13];
+        from_server.extend_from_slice(b"{\"msgid\":21}\n");
+        from_server.extend_from_slice(&[0x81, 5, b'{']); // a partial second message
+        let mut frames = Vec::new();
+        assert!(unframe(&mut from_server, &mut frames));
+        assert_eq!(frames, b"{\"msgid\":21}\n");
+        assert_eq!(from_server, [0x81, 5, b'{'], "the partial message is kept");
+        assert!(
+            !unframe(&mut vec![0x88, 0], &mut frames),
+            "a Close ends the connection"
+        );
+    }
+}
