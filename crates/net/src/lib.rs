@@ -24,6 +24,10 @@
 //! spins when out of file descriptors; connections unauthenticated for `auth_timeout` are
 //! closed.
 //!
+//! Monitoring: [`ServerHandle::stats`] (or a detached [`NetStatsSource`]) reads connections
+//! admitted, refused and open, and the output waiting in the loops, from counters the reactor
+//! keeps where it does its bookkeeping anyway (no cost per message).
+//!
 //! `examples/echo.rs` and `examples/broadcast.rs` are the smallest servers on the reactor alone.
 
 mod acceptor;
