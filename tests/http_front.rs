@@ -165,3 +165,42 @@ fn a_taken_http_port_is_one_line_and_exit_1() {
     let srv = TestServer::builder().args(&["--http", "off"]).start();
     assert!(srv.http.is_none());
 }
+
+/// The HTTP port shares the chat port's limits: connections without a login count together
+/// per address, and an idle HTTP connection is closed by the login timeout.
+#[test]
+fn http_connections_share_the_chat_ports_limits() {
+    let srv = TestServer::builder()
+        .args(&["--max-unauth-per-ip", "2", "--login-timeout", "1"])
+        .start();
+    let http = srv.http.unwrap();
+    let _chat1 = TcpStream::connect(srv.addr).unwrap();
+    let _chat2 = TcpStream::connect(srv.addr).unwrap();
+    // (One acceptor takes the listeners in order, chat port first: both are counted first.)
+    let mut third = TcpStream::connect(http).unwrap();
+    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(
+        util::ws::closed_by_peer(&mut third),
+        "a third connection without a login from the address is closed at once"
+    );
+    drop((_chat1, _chat2));
+    // Once the login timeout has closed the chat connections, HTTP is served again; and an
+    // idle keep-alive HTTP connection is itself closed by the login timeout.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut s = loop {
+        let mut s = TcpStream::connect(http).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut first = [0u8; 1];
+        if matches!(std::io::Read::read(&mut s, &mut first), Ok(1)) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "HTTP never served again");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        util::ws::closed_by_peer(&mut s),
+        "an idle HTTP connection is closed"
+    );
+}

@@ -224,10 +224,11 @@ mod tests {
     #[test]
     fn oversize_unmasked_and_bad_utf8_fail() {
         let big = client_frame(TEXT, true, &[b'a'; 200]);
-        // Refused from the header alone.
+        // Refused from the header alone (2 bytes, 2 of length, 4 of mask).
+        assert_eq!(next_message(&big[..7], 100), None);
         assert_eq!(
-            next_message(&big[..4], 100),
-            Some((4, Message::Fail(CloseCode::Size, "message too large")))
+            next_message(&big[..8], 100),
+            Some((8, Message::Fail(CloseCode::Size, "message too large")))
         );
         let mut unmasked = Vec::new();
         Frame::message(b"hi".to_vec(), TEXT, true)

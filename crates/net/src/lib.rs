@@ -24,6 +24,14 @@
 //! spins when out of file descriptors; connections unauthenticated for `auth_timeout` are
 //! closed.
 //!
+//! Several ports, one reactor: [`TcpServer::start_on`] accepts on several listeners with the
+//! same loops and limits, and each connection knows which listener took it
+//! ([`TcpConnection::listener`]), so one handler can speak a protocol per port. For a
+//! transport that frames messages itself (WebSocket), [`TcpConnection::set_frame_prefix`]
+//! writes a prefix before every later frame (without copying the frame, which may be shared
+//! by many receivers), and [`TcpConnection::send_raw`] queues bytes with no prefix and no
+//! terminator (an HTTP response, a control frame).
+//!
 //! Monitoring: [`ServerHandle::stats`] (or a detached [`NetStatsSource`]) reads connections
 //! admitted, refused and open, and the output waiting in the loops, from counters the reactor
 //! keeps where it does its bookkeeping anyway (no cost per message).
