@@ -18,6 +18,7 @@
 //! | [`server`] | wires them together; start-up and shutdown | all of the above |
 //! | `http` | the HTTP + WebSocket front (`--http`): web client, `/ws`, `/api/cluster` | httparse, tungstenite |
 //! | [`worker_pool`] | keyed worker threads for blocking work | crossbeam |
+//! | [`metrics`] | Prometheus metrics of one server (`/metrics`) | prometheus-client |
 //! | [`config`], [`os`] | flags and environment; process limits | clap, libc |
 //!
 //! # Threads (muduo's model, no async runtime)
@@ -36,6 +37,7 @@
 pub mod bus;
 pub mod config;
 pub(crate) mod http;
+pub mod metrics;
 pub mod os;
 pub mod server;
 pub(crate) mod service;

@@ -75,6 +75,11 @@ impl WorkerPool {
         }
     }
 
+    /// Jobs queued or running now (a snapshot, for monitoring). Thread safe.
+    pub(crate) fn jobs(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
+    }
+
     /// Waits until no job is queued or running, or `timeout` passes; true if idle. Used at
     /// shutdown, once no new requests are read, so that accepted work completes.
     pub(crate) fn wait_idle(&self, timeout: Duration) -> bool {

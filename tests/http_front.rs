@@ -62,9 +62,20 @@ fn unknown_paths_404_other_methods_405_and_head_has_no_body() {
 }
 
 #[test]
-fn metrics_is_a_hook_until_metrics_are_built_in() {
+fn metrics_are_served_in_the_prometheus_text_format() {
     let srv = TestServer::start();
-    assert_eq!(http_get(srv.http.unwrap(), "/metrics").status, 404);
+    let r = http_get(srv.http.unwrap(), "/metrics");
+    assert_eq!(r.status, 200);
+    let content_type = r.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(
+        body.contains("# TYPE clusterchat_connections_open gauge"),
+        "{body}"
+    );
 }
 
 /// GETs `/api/cluster` until `done` accepts it (the snapshot is up to a second old).

@@ -1,9 +1,8 @@
-//! HOOK for `/metrics` (Prometheus text format): not wired yet. The metrics work replaces the
-//! body of [`render`] with a call into its registry (`crate::metrics`); until then the route
-//! answers 404.
+//! `/metrics` (Prometheus text format): the server's registry (`crate::metrics`), rendered.
 
-/// The `/metrics` page: `(Content-Type, body)`, or `None` (404) while metrics are not built
-/// in. Runs on an IO thread: it must not block.
-pub(crate) fn render() -> Option<(&'static str, Vec<u8>)> {
-    None
+/// The `/metrics` page: `(Content-Type, body)`, or `None` (404) when there is nothing to
+/// render. Runs on an IO thread: rendering reads atomics and takes a few short locks (see
+/// [`Metrics::render`](crate::metrics::Metrics::render)); it never blocks on I/O.
+pub(crate) fn render(metrics: &crate::metrics::Metrics) -> Option<(&'static str, Vec<u8>)> {
+    Some((crate::metrics::CONTENT_TYPE, metrics.render().into_bytes()))
 }

@@ -7,7 +7,7 @@
 //! * [`files`]: the web client, embedded at compile time from `web/`.
 //! * [`ws`]: the upgrade and the frames (`tungstenite`'s codec over the connection's buffers).
 //! * [`cluster`]: `/api/cluster`, from a snapshot a worker takes.
-//! * [`metrics_hook`]: `/metrics` (not wired yet: 404).
+//! * [`metrics_hook`]: `/metrics`, the server's Prometheus metrics (`crate::metrics`).
 //!
 //! Routes: `GET|HEAD /` and the web client's files, `/healthz`, `/api/cluster`, `/metrics`,
 //! `GET /ws` (upgrade). Other methods get 405, unknown paths 404, a bad or oversize head 400 /
@@ -62,13 +62,20 @@ pub(crate) struct HttpFront {
     /// Largest WebSocket message taken, in bytes (`--max-frame`, as on the chat port).
     max_message: usize,
     cluster: std::sync::Arc<Cluster>,
+    /// What `/metrics` renders; it also counts upgrades.
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl HttpFront {
-    pub(crate) fn new(max_message: usize, cluster: Cluster) -> Self {
+    pub(crate) fn new(
+        max_message: usize,
+        cluster: Cluster,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Self {
         HttpFront {
             max_message,
             cluster: std::sync::Arc::new(cluster),
+            metrics,
         }
     }
 
@@ -99,7 +106,10 @@ impl HttpFront {
             match self.route(conn, &head, chat) {
                 Next::KeepAlive => {}
                 Next::Close => return input.len(),
-                Next::Upgraded => return consumed + self.on_ws(conn, &input[consumed..], chat),
+                Next::Upgraded => {
+                    self.metrics.upgraded();
+                    return consumed + self.on_ws(conn, &input[consumed..], chat);
+                }
             }
         }
         consumed
@@ -129,7 +139,7 @@ impl HttpFront {
         match head.path.as_str() {
             "/healthz" => respond(conn, &Response::text(200, "ok\n"), head_only, head.close),
             "/api/cluster" => self.api_cluster(conn, head, chat),
-            "/metrics" => match metrics_hook::render() {
+            "/metrics" => match metrics_hook::render(&self.metrics) {
                 Some((content_type, body)) => {
                     let r = Response {
                         status: 200,

@@ -5,6 +5,7 @@
 
 use super::login_gate::LoginGate;
 use crate::http::{self, HttpFront};
+use crate::metrics::{Kind, Transport};
 use crate::service::backpressure::{self, Work};
 use crate::service::throttle::{rate_limited, TokenBucket};
 use crate::service::{send_error, ChatConn, ChatService, ConnContext, ServiceError};
@@ -102,7 +103,24 @@ impl ChatHandler {
     }
 }
 
+/// The transport of a connection, for the metrics: by its listener, and on the HTTP port by
+/// whether it has upgraded (its frames then carry the WebSocket prefix).
+fn transport(conn: &ChatConn) -> Transport {
+    match (
+        conn.listener() == http::HTTP_LISTENER,
+        conn.frame_prefix().is_some(),
+    ) {
+        (false, _) => Transport::Tcp,
+        (true, false) => Transport::Http,
+        (true, true) => Transport::WebSocket,
+    }
+}
+
 impl Handler<ConnContext> for ChatHandler {
+    fn on_connection(&self, conn: &ChatConn) {
+        self.service.metrics().connection_opened(transport(conn));
+    }
+
     fn on_message(&self, conn: &ChatConn, input: &[u8]) -> usize {
         conn.context().touch();
         if conn.listener() == http::HTTP_LISTENER {
@@ -157,6 +175,7 @@ impl Handler<ConnContext> for ChatHandler {
     }
 
     fn on_close(&self, conn: &ChatConn) {
+        self.service.metrics().connection_closed(transport(conn));
         let service = Arc::clone(&self.service);
         let conn2 = Arc::clone(conn);
         self.gate
@@ -197,7 +216,11 @@ impl ChatHandler {
     fn dispatch(&self, conn: &ChatConn, frame: &[u8]) {
         let env = serde_json::from_slice::<Envelope>(frame).ok();
         let id = env.as_ref().and_then(Envelope::msgid);
-        if matches!(id, Some(msgid::ONE_CHAT | msgid::GROUP_CHAT)) {
+        if let Some(kind @ (msgid::ONE_CHAT | msgid::GROUP_CHAT)) = id {
+            self.service.metrics().received(match kind {
+                msgid::ONE_CHAT => Kind::One,
+                _ => Kind::Group,
+            });
             if let Err(wait) = self.chat_budget(conn) {
                 let what = format!("messages (at most {} a second)", self.max_msgs_per_sec);
                 let reqid = env.as_ref().and_then(|e| e.reqid);

@@ -15,6 +15,7 @@ pub mod tls;
 use crate::bus::{local::LocalBus, redis::RedisBus, BusEvent, SharedBus};
 use crate::config::Config;
 use crate::http::{cluster::Cluster, HttpFront};
+use crate::metrics::{Metrics, Sampler, Samples};
 use crate::service::password::Hasher;
 use crate::service::{AccountLimits, ChatService, ConnContext};
 use crate::store::{self, SharedStore, StoreError};
@@ -65,6 +66,7 @@ pub struct RunningServer {
     service: Arc<ChatService>,
     bus: SharedBus,
     housekeeper: Housekeeper,
+    metrics: Arc<Metrics>,
 }
 
 impl RunningServer {
@@ -107,12 +109,13 @@ impl RunningServer {
             // cluster (Redis unreachable, a wrong password) leaves no trace.
             crate::bus::redis::check(url)?;
         }
-        let store: SharedStore = store::open(&config.db, config.db_pool)?;
+        let metrics = Arc::new(Metrics::new());
+        let store: SharedStore = metrics.count_store(store::open(&config.db, config.db_pool)?);
         store.lock_node(&node)?;
-        let bus: SharedBus = match &config.redis {
+        let bus: SharedBus = metrics.count_bus(match &config.redis {
             Some(url) => Arc::new(RedisBus::connect(url, &config.channel_prefix, &node)?),
             None => Arc::new(LocalBus::new(node.clone())),
-        };
+        });
         let shared_db = !store.exclusive();
         let workers = Arc::new(WorkerPool::new(config.workers())?);
         let service = Arc::new(
@@ -129,7 +132,8 @@ impl RunningServer {
                 max_login_failures: config.max_login_failures,
                 login_delay: Duration::from_secs(config.login_delay),
                 registrations_per_min: config.max_registrations_per_min,
-            }),
+            })
+            .with_metrics(Arc::clone(&metrics)),
         );
         let cleared = service.release_stale_sessions()?;
         if cleared > 0 {
@@ -153,6 +157,7 @@ impl RunningServer {
             HttpFront::new(
                 config.max_frame,
                 Cluster::new(Arc::clone(&store), Arc::clone(&bus), node.clone()),
+                Arc::clone(&metrics),
             )
         });
         let handler = Arc::new(ChatHandler {
@@ -181,6 +186,7 @@ impl RunningServer {
                 tls,
             },
         )?;
+        metrics.set_sampler(sampler(&net, &service, &workers));
         if let Some(addr) = net.local_addrs().get(crate::http::HTTP_LISTENER) {
             // Before the "listening on" line: tests read this one first.
             let scheme = if config.tls_cert.is_some() {
@@ -229,7 +235,13 @@ impl RunningServer {
             service,
             bus,
             housekeeper,
+            metrics,
         })
+    }
+
+    /// The server's metrics (what `GET /metrics` renders).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The address the server listens on.
@@ -263,4 +275,21 @@ impl RunningServer {
         self.bus.shutdown();
         self.workers.stop();
     }
+}
+
+/// What a scrape reads from the running server (see [`crate::metrics`]).
+fn sampler(
+    net: &ServerHandle<ConnContext>,
+    service: &Arc<ChatService>,
+    workers: &Arc<WorkerPool>,
+) -> Sampler {
+    let net = net.stats_source();
+    let service = Arc::clone(service);
+    let workers = Arc::clone(workers);
+    Box::new(move || Samples {
+        net: net.read(),
+        users_online: service.online().count() as u64,
+        pool: service.pool_state(),
+        worker_jobs: workers.jobs() as u64,
+    })
 }

@@ -61,6 +61,7 @@ impl ChatService {
             cmid,
             body,
             created_ms: now_ms(),
+            taken: std::time::Instant::now(),
             to: Recipients::One(to),
         });
         Ok(())
@@ -93,6 +94,7 @@ impl ChatService {
             cmid,
             body,
             created_ms: now_ms(),
+            taken: std::time::Instant::now(),
             to: Recipients::Group(group, others),
         });
         Ok(Outcome::Sent)

@@ -9,6 +9,7 @@
 
 use super::context::ChatConn;
 use super::{send_error, send_value, ChatService, ServiceError};
+use crate::metrics::Kind;
 use crate::store::{with_seq, Append, Appended, ConvId};
 use clusterchat_net::Bytes;
 use clusterchat_proto::{errno, reply, GroupId, UserId};
@@ -46,6 +47,9 @@ pub(crate) struct Submission {
     pub(crate) body: Bytes,
     /// When it arrived (Unix ms).
     pub(crate) created_ms: i64,
+    /// When the server took the request (checked it and submitted it), for the delivery
+    /// latency metric.
+    pub(crate) taken: std::time::Instant,
     /// Who gets it.
     pub(crate) to: Recipients,
     /// Counts it in the sender's requests in progress until it is dropped, answered.
@@ -150,9 +154,16 @@ impl ChatService {
         match self.store.append(&appends) {
             Ok(outcomes) => {
                 drop(appends);
+                let mut stored = [0u64; 2];
                 for (s, outcome) in ready.iter().zip(outcomes) {
+                    if let Appended::New(_) = outcome {
+                        stored[kind(&s.to) as usize] += 1;
+                    }
                     self.complete(s, outcome);
                 }
+                self.metrics.stored(Kind::One, stored[Kind::One as usize]);
+                self.metrics
+                    .stored(Kind::Group, stored[Kind::Group as usize]);
             }
             Err(e) => {
                 drop(appends);
@@ -194,12 +205,15 @@ impl ChatService {
         let seq = match outcome {
             Appended::New(seq) => {
                 let frame = Bytes::from(with_seq(&s.body, seq));
-                match &s.to {
-                    Recipients::One(user) => self.push(*user, s.conv, seq, &frame),
-                    Recipients::Group(_, members) => {
-                        for user in members {
-                            self.push(*user, s.conv, seq, &frame);
-                        }
+                let users = match &s.to {
+                    Recipients::One(user) => std::slice::from_ref(user),
+                    Recipients::Group(_, members) => members.as_slice(),
+                };
+                // One clock read per message, not per receiver (a group's pushes are quick).
+                let latency = s.taken.elapsed();
+                for user in users {
+                    if self.push(*user, s.conv, seq, &frame) {
+                        self.metrics.delivery_latency(latency);
                     }
                 }
                 s.conn.context().outbox().note_own(s.sender, s.conv, seq);
@@ -222,6 +236,14 @@ impl ChatService {
             };
             send_value(&s.conn, &reply::ack_seq(s.request, reqid, seq, group));
         }
+    }
+}
+
+/// The metrics' kind of a message for these recipients.
+fn kind(to: &Recipients) -> Kind {
+    match to {
+        Recipients::One(_) => Kind::One,
+        Recipients::Group(..) => Kind::Group,
     }
 }
 

@@ -110,6 +110,8 @@ pub(crate) struct ChatService {
     registrations: throttle::RegistrationLimit,
     /// Kicked connections not yet closed.
     kicked: takeover::Kicked,
+    /// The server's metrics.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The limits on logins and registrations (`--max-login-failures`, `--login-delay`,
@@ -162,6 +164,7 @@ impl ChatService {
             logins: throttle::LoginThrottle::new(0, std::time::Duration::ZERO),
             registrations: throttle::RegistrationLimit::new(0),
             kicked: takeover::Kicked::default(),
+            metrics: Arc::default(),
         }
         .with_account_limits(AccountLimits::default())
     }
@@ -171,6 +174,23 @@ impl ChatService {
         self.logins = throttle::LoginThrottle::new(limits.max_login_failures, limits.login_delay);
         self.registrations = throttle::RegistrationLimit::new(limits.registrations_per_min);
         self
+    }
+
+    /// The same service counting in `metrics` (give it the store and bus that
+    /// [`Metrics::count_store`](crate::metrics::Metrics::count_store) and `count_bus` return).
+    pub(crate) fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The server's metrics.
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The store's connection pool, for the metrics.
+    pub(crate) fn pool_state(&self) -> Option<crate::store::PoolState> {
+        self.store.pool_state()
     }
 
     /// The users online on this server.
@@ -205,7 +225,7 @@ impl ChatService {
                     "log in first: this request needs a logged-in session",
                 ))
             }
-            Some(RequestKind::Login) => self.login(conn, frame, env.reqid),
+            Some(RequestKind::Login) => self.counted_login(conn, frame, env.reqid),
             Some(RequestKind::Register) => self.register(conn, frame),
             Some(RequestKind::Logout) => self.logout(conn),
             Some(RequestKind::OneChat) => self.one_chat(conn, &env, frame),
@@ -243,7 +263,9 @@ impl ChatService {
     /// The net layer's report that `conn`'s tagged frames up to `tag` are in the kernel: a
     /// legacy session's cursors move. Called on the IO thread; never blocks.
     pub(crate) fn written(&self, conn: &ChatConn, tag: u64) {
-        if let Some((user, advances)) = conn.context().outbox().written(tag) {
+        let (advances, delivered) = conn.context().outbox().written(tag);
+        self.metrics.delivered(delivered.one, delivered.group);
+        if let Some((user, advances)) = advances {
             self.cursors.record(user, &advances);
         }
     }

@@ -59,6 +59,11 @@ impl OnlineUsers {
         }
     }
 
+    /// How many users are online here (a snapshot; each shard locked in turn, briefly).
+    pub(crate) fn count(&self) -> usize {
+        self.shards.iter().map(|s| s.locked().len()).sum()
+    }
+
     /// The users online here (a snapshot).
     pub(crate) fn users(&self) -> Vec<UserId> {
         self.shards

@@ -29,6 +29,8 @@ struct Inflight {
     conv: ConvId,
     seq: Seq,
     bytes: usize,
+    /// A message sent to the peer (not one skipped): counted as delivered once written.
+    sent: bool,
 }
 
 #[derive(Default)]
@@ -69,6 +71,15 @@ pub(crate) enum Pushed {
 /// Cursor advances that writes made (legacy sessions only): `(user, [(conv, seq)])`.
 pub(crate) type Advances = Option<(UserId, Vec<(ConvId, Seq)>)>;
 
+/// Messages that writes delivered (reached the kernel), by kind, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    /// Of 1:1 conversations.
+    pub(crate) one: u64,
+    /// Of groups.
+    pub(crate) group: u64,
+}
+
 /// The log-delivery state of one connection (see the module docs).
 #[derive(Default)]
 pub(crate) struct Outbox {
@@ -102,10 +113,11 @@ impl Outbox {
         self.written_tag.load(Ordering::Acquire) >= tag
     }
 
-    /// Ends the session: returns the advances written so far; frames still in flight are
-    /// forgotten (they stay after the cursor and are sent again at the next login).
-    pub(crate) fn end(&self) -> Advances {
-        let advances = self.take_written();
+    /// Ends the session: returns the advances (and deliveries) written so far; frames still
+    /// in flight are forgotten (they stay after the cursor and are sent again at the next
+    /// login).
+    pub(crate) fn end(&self) -> (Advances, Delivered) {
+        let written = self.take_written();
         let mut st = self.state.locked();
         st.user = None;
         st.live = false;
@@ -113,7 +125,7 @@ impl Outbox {
         st.own.clear();
         st.inflight.clear();
         st.inflight_bytes = 0;
-        advances
+        written
     }
 
     /// Turns the session back to syncing (a resync after a bus outage).
@@ -198,6 +210,7 @@ impl Outbox {
                 conv,
                 seq,
                 bytes: 0,
+                sent: true,
             });
         }
         // The frame's bytes, on an entry of its own (seq 0 advances nothing).
@@ -206,6 +219,7 @@ impl Outbox {
             conv: ConvId(0),
             seq: 0,
             bytes: frame.len(),
+            sent: false,
         });
         st.inflight_bytes += frame.len();
         conn.deliver(frame, tag);
@@ -226,6 +240,7 @@ impl Outbox {
             conv,
             seq,
             bytes: 0,
+            sent: false,
         });
     }
 
@@ -264,21 +279,28 @@ impl Outbox {
     }
 
     /// The net layer's report: every tagged frame up to `tag` is in the kernel. Returns the
-    /// cursor advances this makes for a legacy session.
-    pub(crate) fn written(&self, tag: u64) -> Advances {
+    /// cursor advances this makes for a legacy session, and the messages it delivered.
+    pub(crate) fn written(&self, tag: u64) -> (Advances, Delivered) {
         self.written_tag.fetch_max(tag, Ordering::AcqRel);
         self.take_written()
     }
 
-    fn take_written(&self) -> Advances {
+    fn take_written(&self) -> (Advances, Delivered) {
         let written = self.written_tag.load(Ordering::Acquire);
         let mut st = self.state.locked();
         let mut advances: Vec<(ConvId, Seq)> = Vec::new();
+        let mut delivered = Delivered::default();
         while st.inflight.front().is_some_and(|f| f.tag <= written) {
             let Some(f) = st.inflight.pop_front() else {
                 break;
             };
             st.inflight_bytes -= f.bytes;
+            if f.sent {
+                match f.conv.as_group() {
+                    Some(_) => delivered.group += 1,
+                    None => delivered.one += 1,
+                }
+            }
             if st.legacy && f.seq > 0 {
                 match advances.iter_mut().find(|(c, _)| *c == f.conv) {
                     Some(a) => a.1 = a.1.max(f.seq),
@@ -286,10 +308,11 @@ impl Outbox {
                 }
             }
         }
-        match st.user {
+        let advances = match st.user {
             Some(user) if !advances.is_empty() => Some((user, advances)),
             _ => None,
-        }
+        };
+        (advances, delivered)
     }
 }
 
@@ -329,6 +352,7 @@ fn queue(st: &mut State, conn: &ChatConn, conv: ConvId, seq: Seq, frame: Bytes) 
         conv,
         seq,
         bytes: frame.len(),
+        sent: true,
     });
     conn.deliver(frame, tag);
     true
@@ -426,14 +450,25 @@ mod tests {
         outbox.skip(a, 2);
         outbox.stream(&conn, a, 3, frame(3));
         assert!(outbox.inflight_bytes() > 0);
-        assert_eq!(outbox.written(1), Some((2, vec![(a, 2), (g, 4)])));
-        assert_eq!(outbox.written(1), None, "reported once");
-        assert_eq!(outbox.written(2), Some((2, vec![(a, 3)])));
+        let both = Delivered { one: 1, group: 1 };
+        assert_eq!(
+            outbox.written(1),
+            (Some((2, vec![(a, 2), (g, 4)])), both),
+            "the skipped own message is no delivery"
+        );
+        let none = Delivered::default();
+        assert_eq!(outbox.written(1), (None, none), "reported once");
+        let one = Delivered { one: 1, group: 0 };
+        assert_eq!(outbox.written(2), (Some((2, vec![(a, 3)])), one));
         assert_eq!(outbox.inflight_bytes(), 0);
         outbox.stream(&conn, a, 4, frame(4));
-        assert_eq!(outbox.end(), None, "unwritten frames advance nothing");
+        assert_eq!(
+            outbox.end(),
+            (None, none),
+            "unwritten frames advance nothing"
+        );
         assert_eq!(outbox.inflight_bytes(), 0);
-        assert_eq!(outbox.written(3), None, "no session: nothing to advance");
+        assert_eq!(outbox.written(3).0, None, "no session: nothing to advance");
     }
 
     #[test]
@@ -442,7 +477,8 @@ mod tests {
         let outbox = conn.context().outbox();
         outbox.begin(2, false);
         outbox.stream(&conn, ConvId::pair(1, 2), 1, frame(1));
-        assert_eq!(outbox.written(1), None);
+        let one = Delivered { one: 1, group: 0 };
+        assert_eq!(outbox.written(1), (None, one));
         assert_eq!(outbox.inflight_bytes(), 0, "but the window drains");
     }
 }

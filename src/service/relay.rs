@@ -41,17 +41,27 @@ pub(super) fn sender_of(frame: &[u8]) -> Option<UserId> {
 impl ChatService {
     /// Pushes a stored message to `user`: queued on their connection here, else published to
     /// the server that has them. A failed publish asks for a nudge later (their server then
-    /// reads the log again).
-    pub(crate) fn push(self: &Arc<Self>, user: UserId, conv: ConvId, seq: Seq, frame: &Bytes) {
+    /// reads the log again). True when a session of the user here took it (queued it, or has
+    /// it already, or will read it from the log as it syncs).
+    pub(crate) fn push(
+        self: &Arc<Self>,
+        user: UserId,
+        conv: ConvId,
+        seq: Seq,
+        frame: &Bytes,
+    ) -> bool {
         if let Some(conn) = self.online.connection(user) {
             match conn.context().outbox().push(&conn, conv, seq, frame) {
-                Pushed::Done => return,
-                Pushed::Gap => return self.resync_later(conn),
+                Pushed::Done => return true,
+                Pushed::Gap => {
+                    self.resync_later(conn);
+                    return false;
+                }
                 Pushed::NoSession => {}
             }
         }
         if self.bus.is_standalone() {
-            return;
+            return false;
         }
         let service = Arc::clone(self);
         self.bus.publish_async(
@@ -64,6 +74,7 @@ impl ChatService {
                 }
             }),
         );
+        false
     }
 
     /// A frame from the bus for `user` (on the bus's thread, in arrival order; never blocks).

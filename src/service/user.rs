@@ -157,6 +157,21 @@ impl ChatService {
         Ok(Outcome::Sent)
     }
 
+    /// [`login`](Self::login), counted in the metrics as a success or a failure by errno.
+    pub(super) fn counted_login(
+        &self,
+        conn: &ChatConn,
+        frame: &[u8],
+        reqid: Option<&RawValue>,
+    ) -> Handled {
+        let outcome = self.login(conn, frame, reqid);
+        match &outcome {
+            Ok(_) => self.metrics.login_succeeded(),
+            Err(e) => self.metrics.login_failed(e.errno),
+        }
+        outcome
+    }
+
     /// The account a LOGIN names (by id or by name), if the password is right. Failures are
     /// counted per account and per source address; while either must wait, the attempt is
     /// refused with 109 before anything is hashed.
@@ -385,7 +400,9 @@ impl ChatService {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        if let Some((user, advances)) = outbox.end() {
+        let (advances, delivered) = outbox.end();
+        self.metrics.delivered(delivered.one, delivered.group);
+        if let Some((user, advances)) = advances {
             self.cursors.record(user, &advances);
         }
         self.cursors.flush_user(&*self.store, login.id);

@@ -82,8 +82,36 @@ pub enum JoinOutcome {
     NoSuchGroup,
 }
 
+/// A connection pool's state at one moment (for monitoring).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolState {
+    /// Connections lent out now.
+    pub in_use: u32,
+    /// Connections open and idle.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
+impl PoolState {
+    /// The state of an r2d2 pool.
+    pub(crate) fn of<M: r2d2::ManageConnection>(pool: &r2d2::Pool<M>) -> Self {
+        let s = pool.state();
+        PoolState {
+            in_use: s.connections - s.idle_connections,
+            idle: s.idle_connections,
+            max: pool.max_size(),
+        }
+    }
+}
+
 /// Storage for the chat service. Implementations are thread safe and pooled.
 pub trait Store: Send + Sync {
+    /// The connection pool's state, for monitoring (`None`: no pool). Never blocks for long.
+    fn pool_state(&self) -> Option<PoolState> {
+        None
+    }
+
     /// Creates a user with an already hashed password and returns the new id. A name taken
     /// already (compared by [`names::name_key`]: case-insensitively) is
     /// [`StoreError::Conflict`].

@@ -259,6 +259,10 @@ impl MysqlStore {
 }
 
 impl Store for MysqlStore {
+    fn pool_state(&self) -> Option<super::PoolState> {
+        Some(super::PoolState::of(&self.pool))
+    }
+
     fn register(&self, name: &str, password_hash: &str) -> StoreResult<UserId> {
         let mut c = self.conn()?;
         let key = super::names::name_key(name);

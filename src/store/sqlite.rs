@@ -273,6 +273,10 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 }
 
 impl Store for SqliteStore {
+    fn pool_state(&self) -> Option<super::PoolState> {
+        Some(super::PoolState::of(&self.pool))
+    }
+
     fn register(&self, name: &str, password_hash: &str) -> StoreResult<UserId> {
         let c = self.conn()?;
         let key = super::names::name_key(name);

@@ -160,6 +160,7 @@ impl<C: Send + Sync + 'static> Acceptor<C> {
         let shed = match self.listeners[index].accept() {
             Ok((stream, peer)) => {
                 drop(stream);
+                self.admission.note_no_descriptor();
                 self.refusals.note(Why::NoDescriptor, peer, &self.admission);
                 true
             }

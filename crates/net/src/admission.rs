@@ -76,6 +76,8 @@ struct Counts {
     /// Unauthenticated connections per source address (only while a per-address limit is
     /// set; addresses with none are removed).
     unauthenticated: HashMap<IpAddr, usize>,
+    /// Totals since start, for [`Admission::stats`].
+    totals: crate::NetStats,
 }
 
 impl Admission {
@@ -106,17 +108,34 @@ impl Admission {
     pub(crate) fn admit(&self, ip: IpAddr) -> Result<(), Refusal> {
         let mut counts = self.counts();
         if self.max_connections.is_some_and(|max| counts.open >= max) {
+            counts.totals.refused_full += 1;
             return Err(Refusal::Full);
         }
         if let Some(max) = self.max_unauthenticated_per_ip {
             let n = counts.unauthenticated.entry(ip.to_canonical()).or_insert(0);
             if *n >= max {
+                counts.totals.refused_address += 1;
                 return Err(Refusal::Address);
             }
             *n += 1;
         }
         counts.open += 1;
+        counts.totals.accepted += 1;
         Ok(())
+    }
+
+    /// Counts a connection closed at once for want of a file descriptor. Acceptor thread.
+    pub(crate) fn note_no_descriptor(&self) {
+        self.counts().totals.refused_no_descriptor += 1;
+    }
+
+    /// The totals and the open count (`output_bytes` left 0: the loops keep it). Thread safe.
+    pub(crate) fn stats(&self) -> crate::NetStats {
+        let counts = self.counts();
+        crate::NetStats {
+            open: counts.open as u64,
+            ..counts.totals
+        }
     }
 
     /// Moves a connection from `ip` to `authenticated` (true) or back (false); false when it

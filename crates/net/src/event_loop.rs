@@ -105,6 +105,8 @@ pub(crate) struct EventLoop<C, H> {
     auth_timers: AuthTimers,
     /// Tasks taken with the Quit and queued behind it (see [`leave`](Self::leave)).
     behind_quit: Vec<Task<C>>,
+    /// Output bytes of all its connections not yet written (published once per iteration).
+    output_bytes: usize,
 }
 
 impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
@@ -132,6 +134,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             ready: Vec::new(),
             auth_timers: AuthTimers::default(),
             behind_quit: Vec::new(),
+            output_bytes: 0,
         })
     }
 
@@ -185,6 +188,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                     break;
                 }
             }
+            self.shared.set_output_bytes(self.output_bytes);
         }
         self.leave();
     }
@@ -201,6 +205,8 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             self.admission.release(&c.handle.auth, c.handle.peer().ip());
             hand_back(&*self.handler, &mut c);
         }
+        self.output_bytes = 0;
+        self.shared.set_output_bytes(0);
         let mut tasks = std::mem::take(&mut self.behind_quit);
         loop {
             for task in tasks {
@@ -368,6 +374,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             return;
         }
         let mut c = self.conns.remove(key);
+        self.output_bytes = self.output_bytes.saturating_sub(c.output.len());
         if c.interest.is_some() {
             let _ = self.poll.registry().deregister(&mut c.stream);
         }

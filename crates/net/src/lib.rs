@@ -37,6 +37,10 @@
 //! by many receivers), and [`TcpConnection::send_raw`] queues bytes with no prefix and no
 //! terminator (an HTTP response, a control frame).
 //!
+//! Monitoring: [`ServerHandle::stats`] (or a detached [`NetStatsSource`]) reads connections
+//! admitted, refused and open, and the output waiting in the loops, from counters the reactor
+//! keeps where it does its bookkeeping anyway (no cost per message).
+//!
 //! `examples/echo.rs` and `examples/broadcast.rs` are the smallest servers on the reactor alone.
 
 mod acceptor;
@@ -45,6 +49,7 @@ mod buffer;
 mod connection;
 mod event_loop;
 mod loop_shared;
+mod stats;
 mod tcp_server;
 mod tls;
 mod written;
@@ -55,6 +60,7 @@ pub use connection::{ConnRef, FramePrefix, TcpConnection, MAX_PREFIX};
 /// The TLS library of `ServerOptions::tls`, re-exported so callers build its config with the
 /// same version.
 pub use rustls;
+pub use stats::{NetStats, NetStatsSource};
 pub use tcp_server::{ServerHandle, ServerOptions, TcpServer};
 
 /// The application's side of the reactor: muduo's `ConnectionCallback`, `MessageCallback`

@@ -9,8 +9,8 @@ use mio::{Registry, Token, Waker};
 use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 thread_local! {
     /// The loop running on this thread (its shared part's address; 0 for none), muduo's
@@ -60,6 +60,8 @@ pub(crate) struct LoopShared<C> {
     waker: Waker,
     /// A wake-up was sent and the loop has not yet taken its queue: no need for another.
     wake_pending: AtomicBool,
+    /// The loop's output bytes not yet written, as of the end of its latest iteration.
+    output_bytes: Arc<AtomicUsize>,
 }
 
 impl<C> LoopShared<C> {
@@ -69,6 +71,7 @@ impl<C> LoopShared<C> {
             inbox: Mutex::new(Vec::new()),
             waker: Waker::new(registry, token)?,
             wake_pending: AtomicBool::new(false),
+            output_bytes: Arc::default(),
         })
     }
 
@@ -118,6 +121,16 @@ impl<C> LoopShared<C> {
             "has_tasks outside the loop thread"
         );
         !self.inbox().is_empty()
+    }
+
+    /// Records the loop's unwritten output bytes (a statistic). Loop thread only.
+    pub(crate) fn set_output_bytes(&self, bytes: usize) {
+        self.output_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Where the loop records its unwritten output bytes. Thread safe.
+    pub(crate) fn output_bytes(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.output_bytes)
     }
 
     /// Makes the calling thread this loop's thread (one loop per thread). The loop's thread,

@@ -80,6 +80,7 @@ pub struct ServerHandle<C> {
     stop_waker: Arc<Waker>,
     loops: Vec<Arc<LoopShared<C>>>,
     threads: Vec<JoinHandle<()>>,
+    admission: Arc<Admission>,
 }
 
 impl TcpServer {
@@ -157,7 +158,7 @@ impl TcpServer {
             poll,
             mio_listeners,
             loops.clone(),
-            admission,
+            Arc::clone(&admission),
             options.keepalive,
         );
         threads.push(
@@ -170,6 +171,7 @@ impl TcpServer {
             stop_waker,
             loops,
             threads,
+            admission,
         })
     }
 }
@@ -185,6 +187,22 @@ impl<C: Send + Sync + 'static> ServerHandle<C> {
     /// [`TcpServer::start_on`]. Thread safe.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// A snapshot of the server's counters: connections admitted, refused and open (read
+    /// under the admission lock, which accepts and closes take too: call it per scrape, not
+    /// per message), and each loop's unwritten output as of its latest iteration. Thread safe.
+    pub fn stats(&self) -> crate::NetStats {
+        self.stats_source().read()
+    }
+
+    /// What reads [`stats`](Self::stats), detached from the handle (for a metrics thread that
+    /// outlives a borrow of it). Thread safe.
+    pub fn stats_source(&self) -> crate::NetStatsSource {
+        crate::NetStatsSource {
+            admission: Arc::clone(&self.admission),
+            loops: self.loops.iter().map(|l| l.output_bytes()).collect(),
+        }
     }
 
     /// Shutdown, phase 1: stops accepting (the acceptor thread ends and closes the listener)

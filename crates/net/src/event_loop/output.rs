@@ -44,15 +44,18 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             }
             return;
         }
+        let before = c.output.len();
         c.output.append(&prefix[..prefix_len]);
         c.output.append(&frame);
         c.output.append(&[c.handle.terminator()]);
+        let added = c.output.len() - before;
         if let Some(tag) = tag {
             let buffered = c.output.len();
             c.tags
                 .get_or_insert_with(Default::default)
                 .push(buffered, frame.len(), tag);
         }
+        self.output_bytes += added;
         self.mark_dirty(key);
     }
 
@@ -75,6 +78,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             return self.close(key);
         }
         c.output.append(bytes);
+        self.output_bytes += bytes.len();
         self.mark_dirty(key);
     }
 
@@ -90,7 +94,9 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                 continue;
             };
             c.dirty = false;
+            let before = c.output.len();
             let wrote = write_out(c);
+            self.output_bytes = self.output_bytes.saturating_sub(before - c.output.len());
             // Before a close for a write error: what was written is reported as written.
             if let Some(tag) = c.tags.as_deref_mut().and_then(TagQueue::take_written) {
                 self.handler.on_written(&c.handle, tag);

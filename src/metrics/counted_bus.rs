@@ -1,0 +1,71 @@
+//! A [`Bus`] that counts the errors of the bus it wraps: every publish (waited for or not) and
+//! liveness check that fails adds one to `clusterchat_bus_errors_total`. Every method is
+//! forwarded, the provided ones too, so the wrapped bus's behaviour is unchanged.
+
+use super::atomic::StripedCounter;
+use crate::bus::{Bus, BusError, Inbound, PublishDone, SharedBus};
+use clusterchat_proto::UserId;
+
+/// The wrapper (see the module docs). Thread safe, as the bus it wraps.
+pub(crate) struct CountedBus {
+    inner: SharedBus,
+    errors: StripedCounter,
+}
+
+impl CountedBus {
+    /// Wraps `inner`, counting its errors in `errors`.
+    pub(crate) fn new(inner: SharedBus, errors: StripedCounter) -> Self {
+        CountedBus { inner, errors }
+    }
+
+    fn count<T>(&self, r: Result<T, BusError>) -> Result<T, BusError> {
+        if r.is_err() {
+            self.errors.add(1);
+        }
+        r
+    }
+}
+
+impl Bus for CountedBus {
+    fn subscribe(&self, user: UserId) {
+        self.inner.subscribe(user)
+    }
+
+    fn unsubscribe(&self, user: UserId) {
+        self.inner.unsubscribe(user)
+    }
+
+    fn publish(&self, user: UserId, frame: &[u8]) -> Result<bool, BusError> {
+        self.count(self.inner.publish(user, frame))
+    }
+
+    fn publish_async(&self, user: UserId, frame: bytes::Bytes, done: PublishDone) {
+        let errors = self.errors.clone();
+        self.inner.publish_async(
+            user,
+            frame,
+            Box::new(move |outcome| {
+                if outcome.is_err() {
+                    errors.add(1);
+                }
+                done(outcome)
+            }),
+        )
+    }
+
+    fn node_alive(&self, node: &str) -> Result<bool, BusError> {
+        self.count(self.inner.node_alive(node))
+    }
+
+    fn set_inbound(&self, inbound: Inbound) {
+        self.inner.set_inbound(inbound)
+    }
+
+    fn is_standalone(&self) -> bool {
+        self.inner.is_standalone()
+    }
+
+    fn shutdown(&self) {
+        self.inner.shutdown()
+    }
+}
