@@ -1,9 +1,12 @@
-//! The cluster's bus: Redis publish/subscribe.
+//! The cluster's bus: Redis publish/subscribe, routed by server.
 //!
-//! * Each server subscribes to one channel per user it has online (`<prefix>user:<id>`), on a
-//!   dedicated connection read by its own thread ([`super::redis_subscriber`]).
-//! * Messages are published through a pool of connections; PUBLISH answers how many servers
-//!   received the message, and 0 means nobody has the user online: the caller stores it.
+//! * Each server subscribes to its own channel (`<prefix>node:<id>`), on a dedicated
+//!   connection read by its own thread ([`super::redis_subscriber`]).
+//! * A presence directory (`<prefix>presence`, user -> session) says which server holds which
+//!   user: [`Bus::enter`] and [`Bus::leave`] keep this server's entries, through the pool; the
+//!   bus remembers them, to write them again after Redis lost them (a restart) or refused one.
+//! * Messages go through the publisher thread ([`super::redis_publisher`]): one call of the
+//!   routing script ([`super::redis_route`]) per batch, one PUBLISH per destination server.
 //! * Each server keeps a key `<prefix>node:<id>` alive with a 3 s expiry, refreshed every
 //!   second: a server killed with SIGKILL stops refreshing it, so within seconds the others
 //!   may take over the sessions it left behind.
@@ -16,10 +19,12 @@
 use super::redis_endpoint::Endpoint;
 use super::redis_names::Names;
 use super::redis_publisher::Publisher;
+use super::redis_route::LEAVE_SCRIPT;
 use super::redis_subscriber::Subscriber;
 use super::{Bus, BusError, Inbound, PublishDone};
 use crate::sync::LockExt;
 use clusterchat_proto::UserId;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,11 +35,15 @@ const NODE_TTL_SECS: u64 = 3;
 const BACKOFF: Duration = Duration::from_millis(500);
 /// How long a TCP connect to Redis may take at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a blocking [`Bus::publish`] waits for its outcome.
+const PUBLISH_WAIT: Duration = Duration::from_secs(3);
+/// Directory entries written per HSET when they are restored.
+const RESTORE_CHUNK: usize = 1000;
 
 /// Redis-backed bus for one node of a cluster.
 pub(crate) struct RedisBus {
     shared: Arc<Shared>,
-    subscriber: Subscriber,
+    subscriber: Arc<Subscriber>,
     publisher: Mutex<Publisher>,
     heartbeat: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -46,6 +55,10 @@ struct Shared {
     node: String,
     health: Arc<Health>,
     stopping: AtomicBool,
+    /// This server's directory entries (user -> session), as they should be in Redis.
+    entries: Mutex<HashMap<UserId, Arc<str>>>,
+    /// An entry failed to be written: write them all again (the heartbeat thread tries).
+    entries_lost: AtomicBool,
 }
 
 /// Fail-fast state and once-per-outage logging.
@@ -126,16 +139,31 @@ impl RedisBus {
                 reported: AtomicBool::new(false),
             }),
             stopping: AtomicBool::new(false),
+            entries: Mutex::new(HashMap::new()),
+            entries_lost: AtomicBool::new(false),
         });
         shared.beat()?;
-        let subscriber = Subscriber::start(Arc::clone(&endpoint), Names::new(prefix))?;
-        let publisher = Publisher::start(Arc::clone(&endpoint), Arc::clone(&shared.health))
-            .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?;
+        let restore = {
+            let shared = Arc::clone(&shared);
+            Box::new(move || shared.restore())
+        };
+        let subscriber = Arc::new(Subscriber::start(
+            Arc::clone(&endpoint),
+            shared.names.node_channel(node),
+            restore,
+        )?);
+        let publisher = Publisher::start(
+            Arc::clone(&endpoint),
+            Arc::clone(&shared.health),
+            &shared.names,
+        )
+        .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?;
         let heartbeat = {
             let shared = Arc::clone(&shared);
+            let subscriber = Arc::clone(&subscriber);
             std::thread::Builder::new()
                 .name("redis-heartbeat".into())
-                .spawn(move || shared.heartbeat_loop())
+                .spawn(move || shared.heartbeat_loop(&subscriber))
                 .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?
         };
         log::info!(
@@ -177,11 +205,38 @@ impl Shared {
         Ok(())
     }
 
-    fn heartbeat_loop(&self) {
+    /// Writes this server's liveness key and every directory entry it holds again, under the
+    /// entries' lock (so no login or logout of this server interleaves: a restored entry is
+    /// never one its session has left).
+    fn restore(&self) -> Result<(), BusError> {
+        self.beat()?;
+        let entries = self.entries.locked();
+        let mut c = self.conn()?;
+        let all: Vec<(&UserId, &Arc<str>)> = entries.iter().collect();
+        for chunk in all.chunks(RESTORE_CHUNK) {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(self.names.directory());
+            for (user, session) in chunk {
+                cmd.arg(**user).arg(&***session);
+            }
+            cmd.query::<()>(&mut *c)
+                .map_err(|e| self.health.failed("HSET", e))?;
+        }
+        self.entries_lost.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    fn heartbeat_loop(&self, subscriber: &Subscriber) {
         let mut next = Instant::now();
         while !self.stopping.load(Ordering::Acquire) {
             if Instant::now() >= next {
                 let _ = self.beat();
+                // An entry that failed to be written while the subscriber stayed connected:
+                // write them all, then read the log for everyone (they may have missed pushes).
+                if self.entries_lost.load(Ordering::Acquire) && self.restore().is_ok() {
+                    log::info!("presence directory written again");
+                    subscriber.report_restored();
+                }
                 next = Instant::now() + Duration::from_secs(1);
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -195,29 +250,62 @@ impl Shared {
 }
 
 impl Bus for RedisBus {
-    fn subscribe(&self, user: UserId) {
-        self.subscriber.subscribe(user);
-    }
-
-    fn unsubscribe(&self, user: UserId) {
-        self.subscriber.unsubscribe(user);
-    }
-
-    fn publish(&self, user: UserId, frame: &[u8]) -> Result<bool, BusError> {
+    fn enter(&self, user: UserId, session: &str) {
         let s = &self.shared;
-        let mut c = s.conn()?;
-        let receivers: i64 = redis::cmd("PUBLISH")
-            .arg(s.names.user_channel(user))
-            .arg(frame)
-            .query(&mut *c)
-            .map_err(|e| s.health.failed("PUBLISH", e))?;
-        s.health.succeeded();
-        Ok(receivers > 0)
+        let mut entries = s.entries.locked();
+        entries.insert(user, session.into());
+        let written = s.conn().and_then(|mut c| {
+            redis::cmd("HSET")
+                .arg(s.names.directory())
+                .arg(user)
+                .arg(session)
+                .query::<()>(&mut *c)
+                .map_err(|e| s.health.failed("HSET", e))
+        });
+        if let Err(e) = written {
+            log::debug!("user {user}: presence not written ({e}); will retry");
+            s.entries_lost.store(true, Ordering::Release);
+        }
     }
 
-    fn publish_async(&self, user: UserId, frame: bytes::Bytes, done: PublishDone) {
-        let channel = self.shared.names.user_channel(user);
-        self.publisher.locked().publish(channel, frame, done);
+    fn leave(&self, user: UserId, session: &str) {
+        let s = &self.shared;
+        let mut entries = s.entries.locked();
+        if entries.get(&user).is_some_and(|e| &**e == session) {
+            entries.remove(&user);
+        }
+        // A failure leaves an entry that names a session which is gone: messages routed by it
+        // find nobody here and wait in the log; the user's next login replaces it.
+        let removed = s.conn().and_then(|mut c| {
+            redis::cmd("EVAL")
+                .arg(LEAVE_SCRIPT)
+                .arg(1)
+                .arg(s.names.directory())
+                .arg(user)
+                .arg(session)
+                .query::<i64>(&mut *c)
+                .map_err(|e| s.health.failed("EVAL", e))
+        });
+        if let Err(e) = removed {
+            log::debug!("user {user}: presence not removed ({e})");
+        }
+    }
+
+    fn publish(&self, users: &[UserId], frame: &[u8]) -> Result<bool, BusError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.publish_async(
+            users.into(),
+            bytes::Bytes::copy_from_slice(frame),
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        );
+        rx.recv_timeout(PUBLISH_WAIT)
+            .unwrap_or_else(|_| Err(BusError::Unavailable("no answer from Redis".into())))
+    }
+
+    fn publish_async(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
+        self.publisher.locked().publish(users, frame, done);
     }
 
     fn node_alive(&self, node: &str) -> Result<bool, BusError> {
