@@ -66,3 +66,17 @@ run pairs-w16 pairs --layout both --rounds "$ROUNDS" --users 100 --window 16 --d
 run group-1000 group --layout both --rounds "$ROUNDS" --users 1000 --senders 1 --duration "$DUR"
 run group-10000 group --layout across --users 10000 --senders 1 --duration "$DUR" \
     --concurrency 16
+# ROUTE_PROFILE=1: a profile of node 1 while pairs cross the servers (window 16): 5 s into a
+# 12 s run, `perf record -g` for 4 s; the top of `perf report` goes to OUT/perf-node1.txt.
+if [ "${ROUTE_PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
+    ( sleep 8; perf record -g -o "$OUT/perf-node1.data" -p "$P1" -- sleep 4 ) \
+        >"$OUT/perf-record.log" 2>&1 &
+    PERF=$!
+    run profile-pairs-w16 pairs --layout across --users 100 --window 16 --duration 12
+    wait "$PERF"
+    perf report -i "$OUT/perf-node1.data" --no-children --sort comm,dso,sym --stdio \
+        2>/dev/null | grep -v '^#' | grep -v '^$' | head -60 >"$OUT/perf-node1.txt"
+    perf report -i "$OUT/perf-node1.data" --no-children --sort comm --stdio \
+        2>/dev/null | grep -v '^#' | grep -v '^$' | head -20 >"$OUT/perf-node1-threads.txt"
+    rm -f "$OUT/perf-node1.data"
+fi

@@ -118,7 +118,10 @@ fn one_to_one_and_group_across_three_servers_publish_once_per_server() {
         // Everyone has it before the next one goes: each message is routed on its own.
         for (c, id, _) in users.iter_mut().skip(1) {
             let f = &chats(c, 1, &format!("member {id}"))[0];
-            assert_eq!((f["msg"].as_str(), seq(f)), (Some(&*format!("g{i}")), i as i64 + 1));
+            assert_eq!(
+                (f["msg"].as_str(), seq(f)),
+                (Some(&*format!("g{i}")), i as i64 + 1)
+            );
         }
     }
     let published = calls(&redis, "publish") - before;
@@ -176,13 +179,24 @@ fn a_killed_server_s_users_find_their_messages_at_the_next_login() {
     drop((bob, carol));
 
     const N: usize = 20;
-    let mut reqs: Vec<Value> = (0..N).map(|i| one_chat(idb, &format!("to bob {i}"))).collect();
+    let mut reqs: Vec<Value> = (0..N)
+        .map(|i| one_chat(idb, &format!("to bob {i}")))
+        .collect();
     reqs.extend((0..N).map(|i| group_chat(g, &format!("to all {i}"))));
     let replies = send_pipelined(&mut alice, &reqs, 4);
-    assert_eq!(acked_seqs(&replies[..N], 6), (1..=N as i64).collect::<Vec<_>>());
-    assert_eq!(acked_seqs(&replies[N..], 10), (1..=N as i64).collect::<Vec<_>>());
+    assert_eq!(
+        acked_seqs(&replies[..N], 6),
+        (1..=N as i64).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        acked_seqs(&replies[N..], 10),
+        (1..=N as i64).collect::<Vec<_>>()
+    );
     let live = chats(&mut dave, N, "dave");
-    assert_eq!(live.iter().map(seq).collect::<Vec<_>>(), (1..=N as i64).collect::<Vec<_>>());
+    assert_eq!(
+        live.iter().map(seq).collect::<Vec<_>>(),
+        (1..=N as i64).collect::<Vec<_>>()
+    );
 
     // Bob again, on server 1 (refused with errno 2 until server 2 is proven gone).
     let (mut bob, _) = sync_login(cluster.servers[1].addr, idb, &pw("bob"));
@@ -203,6 +217,29 @@ fn a_killed_server_s_users_find_their_messages_at_the_next_login() {
     alice.chat(ida, idb, "after").unwrap();
     let f = &chats(&mut bob, 1, "bob on server 1")[0];
     assert_eq!((f["msg"].as_str(), seq(f)), (Some("after"), N as i64 + 1));
+    // Carol's entry went with server 2: the survivors delete a dead server's entries.
+    let mut c = redis::Client::open(cluster.redis.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let dead = format!("{}n2/", cluster.prefix.trim_end_matches(':'));
+    let directory = format!("{}presence", cluster.prefix);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let dir: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(&directory).query(&mut c).unwrap();
+        if !dir.values().any(|s| s.starts_with(&dead)) {
+            assert!(dir[&idb.to_string()].contains("n1/"), "{dir:?}");
+            assert!(!dir.contains_key(&idc.to_string()), "{dir:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "entries of the dead server stay: {dir:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _: () = redis::cmd("DEL").arg(&directory).query(&mut c).unwrap();
 }
 
 /// Redis restarted while alice (server 0) streams 1:1 messages to bob (server 1) and group
@@ -260,13 +297,24 @@ fn a_redis_restart_mid_stream_loses_and_repeats_nothing() {
         let reqs: Vec<Value> = (0..N / 3)
             .flat_map(|i| {
                 let n = round * N / 3 + i;
-                [one_chat(idb, &format!("p{n}")), group_chat(g, &format!("g{n}"))]
+                [
+                    one_chat(idb, &format!("p{n}")),
+                    group_chat(g, &format!("g{n}")),
+                ]
             })
             .collect();
         let replies = send_pipelined(&mut alice, &reqs, 8);
-        pair.extend(acked_seqs(&replies.iter().step_by(2).cloned().collect::<Vec<_>>(), 6));
+        pair.extend(acked_seqs(
+            &replies.iter().step_by(2).cloned().collect::<Vec<_>>(),
+            6,
+        ));
         group.extend(acked_seqs(
-            &replies.iter().skip(1).step_by(2).cloned().collect::<Vec<_>>(),
+            &replies
+                .iter()
+                .skip(1)
+                .step_by(2)
+                .cloned()
+                .collect::<Vec<_>>(),
             10,
         ));
         match round {

@@ -9,6 +9,7 @@
 
 pub(crate) mod local;
 pub(crate) mod redis;
+mod redis_directory;
 mod redis_endpoint;
 mod redis_names;
 mod redis_publisher;
@@ -66,6 +67,8 @@ pub(crate) trait Bus: Send + Sync {
     fn enter(&self, user: UserId, session: &str);
 
     /// Forgets `user`'s entry if it still names `session` (logout, disconnect, takeover).
+    /// Never blocks: the delete may reach Redis later, which is harmless (a message routed
+    /// by the old entry finds nobody here and waits in the log).
     fn leave(&self, user: UserId, session: &str);
 
     /// Sends `frame` to the servers that hold any of `users`, each with the list of those it
@@ -83,6 +86,11 @@ pub(crate) trait Bus: Send + Sync {
     /// alone: only this server), so that the sessions a dead server left behind may be taken
     /// over (together with the store's `node_running`).
     fn node_alive(&self, node: &str) -> Result<bool, BusError>;
+
+    /// Deletes the directory entries of `node`, a server proven gone (its users were set
+    /// offline): they route nothing already (nobody listens on its channel), this keeps the
+    /// directory from growing with them. Called by the housekeeper; errors are only logged.
+    fn forget_node(&self, _node: &str) {}
 
     /// Installs the callback for inbound messages. Called once, before any login.
     fn set_inbound(&self, inbound: Inbound);

@@ -3,8 +3,8 @@
 //! * Each server subscribes to its own channel (`<prefix>node:<id>`), on a dedicated
 //!   connection read by its own thread ([`super::redis_subscriber`]).
 //! * A presence directory (`<prefix>presence`, user -> session) says which server holds which
-//!   user: [`Bus::enter`] and [`Bus::leave`] keep this server's entries, through the pool; the
-//!   bus remembers them, to write them again after Redis lost them (a restart) or refused one.
+//!   user: [`Bus::enter`] and [`Bus::leave`] keep this server's entries
+//!   ([`super::redis_directory`]), which it writes again after Redis lost them (a restart).
 //! * Messages go through the publisher thread ([`super::redis_publisher`]): one call of the
 //!   routing script ([`super::redis_route`]) per batch, one PUBLISH per destination server.
 //! * Each server keeps a key `<prefix>node:<id>` alive with a 3 s expiry, refreshed every
@@ -16,15 +16,14 @@
 //! * While Redis is unreachable, every call fails fast (no per-message timeouts) and the
 //!   outage and the recovery are each logged once.
 
+use super::redis_directory::Directory;
 use super::redis_endpoint::Endpoint;
 use super::redis_names::Names;
 use super::redis_publisher::Publisher;
-use super::redis_route::LEAVE_SCRIPT;
 use super::redis_subscriber::Subscriber;
 use super::{Bus, BusError, Inbound, PublishDone};
 use crate::sync::LockExt;
 use clusterchat_proto::UserId;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,8 +36,6 @@ const BACKOFF: Duration = Duration::from_millis(500);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a blocking [`Bus::publish`] waits for its outcome.
 const PUBLISH_WAIT: Duration = Duration::from_secs(3);
-/// Directory entries written per HSET when they are restored.
-const RESTORE_CHUNK: usize = 1000;
 
 /// Redis-backed bus for one node of a cluster.
 pub(crate) struct RedisBus {
@@ -55,10 +52,8 @@ struct Shared {
     node: String,
     health: Arc<Health>,
     stopping: AtomicBool,
-    /// This server's directory entries (user -> session), as they should be in Redis.
-    entries: Mutex<HashMap<UserId, Arc<str>>>,
-    /// An entry failed to be written: write them all again (the heartbeat thread tries).
-    entries_lost: AtomicBool,
+    /// This server's presence directory entries.
+    directory: Directory,
 }
 
 /// Fail-fast state and once-per-outage logging.
@@ -130,17 +125,18 @@ impl RedisBus {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(client)
             .map_err(|e| BusError::Unavailable(format!("{}: {e}", endpoint.shown())))?;
+        let health = Arc::new(Health {
+            down_until_ms: AtomicU64::new(0),
+            reported: AtomicBool::new(false),
+        });
         let shared = Arc::new(Shared {
-            pool,
+            pool: pool.clone(),
             names: Names::new(prefix),
             node: node.to_string(),
-            health: Arc::new(Health {
-                down_until_ms: AtomicU64::new(0),
-                reported: AtomicBool::new(false),
-            }),
+            health: Arc::clone(&health),
             stopping: AtomicBool::new(false),
-            entries: Mutex::new(HashMap::new()),
-            entries_lost: AtomicBool::new(false),
+            directory: Directory::start(pool.clone(), Names::new(prefix).directory(), health)
+                .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?,
         });
         shared.beat()?;
         let restore = {
@@ -205,25 +201,10 @@ impl Shared {
         Ok(())
     }
 
-    /// Writes this server's liveness key and every directory entry it holds again, under the
-    /// entries' lock (so no login or logout of this server interleaves: a restored entry is
-    /// never one its session has left).
+    /// Writes this server's liveness key and every directory entry it holds again.
     fn restore(&self) -> Result<(), BusError> {
         self.beat()?;
-        let entries = self.entries.locked();
-        let mut c = self.conn()?;
-        let all: Vec<(&UserId, &Arc<str>)> = entries.iter().collect();
-        for chunk in all.chunks(RESTORE_CHUNK) {
-            let mut cmd = redis::cmd("HSET");
-            cmd.arg(self.names.directory());
-            for (user, session) in chunk {
-                cmd.arg(**user).arg(&***session);
-            }
-            cmd.query::<()>(&mut *c)
-                .map_err(|e| self.health.failed("HSET", e))?;
-        }
-        self.entries_lost.store(false, Ordering::Release);
-        Ok(())
+        self.directory.restore()
     }
 
     fn heartbeat_loop(&self, subscriber: &Subscriber) {
@@ -233,7 +214,7 @@ impl Shared {
                 let _ = self.beat();
                 // An entry that failed to be written while the subscriber stayed connected:
                 // write them all, then read the log for everyone (they may have missed pushes).
-                if self.entries_lost.load(Ordering::Acquire) && self.restore().is_ok() {
+                if self.directory.is_lost() && self.restore().is_ok() {
                     log::info!("presence directory written again");
                     subscriber.report_restored();
                 }
@@ -251,44 +232,11 @@ impl Shared {
 
 impl Bus for RedisBus {
     fn enter(&self, user: UserId, session: &str) {
-        let s = &self.shared;
-        let mut entries = s.entries.locked();
-        entries.insert(user, session.into());
-        let written = s.conn().and_then(|mut c| {
-            redis::cmd("HSET")
-                .arg(s.names.directory())
-                .arg(user)
-                .arg(session)
-                .query::<()>(&mut *c)
-                .map_err(|e| s.health.failed("HSET", e))
-        });
-        if let Err(e) = written {
-            log::debug!("user {user}: presence not written ({e}); will retry");
-            s.entries_lost.store(true, Ordering::Release);
-        }
+        self.shared.directory.enter(user, session);
     }
 
     fn leave(&self, user: UserId, session: &str) {
-        let s = &self.shared;
-        let mut entries = s.entries.locked();
-        if entries.get(&user).is_some_and(|e| &**e == session) {
-            entries.remove(&user);
-        }
-        // A failure leaves an entry that names a session which is gone: messages routed by it
-        // find nobody here and wait in the log; the user's next login replaces it.
-        let removed = s.conn().and_then(|mut c| {
-            redis::cmd("EVAL")
-                .arg(LEAVE_SCRIPT)
-                .arg(1)
-                .arg(s.names.directory())
-                .arg(user)
-                .arg(session)
-                .query::<i64>(&mut *c)
-                .map_err(|e| s.health.failed("EVAL", e))
-        });
-        if let Err(e) = removed {
-            log::debug!("user {user}: presence not removed ({e})");
-        }
+        self.shared.directory.leave(user, session);
     }
 
     fn publish(&self, users: &[UserId], frame: &[u8]) -> Result<bool, BusError> {
@@ -321,6 +269,14 @@ impl Bus for RedisBus {
         Ok(exists)
     }
 
+    fn forget_node(&self, node: &str) {
+        match self.shared.directory.forget_node(node) {
+            Ok(0) => {}
+            Ok(n) => log::info!("server {node} is gone: {n} directory entries deleted"),
+            Err(e) => log::debug!("directory entries of {node} not deleted: {e}"),
+        }
+    }
+
     fn set_inbound(&self, inbound: Inbound) {
         self.subscriber.set_inbound(inbound);
     }
@@ -336,5 +292,6 @@ impl Bus for RedisBus {
         }
         self.subscriber.stop();
         self.publisher.locked().stop();
+        self.shared.directory.stop();
     }
 }

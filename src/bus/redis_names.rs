@@ -1,6 +1,5 @@
 //! Every Redis channel and key name of one cluster, built in one place.
 
-
 /// The names under one prefix (`--channel-prefix`, so that clusters can share a Redis):
 /// `<prefix>node:<id>` is a server's channel and, as a key, its liveness key (channels and
 /// keys are separate namespaces in Redis); `<prefix>presence` the presence directory.

@@ -14,8 +14,8 @@ use super::redis_endpoint::{ConnectError, Endpoint};
 use super::redis_names::Names;
 use super::redis_route::{add_message, ROUTE_SCRIPT};
 use super::{BusError, PublishDone};
-use clusterchat_proto::UserId;
 use bytes::Bytes;
+use clusterchat_proto::UserId;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
@@ -149,7 +149,11 @@ fn connect(endpoint: &Endpoint) -> Result<Link, ConnectError> {
 /// Takes the next round from the queue: the carried-over request first, then what is queued,
 /// within [`MAX_BATCH`], [`MAX_RECIPIENTS`] and [`MAX_BYTES`] (the request past them is
 /// carried over to the next round).
-fn next_batch(first: Request, queue: &Receiver<Request>, carry: &mut Option<Request>) -> Vec<Request> {
+fn next_batch(
+    first: Request,
+    queue: &Receiver<Request>,
+    carry: &mut Option<Request>,
+) -> Vec<Request> {
     let mut recipients = first.users.len();
     let mut bytes = first.payload.len();
     let mut batch = vec![first];

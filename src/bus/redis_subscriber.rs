@@ -233,7 +233,10 @@ impl State {
             inbound(BusEvent::Message { users, frame })
         });
         if decoded.is_err() {
-            log::warn!("ignored the malformed rest of a bus payload on {}", self.channel);
+            log::warn!(
+                "ignored the malformed rest of a bus payload on {}",
+                self.channel
+            );
         }
     }
 

@@ -106,7 +106,9 @@ impl ChatService {
                         self.resync_later(conn);
                     }
                 }
-                None => log::debug!("user {user} left before {conv:?} seq {seq} arrived; it waits in the log"),
+                None => log::debug!(
+                    "user {user} left before {conv:?} seq {seq} arrived; it waits in the log"
+                ),
             }
         }
     }
