@@ -64,8 +64,6 @@ run() {
 run pairs-w1 pairs --layout both --rounds "$ROUNDS" --users 100 --window 1 --duration "$DUR"
 run pairs-w16 pairs --layout both --rounds "$ROUNDS" --users 100 --window 16 --duration "$DUR"
 run group-1000 group --layout both --rounds "$ROUNDS" --users 1000 --senders 1 --duration "$DUR"
-run group-10000 group --layout across --users 10000 --senders 1 --duration "$DUR" \
-    --concurrency 16
 # ROUTE_PROFILE=1: a profile of node 1 while pairs cross the servers (window 16): 5 s into a
 # 12 s run, `perf record -g` for 4 s; the top of `perf report` goes to OUT/perf-node1.txt.
 if [ "${ROUTE_PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
@@ -80,3 +78,7 @@ if [ "${ROUTE_PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
         2>/dev/null | grep -v '^#' | grep -v '^$' | head -20 >"$OUT/perf-node1-threads.txt"
     rm -f "$OUT/perf-node1.data"
 fi
+
+# Last: 10,000 members (their disconnects keep the servers busy for a while after it).
+run group-10000 group --layout across --users 10000 --senders 1 --duration "$DUR" \
+    --concurrency 16
