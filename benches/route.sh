@@ -36,6 +36,10 @@ redis-server --port "$RPORT" --save '' --appendonly no --bind 127.0.0.1 \
     >"$OUT/redis.log" 2>&1 &
 RPID=$!
 PIDS+=("$RPID")
+for _ in $(seq 100); do
+    redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break
+    sleep 0.1
+done
 sql "CREATE DATABASE \`$DBNAME\` DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_unicode_ci"
 DB="$MYSQL_URL/$DBNAME?prefer_socket=false"
 start() {
@@ -61,6 +65,7 @@ run() {
     echo "== $name: chatbench $*" | tee "$OUT/$name.txt"
     "$BIN/chatbench" "$@" "${COMMON[@]}" --json "$OUT/$name.json" | tee -a "$OUT/$name.txt"
 }
+if [ "${ROUTE_ONLY_10K:-0}" != 1 ]; then
 run pairs-w1 pairs --layout both --rounds "$ROUNDS" --users 100 --window 1 --duration "$DUR"
 run pairs-w16 pairs --layout both --rounds "$ROUNDS" --users 100 --window 16 --duration "$DUR"
 run group-1000 group --layout both --rounds "$ROUNDS" --users 1000 --senders 1 --duration "$DUR"
@@ -72,11 +77,14 @@ if [ "${ROUTE_PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
     PERF=$!
     run profile-pairs-w16 pairs --layout across --users 100 --window 16 --duration 12
     wait "$PERF"
-    perf report -i "$OUT/perf-node1.data" --no-children --sort comm,dso,sym --stdio \
-        2>/dev/null | grep -v '^#' | grep -v '^$' | head -60 >"$OUT/perf-node1.txt"
-    perf report -i "$OUT/perf-node1.data" --no-children --sort comm --stdio \
+    set +o pipefail # head closes the pipe early
+    perf report -i "$OUT/perf-node1.data" --no-children --sort comm,sym --stdio -g none \
+        2>/dev/null | grep -v '^#' | grep -v '^$' | head -80 >"$OUT/perf-node1.txt"
+    perf report -i "$OUT/perf-node1.data" --no-children --sort comm --stdio -g none \
         2>/dev/null | grep -v '^#' | grep -v '^$' | head -20 >"$OUT/perf-node1-threads.txt"
     rm -f "$OUT/perf-node1.data"
+    set -o pipefail
+fi
 fi
 
 # Last: 10,000 members (their disconnects keep the servers busy for a while after it).
