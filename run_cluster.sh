@@ -2,9 +2,16 @@
 # Runs a whole clusterchat cluster on this machine: N chat servers sharing MySQL (MariaDB) and
 # Redis, with nginx in front as the single address clients connect to.
 #
-#   ./run_cluster.sh [start] [N]   build, start N servers (default 2) and nginx, stay in the
+#   ./run_cluster.sh [start] [N] [--tls]
+#                                  build, start N servers (default 2) and nginx, stay in the
 #                                  foreground; Ctrl+C stops everything this script started
-#                                  and exits 0 (130 if it came before the cluster was up)
+#                                  and exits 0 (130 if it came before the cluster was up).
+#                                  --tls: every server speaks TLS, with a self-signed
+#                                  certificate for localhost and 127.0.0.1 made by openssl in
+#                                  run/tls/ (cert.pem, key.pem; kept while valid, reused by
+#                                  later starts). nginx still passes TCP through (stream):
+#                                  TLS runs end to end, from the client to a server, and
+#                                  clients trust run/tls/cert.pem (chatclient --tls --ca).
 #   ./run_cluster.sh stop          stop a running cluster (from another terminal)
 #   ./run_cluster.sh status        show what runs
 #
@@ -21,7 +28,7 @@
 #   CHAT_RUN_DIR    where pids and logs go (default ./run)
 #   CHAT_SERVER_BIN a chatserver binary to run instead of building one (tests use it)
 #
-# Pids and logs go to ./run/: nodeI.pid/.log per server, nginx/ (its prefix: generated
+# Pids and logs go to ./run/ (its tls/ with --tls): nodeI.pid/.log per server, nginx/ (its prefix: generated
 # nginx.conf, pid, error.log, access.log), started-services (what this script started and so
 # may stop). MariaDB and Redis are started only if installed and not running, and stopped only
 # if this script started them: a service that was running before is never touched.
@@ -40,6 +47,7 @@ DB_URL=${CHAT_DB:-mysql://root@127.0.0.1:3306/chat?prefer_socket=false}
 REDIS_URL=${CHAT_REDIS:-redis://127.0.0.1:6379}
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 INSTALL_HINT="apt-get install -y mariadb-server redis-server nginx libnginx-mod-stream"
+TLS=
 
 say() { printf 'run_cluster: %s\n' "$*"; }
 die() { printf 'run_cluster: %s\n' "$*" >&2; exit 1; }
@@ -62,6 +70,15 @@ alive() {
     pid=$(cat "$1")
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
+}
+
+# started PIDFILE: true while the process this script just started runs (not a zombie),
+# whatever its name: right after `setsid BIN &` it may not have exec'd chatserver yet.
+started() {
+    local pid state
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
 }
 
 # script_alive: true when the foreground `./run_cluster.sh start` of run/cluster.pid runs.
@@ -219,8 +236,30 @@ write_nginx_conf() {
     "$ROOT/scripts/render-nginx-conf.sh" "127.0.0.1:$LB_PORT" "${servers[@]}" >"$RUN/nginx/nginx.conf"
 }
 
+# make_cert: run/tls/cert.pem and key.pem, self-signed for localhost and 127.0.0.1, unless a
+# pair there is still valid for a day (clients that trust it keep working across restarts).
+make_cert() {
+    local dir=$RUN/tls
+    command -v openssl >/dev/null || die "--tls needs openssl to make a certificate. Install: apt-get install -y openssl"
+    mkdir -p "$dir"
+    if [ -s "$dir/cert.pem" ] && [ -s "$dir/key.pem" ] &&
+        openssl x509 -in "$dir/cert.pem" -noout -checkend 86400 >/dev/null 2>&1; then
+        say "TLS: reusing $R/tls/cert.pem"
+        return
+    fi
+    (
+        umask 077
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+            -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+            -addext "basicConstraints=critical,CA:FALSE" -addext "extendedKeyUsage=serverAuth" \
+            -keyout "$dir/key.pem" -out "$dir/cert.pem" >"$dir/openssl.log" 2>&1
+    ) || die "openssl could not make a certificate (see $R/tls/openssl.log)"
+    say "TLS: made a self-signed certificate for localhost and 127.0.0.1: $R/tls/cert.pem"
+}
+
 start_servers() {
-    local n=$1 bin=$2 i port pidfile log
+    local n=$1 bin=$2 i port pidfile log tls_args=()
+    if [ -n "$TLS" ]; then tls_args=(--tls-cert "$RUN/tls/cert.pem" --tls-key "$RUN/tls/key.pem"); fi
     for ((i = 1; i <= n; i++)); do
         port=$((BASE_PORT + i - 1))
         pidfile=$RUN/node$i.pid
@@ -229,14 +268,14 @@ start_servers() {
         # setsid: Ctrl+C reaches this script only, which then stops the servers in order.
         # CHAT_REDIS in the environment: a password in it stays out of ps.
         CHAT_REDIS=$REDIS_URL setsid "$bin" --listen "127.0.0.1:$port" --db "$DB_URL" \
-            --node-id "node$i" >"$log" 2>&1 </dev/null &
+            --node-id "node$i" "${tls_args[@]}" >"$log" 2>&1 </dev/null &
         echo $! >"$pidfile"
         say "node$i: starting on 127.0.0.1:$port (pid $!, log $R/node$i.log)"
     done
     for ((i = 1; i <= n; i++)); do
         port=$((BASE_PORT + i - 1))
         until grep -q 'listening on' "$RUN/node$i.log" && port_open 127.0.0.1 "$port"; do
-            if ! alive "$RUN/node$i.pid" chatserver; then
+            if ! started "$RUN/node$i.pid"; then
                 tail -n 20 "$RUN/node$i.log" >&2
                 die "node$i did not start ($R/node$i.log above)"
             fi
@@ -361,17 +400,23 @@ cmd_start() {
     sql "CREATE DATABASE IF NOT EXISTS \`$DB_NAME\` DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_unicode_ci"
     say "MySQL $DB_HOST:$DB_PORT database $DB_NAME, Redis $REDIS_HOST:$REDIS_PORT: ready"
 
+    local client_args="" over=""
+    if [ -n "$TLS" ]; then
+        make_cert
+        client_args="-- --tls --ca $R/tls/cert.pem "
+        over=" (TLS end to end; nginx passes TCP through)"
+    fi
     start_servers "$n" "$bin"
     start_nginx "$n"
-    printf 'LB_PORT=%q\nBASE_PORT=%q\nDB_URL=%q\nREDIS_URL=%q\n' \
-        "$LB_PORT" "$BASE_PORT" "$DB_URL" "$REDIS_URL" >"$RUN/cluster.env"
+    printf 'LB_PORT=%q\nBASE_PORT=%q\nDB_URL=%q\nREDIS_URL=%q\nTLS=%q\n' \
+        "$LB_PORT" "$BASE_PORT" "$DB_URL" "$REDIS_URL" "$TLS" >"$RUN/cluster.env"
 
     cat <<EOF
 
-clusterchat: $n servers (127.0.0.1:$BASE_PORT..$((BASE_PORT + n - 1))) behind nginx on 127.0.0.1:$LB_PORT.
+clusterchat: $n servers (127.0.0.1:$BASE_PORT..$((BASE_PORT + n - 1))) behind nginx on 127.0.0.1:$LB_PORT$over.
 Connect with:
 
-    cargo run --release --bin chatclient 127.0.0.1 $LB_PORT
+    cargo run --release --bin chatclient ${client_args}127.0.0.1 $LB_PORT
 
 Logs: $R/node1..$n.log, $R/nginx/access.log. Ctrl+C (or ./run_cluster.sh stop) stops it.
 EOF
@@ -436,6 +481,9 @@ cmd_status() {
         fi
     done
     [ "$n" -gt 0 ] || echo "servers          none"
+    if [ -n "$any" ] && [ -n "${TLS:-}" ]; then
+        echo "TLS              servers speak TLS with $R/tls/cert.pem (trust it: chatclient --tls --ca)"
+    fi
     if [ -n "$(mysql_client)" ] && mysql_up; then
         echo "MySQL            $DB_HOST:$DB_PORT  up ($(who_started mariadb))"
         if [ -n "$any" ] && [ -n "$DB_NAME" ]; then
@@ -453,6 +501,16 @@ cmd_status() {
     fi
     [ -n "$any" ]
 }
+
+# --tls may come anywhere among the arguments.
+args=()
+for a in "$@"; do
+    case $a in
+    --tls) TLS=1 ;;
+    *) args+=("$a") ;;
+    esac
+done
+set -- "${args[@]+"${args[@]}"}"
 
 case "${1:-start}" in
 start) cmd_start "${2:-2}" ;;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes sure MariaDB, Redis, nginx (with the stream module) and tmux are installed and that MariaDB
+# Makes sure MariaDB, Redis, nginx (with the stream module), tmux and openssl are installed and that MariaDB
 # and Redis are running. Starts only what is not running; never stops or reconfigures anything.
 set -euo pipefail
 
@@ -10,6 +10,7 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need_apt+=(libnginx-mod-stream)
 command -v mysql >/dev/null 2>&1 || command -v mariadb >/dev/null 2>&1 || need_apt+=(mariadb-client)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)  # the chatclient terminal test
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # run_cluster.sh --tls makes its certificate
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "services: installing ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

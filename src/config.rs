@@ -1,6 +1,7 @@
 //! One [`Config`] for the server, from command-line flags and `CHAT_*` environment variables.
 
 use clap::Parser;
+use std::path::PathBuf;
 
 /// Everything `chatserver` can be told. Every flag also reads an environment variable.
 #[derive(Debug, Clone, Parser)]
@@ -15,6 +16,15 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:6000")]
     pub listen: String,
+
+    /// TLS: the chat port speaks TLS with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. Without both, plain TCP.
+    #[arg(long, env = "CHAT_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS: the private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "CHAT_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
 
     /// Database: `sqlite:PATH` (embedded, default) or `mysql://user:pass@host:port/db`.
     #[arg(long, env = "CHAT_DB", default_value = "sqlite:chat.db")]
@@ -140,6 +150,11 @@ impl Config {
             .is_some_and(|p| p.trim().is_empty())
         {
             return Err("--db sqlite: needs a file path, e.g. sqlite:chat.db".into());
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err("--tls-cert needs --tls-key (CHAT_TLS_KEY)".into()),
+            (None, Some(_)) => return Err("--tls-key needs --tls-cert (CHAT_TLS_CERT)".into()),
+            _ => {}
         }
         Ok(())
     }

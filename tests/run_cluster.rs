@@ -95,6 +95,15 @@ fn text(out: &Output) -> String {
 /// With `own_group` the script leads a process group of its own, as a terminal's foreground
 /// job does (so a test can send Ctrl+C's SIGINT to the whole group).
 fn start_cluster(tag: &str, own_group: bool) -> Option<(Cluster, TestDb, u16, u16, String)> {
+    start_cluster_with(tag, own_group, &[])
+}
+
+/// [`start_cluster`] with more arguments after `start 2` (`--tls`).
+fn start_cluster_with(
+    tag: &str,
+    own_group: bool,
+    more: &[&str],
+) -> Option<(Cluster, TestDb, u16, u16, String)> {
     if !tools_present() {
         return None;
     }
@@ -124,6 +133,7 @@ fn start_cluster(tag: &str, own_group: bool) -> Option<(Cluster, TestDb, u16, u1
     command
         .arg(script())
         .args(["start", "2"])
+        .args(more)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -141,7 +151,7 @@ fn start_cluster(tag: &str, own_group: bool) -> Option<(Cluster, TestDb, u16, u1
     // It prints where to connect once everything answers.
     let mut stdout = BufReader::new(cluster.child.stdout.take().unwrap());
     let mut printed = String::new();
-    let connect_line = format!("chatclient 127.0.0.1 {lb}");
+    let connect_line = format!("127.0.0.1 {lb}\n");
     loop {
         let mut line = String::new();
         if stdout.read_line(&mut line).unwrap() == 0 {
@@ -155,7 +165,7 @@ fn start_cluster(tag: &str, own_group: bool) -> Option<(Cluster, TestDb, u16, u1
             panic!("run_cluster.sh ended before it was ready:\n{printed}\n{err}");
         }
         printed.push_str(&line);
-        if line.contains(&connect_line) {
+        if line.contains("chatclient") && line.ends_with(&connect_line) {
             break;
         }
     }
@@ -280,4 +290,60 @@ fn ctrl_c_stops_the_cluster_and_the_script_exits_0() {
         .query("SELECT id FROM user WHERE session IS NOT NULL")
         .unwrap();
     assert!(online.is_empty(), "still online: {online:?}");
+}
+
+/// `--tls`: a self-signed certificate in the run folder, every server speaking TLS, nginx
+/// passing TCP through: TLS clients that trust the certificate chat across the two servers
+/// through nginx, and a plain client is closed.
+#[test]
+fn run_cluster_tls_runs_tls_end_to_end_through_nginx() {
+    let Some((cluster, db, lb, _, printed)) =
+        start_cluster_with("run_cluster_tls", false, &["--tls"])
+    else {
+        return;
+    };
+    let cert = cluster.run_dir.path().join("tls").join("cert.pem");
+    assert!(
+        printed.contains(&format!("chatclient -- --tls --ca {}", cert.display())),
+        "{printed}"
+    );
+    let config = clusterchat_proto::tls::client_config(
+        clusterchat_proto::tls::roots_from_pem(&cert).expect("the script's certificate"),
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], lb).into();
+    let user = |name: &str| {
+        let name_ = clusterchat_proto::tls::server_name("127.0.0.1").unwrap();
+        let mut c = clusterchat_proto::client::Client::connect_tls(addr, config.clone(), name_)
+            .expect("TLS through nginx");
+        let id = c.register(name, "pw").unwrap();
+        c.login(id, "pw").unwrap();
+        (c, id)
+    };
+    let (mut alice, a) = user("alice");
+    let (mut bob, b) = user("bob");
+    let nodes: Vec<String> = db
+        .conn()
+        .query("SELECT SUBSTRING_INDEX(session, '/', 1) FROM user ORDER BY id")
+        .unwrap();
+    let mut sorted = nodes.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["node1", "node2"], "sessions: {nodes:?}");
+    alice.chat(a, b, "hi bob, encrypted").unwrap();
+    assert_eq!(
+        bob.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"],
+        "hi bob, encrypted"
+    );
+    // In the clear, through nginx: no reply, closed.
+    let mut plain = clusterchat_proto::client::Client::connect(addr).unwrap();
+    assert!(
+        plain.register("plain", "pw").is_err(),
+        "a plain client was served"
+    );
+    let status = cluster.command(&["status"]);
+    assert!(
+        text(&status).contains("servers speak TLS"),
+        "{}",
+        text(&status)
+    );
+    drop(cluster);
 }

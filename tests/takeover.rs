@@ -16,6 +16,7 @@ use util::chatlog::{
 };
 use util::cluster::TestCluster;
 use util::faults::register;
+use util::from_addr::client_from;
 use util::server::TestServer;
 
 /// Messages bob sends before the takeover, while it runs, and after it.
@@ -307,4 +308,43 @@ fn chatclient_takes_over_and_is_kicked() {
         !status.success(),
         "the server ended the session: {status:?}"
     );
+}
+
+/// Two takeovers of one account on one server at once, again and again: each racer's first
+/// frame is its own LOGIN_ACK (or errno 2), never the KICKED of the other racer's takeover
+/// arriving before it (a client that is told "you were kicked" before "you are logged in"
+/// cannot make sense of either).
+#[test]
+fn racing_takeovers_on_one_server_get_their_reply_first() {
+    let srv = TestServer::start();
+    let a = register(srv.addr, "alice");
+    let mut acks = 0;
+    for round in 0..40 {
+        // Legacy logins read the backlog into their reply: a wider window for the race.
+        let login = serde_json::json!({
+            "msgid": msgid::LOGIN, "id": a, "password": pw("alice"),
+            "sync": round % 2 == 0, "takeover": true
+        });
+        // From two addresses: the login gate hashes one address's logins one at a time.
+        let racers: Vec<_> = ["127.0.0.2", "127.0.0.3"]
+            .into_iter()
+            .map(|source| {
+                let (addr, login) = (srv.addr, login.clone());
+                std::thread::spawn(move || {
+                    let mut c = client_from(source, addr);
+                    c.send(&login).unwrap();
+                    (c.recv().unwrap(), c)
+                })
+            })
+            .collect();
+        for r in racers {
+            let (first, _c) = r.join().unwrap();
+            match first["msgid"].as_i64() {
+                Some(msgid::LOGIN_ACK) => acks += 1,
+                Some(msgid::ERROR) => assert_eq!(first["errno"], errno::ALREADY_ONLINE),
+                _ => panic!("the first frame after a takeover LOGIN: {first}"),
+            }
+        }
+    }
+    assert!(acks >= 40, "only {acks} takeovers succeeded in 40 rounds");
 }

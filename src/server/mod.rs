@@ -5,10 +5,12 @@
 //!   frame to the connection's worker, where the service handles it.
 //! * this file: start-up (store, bus, stale sessions, threads) and shutdown.
 //! * [`housekeeper`]: the periodic retries and the dead-node reaper.
+//! * [`tls`]: the chat port's TLS config from `--tls-cert` / `--tls-key`.
 
 mod handler;
 mod housekeeper;
 mod login_gate;
+pub mod tls;
 
 use crate::bus::{local::LocalBus, redis::RedisBus, BusEvent, SharedBus};
 use crate::config::Config;
@@ -47,6 +49,9 @@ pub enum StartError {
     /// The node id cannot be used (it names sessions as `<node>/<connection>`).
     #[error("bad node id {0:?}: it must be non-empty and must not contain '/'")]
     BadNodeId(String),
+    /// The TLS certificate or key could not be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// Threads could not be started.
     #[error("cannot start threads: {0}")]
     Threads(#[from] std::io::Error),
@@ -72,6 +77,11 @@ impl RunningServer {
     /// holds a lock for its node id (so a second server of the same id fails here, and the
     /// others can tell that this one runs).
     pub fn start(config: &Config) -> Result<RunningServer, StartError> {
+        // First: a certificate that cannot be used leaves no trace either.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::load(cert, key)?),
+            _ => None,
+        };
         let listener =
             std::net::TcpListener::bind(&config.listen).map_err(|source| StartError::Listen {
                 addr: config.listen.clone(),
@@ -149,11 +159,16 @@ impl RunningServer {
                     .then_some(config.max_unauth_per_ip),
                 auth_timeout: (config.login_timeout > 0)
                     .then(|| Duration::from_secs(config.login_timeout)),
+                tls,
             },
         )?;
         log::info!(
-            "node {node} listening on {} (db {}, {} IO threads, {} workers)",
+            "node {node} listening on {}{} (db {}, {} IO threads, {} workers)",
             net.local_addr(),
+            match &config.tls_cert {
+                Some(cert) => format!(" with TLS ({})", cert.display()),
+                None => String::new(),
+            },
             store::mask_password(&config.db),
             config.io_threads(),
             config.workers()

@@ -119,15 +119,15 @@ impl ChatService {
             name: user.name.clone().into(),
             claim,
         };
-        {
-            let _guard = self.locks.lock(user.id);
-            self.claim_presence(user.id, &login.claim, req.takeover)?;
-            self.bus.enter(user.id, &login.claim);
-            conn.context().outbox().begin(user.id, legacy);
-            self.online.insert(user.id, conn);
-            // Under the lock: a takeover that finds this connection in the table finds its login.
-            conn.context().set_login(login.clone());
-        }
+        // The user's lock is held until the reply is queued: a takeover of this session (here,
+        // by a login that waits for this lock) queues its KICKED behind this LOGIN_ACK.
+        let guard = self.locks.lock(user.id);
+        self.claim_presence(user.id, &login.claim, req.takeover)?;
+        self.bus.enter(user.id, &login.claim);
+        conn.context().outbox().begin(user.id, legacy);
+        self.online.insert(user.id, conn);
+        // Under the lock: a takeover that finds this connection in the table finds its login.
+        conn.context().set_login(login.clone());
         conn.set_authenticated(true); // out of the login timeout and the per-address count
         let sent = match &mut ack {
             LoginReply::Legacy(ack) => self.send_legacy_ack(conn, ack, reqid),
@@ -144,6 +144,7 @@ impl ChatService {
             self.end_session(conn, &login);
             return Err(e);
         }
+        drop(guard);
         log::debug!("user {} logged in on connection {}", user.id, conn.id());
         if let Err(e) = self.stream_backlog(conn, user.id, !legacy) {
             if !conn.is_closed() {

@@ -16,6 +16,7 @@ mod plan;
 mod sql;
 pub mod sqlite;
 mod sqlite_checkpoint;
+mod sqlite_index;
 
 use clusterchat_proto::{GroupId, GroupInfo, MemberInfo, UserId, UserInfo};
 pub use log::{with_seq, Append, Appended, ConvId, Logged, Seq, Unread, CMID_WINDOW_MS};

@@ -9,6 +9,7 @@ use super::migrate::{self, OfflineRow};
 use super::plan::{self, AppendPlan, CmidRow};
 use super::sql::{self, GroupRow};
 use super::sqlite_checkpoint::Checkpointer;
+use super::sqlite_index::{self, LogTail};
 use super::{
     Append, Appended, Claim, ConvId, JoinOutcome, Logged, Seq, Store, StoreError, StoreResult,
     Unread, UserRecord, CMID_WINDOW_MS,
@@ -73,15 +74,6 @@ CREATE TABLE IF NOT EXISTS conversation(
 );
 CREATE INDEX IF NOT EXISTS conversation_usera ON conversation(usera);
 CREATE INDEX IF NOT EXISTS conversation_userb ON conversation(userb);
-CREATE TABLE IF NOT EXISTS message(
-    conv INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    sender INTEGER NOT NULL,
-    created INTEGER NOT NULL,          -- Unix ms, for retention
-    body TEXT NOT NULL,                -- the chat frame as forwarded, without seq
-    PRIMARY KEY (conv, seq)
-);                                     -- a rowid table: see MESSAGE_INSERT
-CREATE INDEX IF NOT EXISTS message_created ON message(created);
 CREATE TABLE IF NOT EXISTS msgcmid(
     sender INTEGER NOT NULL,
     cmid TEXT NOT NULL,                -- compared as bytes (BINARY), as in MySQL
@@ -106,11 +98,8 @@ CREATE TABLE IF NOT EXISTS msgcursor(
 // back its whole transaction on any error anyway. Measured on a 500-message batch to 50
 // conversations: 2.6 µs a message for the INSERT with the journal, 0.8 without.
 //
-// `message` is a rowid table with (conv, seq) as a separate unique index, not WITHOUT ROWID:
-// a batch spread over many conversations then appends its rows at the end of one b-tree and
-// adds small index entries, instead of splitting leaves of ~200-byte rows all over the
-// table (measured: 4.3 against 7.5 µs a message for 50 conversations, 4.9 against 17 for
-// 500).
+// `message` is appended in arrival order and indexed by (conv, seq) a little later, in bulk:
+// see `sqlite_index`.
 
 /// Bumps conversations' last seqs by the given counts (creating rows) and returns them.
 /// Parameters per row: conv, count, usera, userb.
@@ -150,9 +139,6 @@ const JOINER_CURSOR: &str = "INSERT INTO msgcursor(userid, conv, seq, floor) \
      SELECT ?, ?, COALESCE(MAX(last_seq), 0), COALESCE(MAX(last_seq), 0) FROM conversation \
      WHERE conv = ? ON CONFLICT(userid, conv) DO UPDATE SET floor = excluded.floor, \
      seq = MAX(seq, excluded.seq)";
-/// Deletes the oldest messages; parameters: before, limit.
-const PRUNE_MESSAGES: &str = "DELETE FROM message WHERE rowid IN \
-     (SELECT rowid FROM message WHERE created < ? ORDER BY created LIMIT ?)";
 /// Deletes expired cmid records; parameters: before, limit.
 const PRUNE_CMIDS: &str = "DELETE FROM msgcmid WHERE (sender, cmid) IN \
      (SELECT sender, cmid FROM msgcmid WHERE created < ? ORDER BY created LIMIT ?)";
@@ -165,9 +151,9 @@ const STATEMENT_CACHE: usize = 64;
 /// which this process owns exclusively (see [`super::file_lock`]).
 pub struct SqliteStore {
     pub(super) pool: Pool<SqliteConnectionManager>,
-    /// Held by every append for its transaction, and by the checkpointer for the last copy of
-    /// a cycle (see `sqlite_checkpoint`).
-    pub(super) append_gate: Arc<Mutex<()>>,
+    /// Held by every append for its transaction and its index pass (see `sqlite_index`), and
+    /// by the checkpointer for the last copy of a cycle (see `sqlite_checkpoint`).
+    pub(super) append_gate: Arc<Mutex<LogTail>>,
     _checkpointer: Checkpointer,
     /// The exclusive lock on `PATH.lock` (`None` only for `:memory:`, private anyway); last,
     /// so it is released after everything else has stopped.
@@ -210,8 +196,11 @@ impl SqliteStore {
             log::warn!("{path}: SQLite refused WAL mode (journal_mode={mode})");
         }
         first.execute_batch(SCHEMA).map_err(query)?;
+        first.execute_batch(sqlite_index::SCHEMA).map_err(query)?;
+        sqlite_index::create_or_upgrade(&mut first)?;
         super::names::sqlite::upgrade(&mut first)?;
         migrate_offline(&mut first)?;
+        let tail = sqlite_index::count_tail(&first)?;
         drop(first);
 
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
@@ -220,7 +209,7 @@ impl SqliteStore {
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)
             .map_err(|e| StoreError::Unavailable(format!("{path}: {e}")))?;
-        let append_gate = Arc::new(Mutex::new(()));
+        let append_gate = Arc::new(Mutex::new(tail));
         let checkpointer = Checkpointer::start(pool.clone(), Arc::clone(&append_gate))
             .map_err(|e| StoreError::Unavailable(format!("checkpointer thread: {e}")))?;
         Ok(Self {
@@ -544,18 +533,25 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let mut c = self.conn()?;
-        let _gate = self.append_gate.locked();
+        let mut tail = self.append_gate.locked();
         let tx = c
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(query)?;
         let out = append_in(&tx, batch)?;
         tx.commit().map_err(query)?;
+        tail.rows += out.iter().filter(|a| matches!(a, Appended::New(_))).count();
+        if tail.rows >= sqlite_index::INDEX_AT {
+            // The batch is stored and will be acked: a failed pass only leaves a longer tail.
+            if let Err(e) = sqlite_index::index_tail(&mut c, &mut tail) {
+                log::warn!("message log index: {e}");
+            }
+        }
         Ok(out)
     }
 
     fn read_after(&self, conv: ConvId, after: Seq, limit: usize) -> StoreResult<Vec<Logged>> {
         let c = self.conn()?;
-        let mut s = c.prepare_cached(sql::READ_AFTER).map_err(query)?;
+        let mut s = c.prepare_cached(sqlite_index::READ_AFTER).map_err(query)?;
         s.query_map(params![conv.0, after, sql::limit(limit)], logged)
             .and_then(|rows| rows.collect())
             .map_err(query)
@@ -569,7 +565,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreResult<(Vec<Logged>, bool)> {
         let c = self.conn()?;
-        let mut s = c.prepare_cached(sql::READ_BEFORE).map_err(query)?;
+        let mut s = c.prepare_cached(sqlite_index::READ_BEFORE).map_err(query)?;
         let rows = s
             .query_map(
                 params![conv.0, floor, before, sql::limit(limit).saturating_add(1)],
@@ -623,17 +619,14 @@ impl Store for SqliteStore {
 
     fn prune(&self, before_ms: i64, limit: usize) -> StoreResult<u64> {
         let expired = sql::now_ms().saturating_sub(CMID_WINDOW_MS);
-        let c = self.conn()?;
-        // Each DELETE is one short write transaction of its own: the pruner never holds the
+        let mut c = self.conn()?;
+        // Each step is one short write transaction of its own: the pruner never holds the
         // write lock for long.
-        let n = c
-            .prepare_cached(PRUNE_MESSAGES)
-            .and_then(|mut s| s.execute(params![before_ms, sql::limit(limit)]))
-            .map_err(query)?;
+        let n = sqlite_index::prune(&mut c, before_ms, sql::limit(limit))?;
         c.prepare_cached(PRUNE_CMIDS)
             .and_then(|mut s| s.execute(params![expired, sql::limit(limit)]))
             .map_err(query)?;
-        Ok(n as u64)
+        Ok(n)
     }
 
     fn members_page(

@@ -17,6 +17,7 @@
 //! busy server rewinds about twice a second, writing over blocks the WAL file already has.
 
 use super::sqlite::{query, BUSY_TIMEOUT};
+use super::sqlite_index::{self, LogTail};
 use super::{StoreError, StoreResult};
 use crate::sync::LockExt;
 use crossbeam_channel::{RecvTimeoutError, Sender};
@@ -45,10 +46,11 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts the thread on its own connection from `pool`; `gate` is the lock every append
-    /// holds for its transaction.
+    /// holds for its transaction. Each period it also indexes what is left of the log's tail
+    /// (see `sqlite_index`), so that the tail is empty soon after traffic pauses.
     pub(crate) fn start(
         pool: Pool<SqliteConnectionManager>,
-        gate: Arc<Mutex<()>>,
+        gate: Arc<Mutex<LogTail>>,
     ) -> std::io::Result<Self> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let thread = std::thread::Builder::new()
@@ -57,6 +59,9 @@ impl Checkpointer {
                 match stopped.recv_timeout(PERIOD) {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
+                }
+                if let Err(e) = index_rest(&pool, &gate) {
+                    log::warn!("message log index: {e}");
                 }
                 if let Err(e) = cycle(&pool, &gate, REWIND_AT) {
                     log::warn!("checkpoint: {e}");
@@ -78,11 +83,23 @@ impl Drop for Checkpointer {
     }
 }
 
+/// Indexes the log's tail, if there is one. The connection is taken before the gate, in the
+/// order appends take them.
+fn index_rest(pool: &Pool<SqliteConnectionManager>, gate: &Mutex<LogTail>) -> StoreResult<()> {
+    if gate.locked().rows == 0 {
+        return Ok(());
+    }
+    let mut c = pool
+        .get()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    sqlite_index::index_tail(&mut c, &mut gate.locked())
+}
+
 /// One cycle (see the module comment).
 /// `rewind_at` is [`REWIND_AT`] but for tests.
 fn cycle(
     pool: &Pool<SqliteConnectionManager>,
-    gate: &Mutex<()>,
+    gate: &Mutex<LogTail>,
     rewind_at: i64,
 ) -> StoreResult<()> {
     let c = pool

@@ -22,3 +22,4 @@ pub mod private_service;
 pub mod raw_conn;
 pub mod server;
 pub mod small_rcvbuf;
+pub mod tls;

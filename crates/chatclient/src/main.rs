@@ -11,7 +11,8 @@
 //! Parsing ([`command`]), wording ([`render`]) and client state ([`state`]: the session, its
 //! friends and groups in [`contacts`], its receipts in [`receipts`]) are pure and unit-tested;
 //! [`repl`] touches the socket and, with [`terminal`] (a password read without echo), the
-//! terminal; [`history_file`] says where the line history is kept between runs.
+//! terminal; [`history_file`] says where the line history is kept between runs; [`tls`] sets up
+//! `--tls` (the roots to trust, the name to verify).
 
 mod command;
 mod contacts;
@@ -22,6 +23,7 @@ mod render;
 mod repl;
 mod state;
 mod terminal;
+mod tls;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -36,11 +38,35 @@ struct Args {
     /// Server port.
     #[arg(default_value_t = 6000)]
     port: u16,
+    /// Connect over TLS (a server started with --tls-cert/--tls-key), verifying its
+    /// certificate against --ca, or else the system's trusted roots.
+    #[arg(long)]
+    tls: bool,
+    /// PEM file of the CA (or the server's self-signed certificate) to trust, instead of the
+    /// system's roots. Implies --tls.
+    #[arg(long, value_name = "PEM")]
+    ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry (and the SNI sent), when it differs from
+    /// HOST: say, connecting by IP address to a server whose certificate names a host.
+    /// Implies --tls.
+    #[arg(long, value_name = "NAME")]
+    tls_name: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match crate::repl::run(&args.host, args.port) {
+    let tls = if args.tls || args.ca.is_some() || args.tls_name.is_some() {
+        match tls::setup(&args.host, args.ca.as_deref(), args.tls_name.as_deref()) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!("chatclient: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    match crate::repl::run(&args.host, args.port, tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chatclient: {e}");

@@ -8,11 +8,13 @@ use crate::history_file;
 use crate::state::ClientState;
 use crate::terminal;
 
+use crate::tls::Tls;
 use clusterchat_proto::client::{Client, ClientError, FrameReader};
+use clusterchat_proto::transport::Transport;
 use rustyline::error::ReadlineError;
 use rustyline::{Config, DefaultEditor, ExternalPrinter};
 use std::io::IsTerminal;
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,10 +47,15 @@ const ACCOUNT_WAIT: Duration = Duration::from_secs(3);
 /// How many lines the line history keeps (in memory and in its file).
 const HISTORY_LINES: usize = 1000;
 
-/// Runs the client against `host:port` until `quit`, Ctrl+D or the server closing the
-/// connection. An `Err` is the one line to show when the state could not start.
-pub fn run(host: &str, port: u16) -> Result<(), String> {
-    let mut client = Client::connect((host, port)).map_err(|e| match e {
+/// Runs the client against `host:port` (over TLS with `tls`) until `quit`, Ctrl+D or the
+/// server closing the connection. An `Err` is the one line to show when the state could not
+/// start.
+pub fn run(host: &str, port: u16, tls: Option<Tls>) -> Result<(), String> {
+    let connected = match &tls {
+        None => Client::connect((host, port)),
+        Some(tls) => Client::connect_tls((host, port), tls.config.clone(), tls.name.clone()),
+    };
+    let mut client = connected.map_err(|e| match e {
         ClientError::Io(e) => format!("cannot connect to {host}:{port}: {e}"),
         e => format!("cannot connect to {host}:{port}: {e}"),
     })?;
@@ -56,7 +63,7 @@ pub fn run(host: &str, port: u16) -> Result<(), String> {
     client
         .set_timeout(Some(RECEIPT_TICK))
         .map_err(|e| e.to_string())?;
-    let socket = client.stream().try_clone().map_err(|e| e.to_string())?;
+    let socket = client.try_clone_transport().map_err(|e| e.to_string())?;
     let config = Config::builder()
         .max_history_size(HISTORY_LINES)
         .map_err(|e| format!("terminal: {e}"))?
@@ -88,7 +95,8 @@ pub fn run(host: &str, port: u16) -> Result<(), String> {
             .spawn(move || read_frames(socket, state, sender, quitting, printer, saved))
             .map_err(|e| e.to_string())?
     };
-    println!("connected to {host}:{port}; type `help` for the commands");
+    let over = if tls.is_some() { " over TLS" } else { "" };
+    println!("connected to {host}:{port}{over}; type `help` for the commands");
     interact(&mut editor, &mut history, &held, &sender, &state);
 
     wait_while(&state, LINGER, ClientState::awaiting);
@@ -283,7 +291,7 @@ fn interact(
 /// The reader thread: print every frame until the connection ends. When the server (not the
 /// user) ended it, say so and exit the process, since the main thread is blocked in readline.
 fn read_frames(
-    socket: TcpStream,
+    socket: Transport,
     state: Arc<Mutex<ClientState>>,
     sender: Sender,
     quitting: Arc<AtomicBool>,

@@ -22,6 +22,7 @@ use crate::admission::Admission;
 use crate::buffer::Buffer;
 use crate::connection::{ConnRef, TcpConnection};
 use crate::loop_shared::{LoopShared, Task};
+use crate::tls::TlsSession;
 use crate::written::TagQueue;
 use crate::Handler;
 use auth_timer::AuthTimers;
@@ -51,6 +52,9 @@ struct Slot<C> {
     /// The tagged frames in `output` (`deliver`'s), created with the first one: a connection
     /// that never uses tags pays a pointer and a check.
     tags: Option<Box<TagQueue>>,
+    /// The TLS session, on a TLS listener's connections (`None`: plain TCP, which pays a
+    /// pointer and a check per read and write).
+    tls: Option<Box<TlsSession>>,
     /// What the poll watches for (`None`: deregistered, while reading is stopped and no
     /// output is pending).
     interest: Option<Interest>,
@@ -91,6 +95,8 @@ pub(crate) struct EventLoop<C, H> {
     handler: Arc<H>,
     limits: LoopLimits,
     admission: Arc<Admission>,
+    /// Every connection of this loop speaks TLS with this config (`ServerOptions::tls`).
+    tls: Option<Arc<rustls::ServerConfig>>,
     reading: bool,
     /// Connections to read in the next iteration whatever the poll says (their budget ran
     /// out with input left in the socket, or reading restarted).
@@ -108,6 +114,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
         handler: Arc<H>,
         limits: LoopLimits,
         admission: Arc<Admission>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let shared = Arc::new(LoopShared::new(poll.registry(), WAKER)?);
@@ -120,6 +127,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             handler,
             limits,
             admission,
+            tls,
             reading: true,
             ready: Vec::new(),
             auth_timers: AuthTimers::default(),
@@ -286,6 +294,14 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             Arc::clone(&self.admission),
             C::default(),
         ));
+        let tls = match self.tls.as_ref().map(TlsSession::new).transpose() {
+            Ok(tls) => tls.map(Box::new),
+            Err(e) => {
+                log::warn!("cannot start TLS for connection from {peer}: {e}");
+                self.admission.release(&handle.auth, peer.ip());
+                return;
+            }
+        };
         if let Err(e) = self
             .poll
             .registry()
@@ -302,6 +318,7 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             input: Buffer::new(),
             output: Buffer::new(),
             tags: None,
+            tls,
             interest: Some(Interest::READABLE),
             dirty: false,
             closing: false,

@@ -24,6 +24,11 @@
 //! spins when out of file descriptors; connections unauthenticated for `auth_timeout` are
 //! closed.
 //!
+//! TLS ([`ServerOptions::tls`]): a server can speak TLS on all its connections; the session
+//! sits between the socket and the buffers (rustls, decrypting into the input and encrypting
+//! from the output at each flush), so handlers, framing, tags and every limit above work
+//! unchanged, on plaintext.
+//!
 //! `examples/echo.rs` and `examples/broadcast.rs` are the smallest servers on the reactor alone.
 
 mod acceptor;
@@ -33,11 +38,15 @@ mod connection;
 mod event_loop;
 mod loop_shared;
 mod tcp_server;
+mod tls;
 mod written;
 
 pub use buffer::Buffer;
 pub use bytes::Bytes;
 pub use connection::{ConnRef, TcpConnection};
+/// The TLS library of `ServerOptions::tls`, re-exported so callers build its config with the
+/// same version.
+pub use rustls;
 pub use tcp_server::{ServerHandle, ServerOptions, TcpServer};
 
 /// The application's side of the reactor: muduo's `ConnectionCallback`, `MessageCallback`

@@ -16,8 +16,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How the server runs (muduo's `setThreadNum`), and the limits that protect it from its
-/// peers. [`Default`]: one loop, a 16 MiB output limit, no keepalive, no other limit.
-#[derive(Debug, Clone, Copy)]
+/// peers. [`Default`]: one loop, a 16 MiB output limit, no keepalive, no other limit, plain
+/// TCP.
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Number of IO loop threads; at least one is started.
     pub io_threads: usize,
@@ -45,6 +46,13 @@ pub struct ServerOptions {
     /// last `set_authenticated(false)`, before it is closed (`on_close` follows). `None`: no
     /// limit.
     pub auth_timeout: Option<Duration>,
+    /// Speak TLS on every connection of this server, with this rustls config (certificate,
+    /// key, protocol versions; the crate re-exports [`rustls`](crate::rustls) so the caller
+    /// builds it with the same version). The handler sees plaintext as on plain TCP. The
+    /// handshake is bounded like any unauthenticated connection (`auth_timeout`,
+    /// `max_unauthenticated_per_ip`); a peer that does not speak TLS is closed. `None`:
+    /// plain TCP, which pays nothing for this.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerOptions {
@@ -56,6 +64,7 @@ impl Default for ServerOptions {
             max_connections: None,
             max_unauthenticated_per_ip: None,
             auth_timeout: None,
+            tls: None,
         }
     }
 }
@@ -99,7 +108,12 @@ impl TcpServer {
         let mut loops = Vec::new();
         let mut threads = Vec::new();
         for i in 0..options.io_threads.max(1) {
-            let event_loop = EventLoop::new(Arc::clone(&handler), limits, Arc::clone(&admission))?;
+            let event_loop = EventLoop::new(
+                Arc::clone(&handler),
+                limits,
+                Arc::clone(&admission),
+                options.tls.clone(),
+            )?;
             loops.push(event_loop.shared());
             threads.push(
                 std::thread::Builder::new()

@@ -4,11 +4,13 @@
 use crate::clock;
 use crate::codec::{Frames, Item, DEFAULT_MAX_FRAME};
 use crate::request::{self, Request};
+use crate::transport::{TlsStream, Transport};
 use crate::{msgid, GroupId, UserId};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What can go wrong talking to a server.
@@ -97,8 +99,8 @@ fn is_timeout(e: &io::Error) -> bool {
 /// Frames that arrive while a helper waits for a particular reply (a chat message during a
 /// request, say) are kept in order and handed out by [`Client::recv`] later: nothing is dropped.
 pub struct Client {
-    writer: TcpStream,
-    reader: FrameReader<TcpStream>,
+    writer: Transport,
+    reader: FrameReader<Transport>,
     backlog: VecDeque<Value>,
     terminator: &'static [u8],
     next_reqid: u64,
@@ -111,10 +113,43 @@ impl Client {
         Client::from_stream(stream)
     }
 
+    /// Connects over TLS with a 10 s read timeout (the handshake included), verifying the
+    /// server's certificate against `config`'s roots for `name` (see [`crate::tls`]). A
+    /// certificate that does not verify, or a server that does not speak TLS, is
+    /// [`ClientError::Io`] with rustls' reason.
+    pub fn connect_tls(
+        addr: impl ToSocketAddrs,
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addr)?;
+        Client::from_stream_tls(stream, config, name)
+    }
+
+    /// Runs the TLS handshake over an already connected stream (see
+    /// [`connect_tls`](Self::connect_tls)).
+    pub fn from_stream_tls(
+        stream: TcpStream,
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> Result<Client, ClientError> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let tls = TlsStream::connect(stream, config, name).map_err(|e| match e {
+            e if is_timeout(&e) => ClientError::Timeout,
+            e => ClientError::Io(e),
+        })?;
+        Client::from_transport(Transport::Tls(tls))
+    }
+
     /// Wraps an already connected stream.
     pub fn from_stream(stream: TcpStream) -> Result<Client, ClientError> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Client::from_transport(Transport::Plain(stream))
+    }
+
+    fn from_transport(stream: Transport) -> Result<Client, ClientError> {
         let reader = FrameReader::new(stream.try_clone()?);
         Ok(Client {
             writer: stream,
@@ -133,13 +168,20 @@ impl Client {
 
     /// Changes the read timeout (None: wait forever).
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
-        self.writer.set_read_timeout(timeout)?;
+        self.writer.socket().set_read_timeout(timeout)?;
         Ok(())
     }
 
-    /// The underlying socket (to shut it down, or read its addresses).
+    /// The underlying socket (to shut it down, or read its addresses; under TLS, bytes
+    /// written to it directly would break the session).
     pub fn stream(&self) -> &TcpStream {
-        &self.writer
+        self.writer.socket()
+    }
+
+    /// A second handle on the connection, for a thread that only reads (with a
+    /// [`FrameReader`]) while this client sends: see [`Transport`].
+    pub fn try_clone_transport(&self) -> Result<Transport, ClientError> {
+        Ok(self.writer.try_clone()?)
     }
 
     /// Sends one JSON object followed by the terminator.

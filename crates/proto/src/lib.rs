@@ -9,6 +9,7 @@
 //! | [`envelope`] | a request's routing fields, borrowed (the server's hot path) |
 //! | [`client`] | a small blocking client (tests, `chatbench`'s setup, `chatclient`) |
 //! | [`clock`] | the `time` format of chat messages |
+//! | [`transport`], [`tls`] | the client's byte stream (TCP or TLS) and its TLS set-up |
 //!
 //! Messages 1–10 are exactly those of the C++ muduo chat server, so its menu-driven client works
 //! unchanged. Everything newer (acks, errors, the create-group reply, the message log's
@@ -24,6 +25,8 @@ pub mod errno;
 pub mod msgid;
 pub mod reply;
 pub mod request;
+pub mod tls;
+pub mod transport;
 
 pub use envelope::{cmid_field, int_field, Envelope};
 pub use reply::{

@@ -133,6 +133,9 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     /// restarted; then what the socket holds, up to the read budget. Closes the connection
     /// on end of file or a read error. Loop thread only.
     ///
+    /// On a TLS connection, "the socket" is its [`TlsSession`](crate::tls::TlsSession): the
+    /// plaintext it decrypts; such a connection is read until WouldBlock (or the budget).
+    ///
     /// It stops after a read that returned less than the scratch space, without the final read
     /// that would only return WouldBlock: one system call less per message on the hot path.
     /// That is right with Linux epoll only. mio registers sockets edge-triggered (EPOLLET), and
@@ -175,7 +178,19 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
-            match c.stream.read(&mut self.scratch) {
+            let result = match c.tls.as_deref_mut() {
+                None => c.stream.read(&mut self.scratch),
+                Some(tls) => {
+                    let result = tls.read(&mut c.stream, &mut self.scratch);
+                    // Handshake records to answer, or output that waited for the handshake.
+                    if tls.take_flush_due() && !c.dirty {
+                        c.dirty = true;
+                        self.dirty.push(key);
+                    }
+                    result
+                }
+            };
+            match result {
                 Ok(0) => return self.close(key),
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
@@ -201,7 +216,8 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                     let Some(c) = self.conns.get(key) else {
                         return;
                     };
-                    if n < self.scratch.len() && !c.ended {
+                    // (TLS: a short read of plaintext says nothing of the socket.)
+                    if n < self.scratch.len() && !c.ended && c.tls.is_none() {
                         return;
                     }
                     if budget == 0 {

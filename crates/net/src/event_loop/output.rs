@@ -72,13 +72,13 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                 self.close(key);
                 continue;
             }
+            if c.closing && c.output.is_empty() {
+                shutdown_write(c);
+            }
             if let Err(e) = update_interest(self.poll.registry(), key, c) {
                 log::warn!("cannot update interest: {e}");
                 self.close(key);
                 continue;
-            }
-            if c.closing && c.output.is_empty() {
-                let _ = c.stream.shutdown(Shutdown::Write);
             }
         }
         self.dirty = dirty;
@@ -86,8 +86,12 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
     }
 }
 
-/// Writes as much pending output as the socket takes, keeping the tag queue up to date.
+/// Writes as much pending output as the socket takes, keeping the tag queue up to date
+/// (through the TLS session, on a TLS connection).
 fn write_out<C>(c: &mut Slot<C>) -> io::Result<()> {
+    if let Some(tls) = c.tls.as_deref_mut() {
+        return tls.write_out(&mut c.stream, &mut c.output, c.tags.as_deref_mut());
+    }
     while !c.output.is_empty() {
         match c.stream.write(c.output.peek()) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -105,6 +109,19 @@ fn write_out<C>(c: &mut Slot<C>) -> io::Result<()> {
     Ok(())
 }
 
+/// The half-close of a closing connection whose output has drained: shuts down the socket's
+/// writing side (after the TLS `close_notify`, once the socket has taken it).
+fn shutdown_write<C>(c: &mut Slot<C>) {
+    if let Some(tls) = c.tls.as_deref_mut() {
+        match tls.close_notify(&mut c.stream, &mut c.output) {
+            Ok(true) => {}
+            Ok(false) => return, // the rest when the socket is writable
+            Err(e) => log::debug!("cannot send close_notify: {e}"),
+        }
+    }
+    let _ = c.stream.shutdown(Shutdown::Write);
+}
+
 /// Asks for WRITABLE events only while output is pending (muduo's `enableWriting` /
 /// `disableWriting`), and for READABLE ones unless reading is stopped (`disableReading`);
 /// a connection that wants neither is taken off the poll.
@@ -114,7 +131,7 @@ pub(super) fn update_interest<C>(
     c: &mut Slot<C>,
 ) -> io::Result<()> {
     let read = !c.paused || c.closing;
-    let write = !c.output.is_empty();
+    let write = !c.output.is_empty() || c.tls.as_ref().is_some_and(|t| t.wants_write());
     let want = match (read, write) {
         (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
         (true, false) => Some(Interest::READABLE),
