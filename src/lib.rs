@@ -29,9 +29,10 @@
 //!   pool**; a connection's requests always go to the same worker, so they complete in order.
 //! * `TcpConnection::send` is thread safe: it queues bytes to the owning loop and wakes it;
 //!   each loop writes every connection once per iteration, so writes coalesce under load.
-//! * in a cluster, a **publisher** thread pipelines PUBLISH to Redis and a **subscriber**
-//!   thread receives the messages for this server's users; a **housekeeper** retries what
-//!   failed during outages and releases the sessions of dead servers.
+//! * in a cluster, a **publisher** thread routes batches through Redis (one PUBLISH per
+//!   destination server, found in a presence directory) and a **subscriber** thread receives
+//!   what is routed to this server and fans it out to its users; a **housekeeper** retries
+//!   what failed during outages and releases the sessions of dead servers.
 #![warn(missing_docs)]
 
 pub mod bus;

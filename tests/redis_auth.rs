@@ -71,7 +71,8 @@ fn user_of(conn: &HashMap<String, String>) -> &str {
 /// Each server's subscriber and publisher connection is in `CLIENT LIST` under its name
 /// (`clusterchat:<node>:<role>`, set by the handshake), authenticated as its URL's user (server
 /// 0: the default user; server 1: the ACL user if there are ACLs), on database 3, subscribed to
-/// its users' channels / last used to publish.
+/// its own channel only / last used to route (the routing script); and the presence directory
+/// names `users_per_server` users on each server.
 fn assert_subscribers_and_publishers(
     redis: &PrivateRedis,
     cluster: &TestCluster,
@@ -96,14 +97,24 @@ fn assert_subscribers_and_publishers(
             (user, DB.to_string().as_str()),
             "{sub:?}"
         );
-        assert_eq!(sub["sub"], users_per_server.to_string(), "{sub:?}");
+        assert_eq!(sub["sub"], "1", "{sub:?}");
         let publisher = by_name(&format!("clusterchat:{node}:publisher"));
         assert_eq!(
             (user_of(publisher), publisher["db"].as_str()),
             (user, DB.to_string().as_str()),
             "{publisher:?}"
         );
-        assert_eq!(publisher["cmd"], "publish", "{publisher:?}");
+        assert_eq!(publisher["cmd"], "evalsha", "{publisher:?}");
+        let mut c = admin(redis, DB);
+        let sessions: Vec<String> = redis::cmd("HVALS")
+            .arg(format!("{}presence", cluster.prefix))
+            .query(&mut c)
+            .unwrap();
+        let here = sessions
+            .iter()
+            .filter(|s| s.starts_with(&format!("{node}/")))
+            .count();
+        assert_eq!(here, users_per_server, "{node} in {sessions:?}");
     }
 }
 

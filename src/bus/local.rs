@@ -1,4 +1,5 @@
-//! The bus of a server that runs alone: no other server exists.
+//! The bus of a server that runs alone: no other server exists, every user is connected here
+//! or offline.
 
 use super::{Bus, BusError, Inbound};
 use clusterchat_proto::UserId;
@@ -17,11 +18,11 @@ impl LocalBus {
 }
 
 impl Bus for LocalBus {
-    fn subscribe(&self, _user: UserId) {}
+    fn enter(&self, _user: UserId, _session: &str) {}
 
-    fn unsubscribe(&self, _user: UserId) {}
+    fn leave(&self, _user: UserId, _session: &str) {}
 
-    fn publish(&self, _user: UserId, _frame: &[u8]) -> Result<bool, BusError> {
+    fn publish(&self, _users: &[UserId], _frame: &[u8]) -> Result<bool, BusError> {
         Ok(false)
     }
 

@@ -1,15 +1,19 @@
 //! Delivery between servers, behind one trait.
 //!
 //! A server alone uses [`local::LocalBus`]: there is nobody else to deliver to, so a message
-//! for a user who is not connected here is stored offline. A cluster uses the Redis backend:
-//! each server subscribes to one channel per user it has online, and publishing reports how
-//! many servers received the message (0 means: store it offline).
+//! for a user who is not connected here waits in the log. A cluster uses the Redis backend,
+//! which routes by server, not by user: a presence directory says which server holds which
+//! user, a message goes once to each server that has receivers for it (with the list of them),
+//! batched with whatever else goes there at the same moment, and that server fans it out to
+//! its local connections (see [`redis_route`]).
 
 pub(crate) mod local;
 pub(crate) mod redis;
+mod redis_directory;
 mod redis_endpoint;
 mod redis_names;
 mod redis_publisher;
+mod redis_route;
 mod redis_subscriber;
 
 use clusterchat_proto::UserId;
@@ -33,42 +37,49 @@ pub enum BusError {
 /// What a bus backend reports to the server, from its own thread.
 #[derive(Debug)]
 pub(crate) enum BusEvent<'a> {
-    /// A message arrived for a user this server subscribed to.
+    /// A message arrived for users this server holds (as far as the directory knew when it
+    /// was routed): fan it out to their connections.
     Message {
-        /// The receiver.
-        user: UserId,
-        /// The chat frame, as published.
+        /// The receivers on this server.
+        users: &'a [UserId],
+        /// The frame, as published (empty: a nudge, read the log again for them).
         frame: &'a [u8],
     },
-    /// The bus came back after an outage and every local user is subscribed again. Messages
-    /// sent meanwhile were stored offline: the server delivers them now.
+    /// The bus came back after an outage: this server listens again and its users are in the
+    /// directory again. Messages sent meanwhile are in the log: the server reads it for them.
     Reconnected,
 }
 
 /// Receives the outcome of [`Bus::publish_async`]: `Ok(true)` some server took the message,
-/// `Ok(false)` nobody has the user online, `Err` the bus is down (store it offline).
+/// `Ok(false)` none of its recipients is online anywhere, `Err` the bus is down (it waits in
+/// the log; nudge its recipients later).
 pub(crate) type PublishDone = Box<dyn FnOnce(Result<bool, BusError>) + Send>;
 
 /// The callback that receives [`BusEvent`]s.
 pub(crate) type Inbound = Arc<dyn Fn(BusEvent<'_>) + Send + Sync>;
 
-/// Cross-server delivery and node liveness.
+/// Cross-server delivery, presence and node liveness.
 pub(crate) trait Bus: Send + Sync {
-    /// Starts receiving messages for `user` (called at login, before the login reply).
-    fn subscribe(&self, user: UserId);
+    /// Records that `user` is online here under `session` (`"<node>/<connection>"`): from now
+    /// on their messages are routed to this server. Called at login, after the store's claim
+    /// and before the log is read. Blocks for one Redis round trip; a failure is retried by
+    /// the bus (and the user's log read again then).
+    fn enter(&self, user: UserId, session: &str);
 
-    /// Stops receiving messages for `user` (logout, disconnect).
-    fn unsubscribe(&self, user: UserId);
+    /// Forgets `user`'s entry if it still names `session` (logout, disconnect, takeover).
+    /// Never blocks: the delete may reach Redis later, which is harmless (a message routed
+    /// by the old entry finds nobody here and waits in the log).
+    fn leave(&self, user: UserId, session: &str);
 
-    /// Sends `frame` to whichever server has `user` online. `Ok(true)`: some server took it;
-    /// `Ok(false)`: nobody has the user (store it offline).
-    fn publish(&self, user: UserId, frame: &[u8]) -> Result<bool, BusError>;
+    /// Sends `frame` to the servers that hold any of `users`, each with the list of those it
+    /// holds, and waits. `Ok(true)`: some server took it; `Ok(false)`: none of them is online.
+    fn publish(&self, users: &[UserId], frame: &[u8]) -> Result<bool, BusError>;
 
     /// Like [`publish`](Self::publish) without waiting: `done` is called with the outcome,
     /// possibly on another thread, and must not block. Messages queued in order by one thread
     /// are published in order. The default waits (for buses where that costs nothing).
-    fn publish_async(&self, user: UserId, frame: bytes::Bytes, done: PublishDone) {
-        done(self.publish(user, &frame));
+    fn publish_async(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
+        done(self.publish(&users, &frame));
     }
 
     /// Whether the server named `node` is alive as far as the bus can tell (its liveness key;
@@ -76,7 +87,12 @@ pub(crate) trait Bus: Send + Sync {
     /// over (together with the store's `node_running`).
     fn node_alive(&self, node: &str) -> Result<bool, BusError>;
 
-    /// Installs the callback for inbound messages. Called once, before any subscribe.
+    /// Deletes the directory entries of `node`, a server proven gone (its users were set
+    /// offline): they route nothing already (nobody listens on its channel), this keeps the
+    /// directory from growing with them. Called by the housekeeper; errors are only logged.
+    fn forget_node(&self, _node: &str) {}
+
+    /// Installs the callback for inbound messages. Called once, before any login.
     fn set_inbound(&self, inbound: Inbound);
 
     /// Whether this server runs alone (nobody to publish to).

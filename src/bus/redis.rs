@@ -1,9 +1,12 @@
-//! The cluster's bus: Redis publish/subscribe.
+//! The cluster's bus: Redis publish/subscribe, routed by server.
 //!
-//! * Each server subscribes to one channel per user it has online (`<prefix>user:<id>`), on a
-//!   dedicated connection read by its own thread ([`super::redis_subscriber`]).
-//! * Messages are published through a pool of connections; PUBLISH answers how many servers
-//!   received the message, and 0 means nobody has the user online: the caller stores it.
+//! * Each server subscribes to its own channel (`<prefix>node:<id>`), on a dedicated
+//!   connection read by its own thread ([`super::redis_subscriber`]).
+//! * A presence directory (`<prefix>presence`, user -> session) says which server holds which
+//!   user: [`Bus::enter`] and [`Bus::leave`] keep this server's entries
+//!   ([`super::redis_directory`]), which it writes again after Redis lost them (a restart).
+//! * Messages go through the publisher thread ([`super::redis_publisher`]): one call of the
+//!   routing script ([`super::redis_route`]) per batch, one PUBLISH per destination server.
 //! * Each server keeps a key `<prefix>node:<id>` alive with a 3 s expiry, refreshed every
 //!   second: a server killed with SIGKILL stops refreshing it, so within seconds the others
 //!   may take over the sessions it left behind.
@@ -13,6 +16,7 @@
 //! * While Redis is unreachable, every call fails fast (no per-message timeouts) and the
 //!   outage and the recovery are each logged once.
 
+use super::redis_directory::Directory;
 use super::redis_endpoint::Endpoint;
 use super::redis_names::Names;
 use super::redis_publisher::Publisher;
@@ -30,11 +34,13 @@ const NODE_TTL_SECS: u64 = 3;
 const BACKOFF: Duration = Duration::from_millis(500);
 /// How long a TCP connect to Redis may take at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a blocking [`Bus::publish`] waits for its outcome.
+const PUBLISH_WAIT: Duration = Duration::from_secs(3);
 
 /// Redis-backed bus for one node of a cluster.
 pub(crate) struct RedisBus {
     shared: Arc<Shared>,
-    subscriber: Subscriber,
+    subscriber: Arc<Subscriber>,
     publisher: Mutex<Publisher>,
     heartbeat: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -46,6 +52,8 @@ struct Shared {
     node: String,
     health: Arc<Health>,
     stopping: AtomicBool,
+    /// This server's presence directory entries.
+    directory: Directory,
 }
 
 /// Fail-fast state and once-per-outage logging.
@@ -117,25 +125,41 @@ impl RedisBus {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(client)
             .map_err(|e| BusError::Unavailable(format!("{}: {e}", endpoint.shown())))?;
+        let health = Arc::new(Health {
+            down_until_ms: AtomicU64::new(0),
+            reported: AtomicBool::new(false),
+        });
         let shared = Arc::new(Shared {
-            pool,
+            pool: pool.clone(),
             names: Names::new(prefix),
             node: node.to_string(),
-            health: Arc::new(Health {
-                down_until_ms: AtomicU64::new(0),
-                reported: AtomicBool::new(false),
-            }),
+            health: Arc::clone(&health),
             stopping: AtomicBool::new(false),
+            directory: Directory::start(pool.clone(), Names::new(prefix).directory(), health)
+                .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?,
         });
         shared.beat()?;
-        let subscriber = Subscriber::start(Arc::clone(&endpoint), Names::new(prefix))?;
-        let publisher = Publisher::start(Arc::clone(&endpoint), Arc::clone(&shared.health))
-            .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?;
+        let restore = {
+            let shared = Arc::clone(&shared);
+            Box::new(move || shared.restore())
+        };
+        let subscriber = Arc::new(Subscriber::start(
+            Arc::clone(&endpoint),
+            shared.names.node_channel(node),
+            restore,
+        )?);
+        let publisher = Publisher::start(
+            Arc::clone(&endpoint),
+            Arc::clone(&shared.health),
+            &shared.names,
+        )
+        .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?;
         let heartbeat = {
             let shared = Arc::clone(&shared);
+            let subscriber = Arc::clone(&subscriber);
             std::thread::Builder::new()
                 .name("redis-heartbeat".into())
-                .spawn(move || shared.heartbeat_loop())
+                .spawn(move || shared.heartbeat_loop(&subscriber))
                 .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?
         };
         log::info!(
@@ -177,11 +201,23 @@ impl Shared {
         Ok(())
     }
 
-    fn heartbeat_loop(&self) {
+    /// Writes this server's liveness key and every directory entry it holds again.
+    fn restore(&self) -> Result<(), BusError> {
+        self.beat()?;
+        self.directory.restore()
+    }
+
+    fn heartbeat_loop(&self, subscriber: &Subscriber) {
         let mut next = Instant::now();
         while !self.stopping.load(Ordering::Acquire) {
             if Instant::now() >= next {
                 let _ = self.beat();
+                // An entry that failed to be written while the subscriber stayed connected:
+                // write them all, then read the log for everyone (they may have missed pushes).
+                if self.directory.is_lost() && self.restore().is_ok() {
+                    log::info!("presence directory written again");
+                    subscriber.report_restored();
+                }
                 next = Instant::now() + Duration::from_secs(1);
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -195,29 +231,29 @@ impl Shared {
 }
 
 impl Bus for RedisBus {
-    fn subscribe(&self, user: UserId) {
-        self.subscriber.subscribe(user);
+    fn enter(&self, user: UserId, session: &str) {
+        self.shared.directory.enter(user, session);
     }
 
-    fn unsubscribe(&self, user: UserId) {
-        self.subscriber.unsubscribe(user);
+    fn leave(&self, user: UserId, session: &str) {
+        self.shared.directory.leave(user, session);
     }
 
-    fn publish(&self, user: UserId, frame: &[u8]) -> Result<bool, BusError> {
-        let s = &self.shared;
-        let mut c = s.conn()?;
-        let receivers: i64 = redis::cmd("PUBLISH")
-            .arg(s.names.user_channel(user))
-            .arg(frame)
-            .query(&mut *c)
-            .map_err(|e| s.health.failed("PUBLISH", e))?;
-        s.health.succeeded();
-        Ok(receivers > 0)
+    fn publish(&self, users: &[UserId], frame: &[u8]) -> Result<bool, BusError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.publish_async(
+            users.into(),
+            bytes::Bytes::copy_from_slice(frame),
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        );
+        rx.recv_timeout(PUBLISH_WAIT)
+            .unwrap_or_else(|_| Err(BusError::Unavailable("no answer from Redis".into())))
     }
 
-    fn publish_async(&self, user: UserId, frame: bytes::Bytes, done: PublishDone) {
-        let channel = self.shared.names.user_channel(user);
-        self.publisher.locked().publish(channel, frame, done);
+    fn publish_async(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
+        self.publisher.locked().publish(users, frame, done);
     }
 
     fn node_alive(&self, node: &str) -> Result<bool, BusError> {
@@ -231,6 +267,14 @@ impl Bus for RedisBus {
             .query(&mut *c)
             .map_err(|e| s.health.failed("EXISTS", e))?;
         Ok(exists)
+    }
+
+    fn forget_node(&self, node: &str) {
+        match self.shared.directory.forget_node(node) {
+            Ok(0) => {}
+            Ok(n) => log::info!("server {node} is gone: {n} directory entries deleted"),
+            Err(e) => log::debug!("directory entries of {node} not deleted: {e}"),
+        }
     }
 
     fn set_inbound(&self, inbound: Inbound) {
@@ -248,5 +292,6 @@ impl Bus for RedisBus {
         }
         self.subscriber.stop();
         self.publisher.locked().stop();
+        self.shared.directory.stop();
     }
 }

@@ -1,9 +1,8 @@
 //! Every Redis channel and key name of one cluster, built in one place.
 
-use clusterchat_proto::UserId;
-
 /// The names under one prefix (`--channel-prefix`, so that clusters can share a Redis):
-/// `<prefix>user:<id>` is the channel of a user, `<prefix>node:<id>` a server's liveness key.
+/// `<prefix>node:<id>` is a server's channel and, as a key, its liveness key (channels and
+/// keys are separate namespaces in Redis); `<prefix>presence` the presence directory.
 #[derive(Debug, Clone)]
 pub(crate) struct Names {
     prefix: String,
@@ -16,24 +15,24 @@ impl Names {
         }
     }
 
-    /// The channel a user's messages are published on.
-    pub(crate) fn user_channel(&self, user: UserId) -> String {
-        format!("{}user:{user}", self.prefix)
-    }
-
-    /// The user whose channel this is, if it is a user channel of this cluster.
-    pub(crate) fn user_of_channel(&self, channel: &[u8]) -> Option<UserId> {
-        std::str::from_utf8(channel)
-            .ok()?
-            .strip_prefix(self.prefix.as_str())?
-            .strip_prefix("user:")?
-            .parse()
-            .ok()
-    }
-
     /// The key a live server refreshes.
     pub(crate) fn node_key(&self, node: &str) -> String {
         format!("{}node:{node}", self.prefix)
+    }
+
+    /// The channel a server listens on: [`Self::node_prefix`] and its name.
+    pub(crate) fn node_channel(&self, node: &str) -> String {
+        format!("{}node:{node}", self.prefix)
+    }
+
+    /// What every server's channel starts with.
+    pub(crate) fn node_prefix(&self) -> String {
+        format!("{}node:", self.prefix)
+    }
+
+    /// The presence directory (a hash: user id -> `"<node>/<connection>"`).
+    pub(crate) fn directory(&self) -> String {
+        format!("{}presence", self.prefix)
     }
 }
 
@@ -42,12 +41,11 @@ mod tests {
     use super::Names;
 
     #[test]
-    fn a_user_channel_reads_back_as_its_user() {
+    fn names_live_under_the_prefix() {
         let names = Names::new("chat:");
-        assert_eq!(names.user_channel(42), "chat:user:42");
-        assert_eq!(names.user_of_channel(b"chat:user:42"), Some(42));
-        assert_eq!(names.user_of_channel(b"other:user:42"), None);
-        assert_eq!(names.user_of_channel(b"chat:node:42"), None);
         assert_eq!(names.node_key("n1"), "chat:node:n1");
+        assert_eq!(names.node_channel("n1"), "chat:node:n1");
+        assert!(names.node_channel("n1").starts_with(&names.node_prefix()));
+        assert_eq!(names.directory(), "chat:presence");
     }
 }

@@ -1,24 +1,24 @@
-//! The subscriber side of the Redis bus: one dedicated connection and one thread.
+//! The subscriber side of the Redis bus: one dedicated connection, one thread, one channel.
 //!
-//! The connection is a plain socket: any thread writes SUBSCRIBE / UNSUBSCRIBE commands on it
-//! (encoded by the redis crate), and the subscriber thread blocks reading replies and messages
-//! (parsed by the redis crate's parser). So a login's subscription goes out at once, with no
-//! polling, and [`Subscriber::subscribe`] waits for Redis to confirm it: a message published
-//! after a login has read its offline queue cannot miss the user.
+//! The server listens on its own channel (`<prefix>node:<node>`) only: what other servers
+//! route here is a payload of messages, each with the local users it is for
+//! ([`super::redis_route::decode`]), handed to the server's callback in arrival order, one
+//! event per message (it fans the frame out to those users' connections).
 //!
-//! Subscriptions are counted per user (a user's new login may subscribe before their old,
-//! vanished connection unsubscribes). When the connection breaks, the thread reconnects with
-//! a backoff and subscribes every wanted user again by itself. Every connection, the first and
-//! each reconnection, authenticates and selects the database first ([`Endpoint::connect`]).
+//! [`Subscriber::start`] returns once Redis has confirmed the subscription, before the server
+//! takes any login: a message routed here after a login wrote its directory entry cannot miss
+//! the server. When the connection breaks, the thread reconnects with a backoff, subscribes
+//! again and, once Redis confirms it, runs the `restore` hook (the liveness key and this
+//! server's directory entries written again: a restarted Redis has lost them) before it
+//! reports [`BusEvent::Reconnected`], so that the log is read for every local user only once
+//! new messages reach them again. Every connection, the first and each reconnection,
+//! authenticates and selects the database first ([`Endpoint::connect`]).
 
 use super::redis_endpoint::Endpoint;
-use super::redis_names::Names;
+use super::redis_route::decode;
 use super::{BusError, BusEvent, Inbound};
 use crate::sync::{LockExt, RwLockExt};
-use clusterchat_proto::UserId;
-use crossbeam_channel::{bounded, Sender};
 use redis::Value;
-use std::collections::HashMap;
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,14 +26,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How long a login waits for Redis to confirm its subscription.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 /// The connection's name in Redis: `clusterchat:<node>:subscriber`.
 const ROLE: &str = "subscriber";
-/// How long a TCP connect may take.
+/// How long a TCP connect, and the confirmation of the first subscription, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between reconnection attempts.
 const RETRY: Duration = Duration::from_millis(200);
+
+/// What the subscriber runs after a reconnection, before it reports it (on its thread).
+pub(super) type Restore = Box<dyn Fn() -> Result<(), BusError> + Send + Sync>;
 
 /// The subscriber connection and its thread.
 pub(super) struct Subscriber {
@@ -43,39 +44,48 @@ pub(super) struct Subscriber {
 
 struct State {
     endpoint: Arc<Endpoint>,
-    names: Names,
-    /// Subscription counts, and the socket to write commands on while connected. One lock so
-    /// that the order of commands on the wire follows the order of count changes.
-    subs: Mutex<Subs>,
-    /// Logins waiting for their subscription to be confirmed, by channel.
-    waiting: Mutex<HashMap<Vec<u8>, Vec<Sender<()>>>>,
+    channel: String,
+    restore: Restore,
+    /// The socket, while connected, so that `stop` can shut it down.
+    socket: Mutex<Option<TcpStream>>,
     inbound: RwLock<Option<Inbound>>,
     stopping: AtomicBool,
 }
 
-#[derive(Default)]
-struct Subs {
-    count: HashMap<UserId, usize>,
-    writer: Option<TcpStream>,
-}
-
 impl Subscriber {
-    /// Connects and starts the thread; fails if Redis is unreachable or refuses now.
-    pub(super) fn start(endpoint: Arc<Endpoint>, names: Names) -> Result<Subscriber, BusError> {
+    /// Connects, subscribes to `channel` and waits for Redis to confirm it, then starts the
+    /// thread; fails if Redis is unreachable or refuses now.
+    pub(super) fn start(
+        endpoint: Arc<Endpoint>,
+        channel: String,
+        restore: Restore,
+    ) -> Result<Subscriber, BusError> {
         let first = endpoint.connect(CONNECT_TIMEOUT, ROLE)?;
         let state = Arc::new(State {
             endpoint,
-            names,
-            subs: Mutex::new(Subs::default()),
-            waiting: Mutex::new(HashMap::new()),
+            channel,
+            restore,
+            socket: Mutex::new(None),
             inbound: RwLock::new(None),
             stopping: AtomicBool::new(false),
         });
+        let mut reader = state
+            .subscribe(&first)
+            .map_err(|e| BusError::Unavailable(format!("cannot subscribe: {e}")))?;
+        first
+            .set_read_timeout(Some(CONNECT_TIMEOUT))
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        state
+            .confirmed(&mut reader, &mut redis::Parser::new())
+            .map_err(BusError::Unavailable)?;
+        first
+            .set_read_timeout(None)
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
         let thread = {
             let state = Arc::clone(&state);
             std::thread::Builder::new()
                 .name("redis-subscriber".into())
-                .spawn(move || state.run(first))
+                .spawn(move || state.run(reader))
                 .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?
         };
         Ok(Subscriber {
@@ -89,54 +99,17 @@ impl Subscriber {
         *self.state.inbound.write_locked() = Some(inbound);
     }
 
-    /// Counts one more subscription of `user`; the first one is sent to Redis and confirmed
-    /// before this returns (or fails quietly if Redis is down: the user then stays local-only
-    /// until the reconnection subscribes them).
-    pub(super) fn subscribe(&self, user: UserId) {
-        let channel = self.state.channel(user);
-        let (tx, rx) = bounded(1);
-        {
-            let mut subs = self.state.subs.locked();
-            let n = subs.count.entry(user).or_insert(0);
-            *n += 1;
-            if *n > 1 {
-                return;
-            }
-            self.state
-                .waiting
-                .locked()
-                .entry(channel.clone().into_bytes())
-                .or_default()
-                .push(tx);
-            if !self.state.send(&mut subs, "SUBSCRIBE", &[channel.as_str()]) {
-                return;
-            }
-        }
-        if rx.recv_timeout(CONFIRM_TIMEOUT).is_err() {
-            log::warn!("Redis did not confirm the subscription of user {user} in time");
-        }
-    }
-
-    /// Counts one subscription of `user` less; the last one is unsubscribed in Redis.
-    pub(super) fn unsubscribe(&self, user: UserId) {
-        let mut subs = self.state.subs.locked();
-        let Some(n) = subs.count.get_mut(&user) else {
-            return;
-        };
-        *n -= 1;
-        if *n == 0 {
-            subs.count.remove(&user);
-            let channel = self.state.channel(user);
-            self.state
-                .send(&mut subs, "UNSUBSCRIBE", &[channel.as_str()]);
-        }
+    /// Reports [`BusEvent::Reconnected`] (the bus restored this server's directory entries
+    /// after they failed to be written).
+    pub(super) fn report_restored(&self) {
+        self.state.emit(BusEvent::Reconnected);
     }
 
     /// Stops the thread and closes the connection.
     pub(super) fn stop(&self) {
         self.state.stopping.store(true, Ordering::Release);
-        if let Some(w) = self.state.subs.locked().writer.take() {
-            let _ = w.shutdown(Shutdown::Both);
+        if let Some(s) = self.state.socket.locked().take() {
+            let _ = s.shutdown(Shutdown::Both);
         }
         if let Some(t) = self.thread.locked().take() {
             let _ = t.join();
@@ -145,30 +118,47 @@ impl Subscriber {
 }
 
 impl State {
-    fn channel(&self, user: UserId) -> String {
-        self.names.user_channel(user)
+    /// Installs `s` as the current socket and sends SUBSCRIBE; returns the reader.
+    fn subscribe(&self, s: &TcpStream) -> std::io::Result<BufReader<TcpStream>> {
+        let mut writer = s.try_clone()?;
+        *self.socket.locked() = Some(s.try_clone()?);
+        writer.write_all(
+            &redis::cmd("SUBSCRIBE")
+                .arg(&self.channel)
+                .get_packed_command(),
+        )?;
+        Ok(BufReader::new(writer))
     }
 
-    /// Writes one command while connected; false when not connected or the write failed
-    /// (the reader thread notices the broken connection and reconnects).
-    fn send(&self, subs: &mut Subs, command: &str, channels: &[&str]) -> bool {
-        let Some(w) = subs.writer.as_mut() else {
-            return false;
-        };
-        let packed = redis::cmd(command).arg(channels).get_packed_command();
-        w.write_all(&packed).is_ok()
+    /// Reads until Redis confirms the subscription.
+    fn confirmed(
+        &self,
+        reader: &mut BufReader<TcpStream>,
+        parser: &mut redis::Parser,
+    ) -> Result<(), String> {
+        loop {
+            match parser.parse_value(&mut *reader) {
+                Ok(Value::Array(items)) | Ok(Value::Push { data: items, .. }) => {
+                    if matches!(items.first(), Some(Value::BulkString(k)) if k == b"subscribe") {
+                        return Ok(());
+                    }
+                }
+                Ok(Value::ServerError(e)) => return Err(format!("SUBSCRIBE refused: {e:?}")),
+                Ok(other) => log::debug!("unexpected Redis reply on the subscriber: {other:?}"),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
     }
 
-    /// The thread: read until the connection breaks, reconnect, subscribe everyone again.
-    fn run(self: Arc<Self>, first: TcpStream) {
-        let mut stream = Some(first);
+    /// The thread: read until the connection breaks, reconnect, subscribe again, restore.
+    fn run(self: Arc<Self>, first: BufReader<TcpStream>) {
+        let mut reader = Some(first);
         let mut outage_logged = false;
-        let mut reconnected = false;
         while !self.stopping.load(Ordering::Acquire) {
-            let s = match stream.take() {
-                Some(s) => s,
-                None => match self.endpoint.connect(CONNECT_TIMEOUT, ROLE) {
-                    Ok(s) => s,
+            let mut r = match reader.take() {
+                Some(r) => r,
+                None => match self.reconnect() {
+                    Ok(r) => r,
                     Err(e) => {
                         if !outage_logged {
                             log::warn!("Redis subscriber disconnected ({e}); reconnecting");
@@ -179,19 +169,13 @@ impl State {
                     }
                 },
             };
-            if let Err(e) = self.resubscribe_all(&s) {
-                log::debug!("Redis resubscription failed: {e}");
-                std::thread::sleep(RETRY);
-                continue;
-            }
-            if reconnected || outage_logged {
-                log::info!("Redis subscriber reconnected; local users subscribed again");
+            if outage_logged {
+                log::info!("Redis subscriber reconnected; local users are in the directory again");
                 self.emit(BusEvent::Reconnected);
+                outage_logged = false;
             }
-            outage_logged = false;
-            reconnected = true;
-            let err = self.read_loop(s);
-            self.subs.locked().writer = None;
+            let err = self.read_loop(&mut r);
+            self.socket.locked().take();
             if !self.stopping.load(Ordering::Acquire) {
                 log::warn!("Redis subscriber connection lost ({err}); reconnecting");
                 outage_logged = true;
@@ -199,24 +183,26 @@ impl State {
         }
     }
 
-    /// Installs `s` as the command socket and subscribes every wanted user in one command.
-    fn resubscribe_all(&self, s: &TcpStream) -> std::io::Result<()> {
-        let mut subs = self.subs.locked();
-        let mut writer = s.try_clone()?;
-        if !subs.count.is_empty() {
-            let channels: Vec<String> = subs.count.keys().map(|u| self.channel(*u)).collect();
-            writer.write_all(&redis::cmd("SUBSCRIBE").arg(channels).get_packed_command())?;
-        }
-        subs.writer = Some(writer);
-        Ok(())
+    /// Connects, subscribes, waits for the confirmation and restores this server's entries.
+    fn reconnect(&self) -> Result<BufReader<TcpStream>, String> {
+        let s = self
+            .endpoint
+            .connect(CONNECT_TIMEOUT, ROLE)
+            .map_err(|e| e.to_string())?;
+        let mut reader = self.subscribe(&s).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(CONNECT_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        self.confirmed(&mut reader, &mut redis::Parser::new())?;
+        s.set_read_timeout(None).map_err(|e| e.to_string())?;
+        (self.restore)().map_err(|e| e.to_string())?;
+        Ok(reader)
     }
 
-    /// Reads replies and messages until the connection fails; returns why.
-    fn read_loop(&self, s: TcpStream) -> String {
-        let mut reader = BufReader::new(s);
+    /// Reads messages until the connection fails; returns why.
+    fn read_loop(&self, reader: &mut BufReader<TcpStream>) -> String {
         let mut parser = redis::Parser::new();
         loop {
-            match parser.parse_value(&mut reader) {
+            match parser.parse_value(&mut *reader) {
                 Ok(Value::Array(items)) | Ok(Value::Push { data: items, .. }) => {
                     self.on_push(items)
                 }
@@ -233,26 +219,24 @@ impl State {
         else {
             return;
         };
-        match kind.as_slice() {
-            b"message" => {
-                let Some(Value::BulkString(payload)) = it.next() else {
-                    return;
-                };
-                let user = self.names.user_of_channel(&channel);
-                if let Some(user) = user {
-                    self.emit(BusEvent::Message {
-                        user,
-                        frame: &payload,
-                    });
-                }
-            }
-            b"subscribe" => {
-                let waiters = self.waiting.locked().remove(&channel);
-                for w in waiters.unwrap_or_default() {
-                    let _ = w.send(());
-                }
-            }
-            _ => {}
+        if kind != b"message" || channel != self.channel.as_bytes() {
+            return;
+        }
+        let Some(Value::BulkString(payload)) = it.next() else {
+            return;
+        };
+        let inbound = self.inbound.read_locked();
+        let Some(inbound) = inbound.as_ref() else {
+            return;
+        };
+        let decoded = decode(&payload, |users, frame| {
+            inbound(BusEvent::Message { users, frame })
+        });
+        if decoded.is_err() {
+            log::warn!(
+                "ignored the malformed rest of a bus payload on {}",
+                self.channel
+            );
         }
     }
 

@@ -5,6 +5,7 @@
 use super::atomic::StripedCounter;
 use crate::bus::{Bus, BusError, Inbound, PublishDone, SharedBus};
 use clusterchat_proto::UserId;
+use std::sync::Arc;
 
 /// The wrapper (see the module docs). Thread safe, as the bus it wraps.
 pub(crate) struct CountedBus {
@@ -27,22 +28,22 @@ impl CountedBus {
 }
 
 impl Bus for CountedBus {
-    fn subscribe(&self, user: UserId) {
-        self.inner.subscribe(user)
+    fn enter(&self, user: UserId, session: &str) {
+        self.inner.enter(user, session)
     }
 
-    fn unsubscribe(&self, user: UserId) {
-        self.inner.unsubscribe(user)
+    fn leave(&self, user: UserId, session: &str) {
+        self.inner.leave(user, session)
     }
 
-    fn publish(&self, user: UserId, frame: &[u8]) -> Result<bool, BusError> {
-        self.count(self.inner.publish(user, frame))
+    fn publish(&self, users: &[UserId], frame: &[u8]) -> Result<bool, BusError> {
+        self.count(self.inner.publish(users, frame))
     }
 
-    fn publish_async(&self, user: UserId, frame: bytes::Bytes, done: PublishDone) {
+    fn publish_async(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
         let errors = self.errors.clone();
         self.inner.publish_async(
-            user,
+            users,
             frame,
             Box::new(move |outcome| {
                 if outcome.is_err() {
@@ -55,6 +56,10 @@ impl Bus for CountedBus {
 
     fn node_alive(&self, node: &str) -> Result<bool, BusError> {
         self.count(self.inner.node_alive(node))
+    }
+
+    fn forget_node(&self, node: &str) {
+        self.inner.forget_node(node)
     }
 
     fn set_inbound(&self, inbound: Inbound) {

@@ -143,8 +143,8 @@ impl RunningServer {
         {
             let service = Arc::clone(&service);
             bus.set_inbound(Arc::new(move |event: BusEvent<'_>| match event {
-                BusEvent::Message { user, frame } => {
-                    service.inbound(user, Bytes::copy_from_slice(frame))
+                BusEvent::Message { users, frame } => {
+                    service.inbound(users, Bytes::copy_from_slice(frame))
                 }
                 BusEvent::Reconnected => {
                     for user in service.online().users() {

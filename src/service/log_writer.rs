@@ -200,26 +200,15 @@ impl ChatService {
         }
     }
 
-    /// The message is stored: push it to its receivers, then ack its sender.
+    /// The message is stored: ack its sender, then push it to its receivers (the ACK never
+    /// waits for a group's fan-out).
     fn complete(self: &Arc<Self>, s: &Submission, outcome: Appended) {
         let seq = match outcome {
-            Appended::New(seq) => {
-                let frame = Bytes::from(with_seq(&s.body, seq));
-                let users = match &s.to {
-                    Recipients::One(user) => std::slice::from_ref(user),
-                    Recipients::Group(_, members) => members.as_slice(),
-                };
-                // One clock read per message, not per receiver (a group's pushes are quick).
-                let latency = s.taken.elapsed();
-                for user in users {
-                    if self.push(*user, s.conv, seq, &frame) {
-                        self.metrics.delivery_latency(latency);
-                    }
-                }
-                s.conn.context().outbox().note_own(s.sender, s.conv, seq);
-                seq
+            Appended::New(seq) => seq,
+            Appended::Duplicate { conv, seq } if conv == s.conv => {
+                self.ack(s, seq);
+                return;
             }
-            Appended::Duplicate { conv, seq } if conv == s.conv => seq,
             Appended::Duplicate { .. } => {
                 let e = ServiceError::new(
                     errno::BAD_FIELD,
@@ -229,6 +218,22 @@ impl ChatService {
                 return fail(s, &e);
             }
         };
+        s.conn.context().outbox().note_own(s.sender, s.conv, seq);
+        self.ack(s, seq);
+        let frame = Bytes::from(with_seq(&s.body, seq));
+        let users = match &s.to {
+            Recipients::One(user) => std::slice::from_ref(user),
+            Recipients::Group(_, members) => members.as_slice(),
+        };
+        // One clock read per message, not per receiver (a group's pushes are quick).
+        let latency = s.taken.elapsed();
+        for _ in 0..self.push(users, s.conv, seq, &frame) {
+            self.metrics.delivery_latency(latency);
+        }
+    }
+
+    /// The sender's ACK with the message's seq, if the request carried a `reqid`.
+    fn ack(&self, s: &Submission, seq: crate::store::Seq) {
         if let Some(reqid) = &s.reqid {
             let group = match s.to {
                 Recipients::Group(g, _) => Some(g),

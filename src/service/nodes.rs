@@ -49,6 +49,7 @@ impl ChatService {
                 Ok(Some(n)) => {
                     if n > 0 {
                         log::info!("server {node} is gone: set its {n} users offline");
+                        self.bus.forget_node(node);
                     }
                     total += n;
                 }

@@ -39,60 +39,88 @@ pub(super) fn sender_of(frame: &[u8]) -> Option<UserId> {
 }
 
 impl ChatService {
-    /// Pushes a stored message to `user`: queued on their connection here, else published to
-    /// the server that has them. A failed publish asks for a nudge later (their server then
-    /// reads the log again). True when a session of the user here took it (queued it, or has
-    /// it already, or will read it from the log as it syncs).
+    /// Pushes a stored message to `users`: queued on the connections of those here (the frame
+    /// is shared, serialised once), and handed to the bus once for all the others, which
+    /// sends it once to each server that holds some of them. A failed publish asks for a nudge
+    /// of them later (their servers then read the log again). Returns how many sessions here
+    /// took it (queued it, or have it already, or will read it from the log as they sync).
     pub(crate) fn push(
         self: &Arc<Self>,
-        user: UserId,
+        users: &[UserId],
         conv: ConvId,
         seq: Seq,
         frame: &Bytes,
-    ) -> bool {
-        if let Some(conn) = self.online.connection(user) {
-            match conn.context().outbox().push(&conn, conv, seq, frame) {
-                Pushed::Done => return true,
-                Pushed::Gap => {
-                    self.resync_later(conn);
-                    return false;
+    ) -> usize {
+        let mut elsewhere = Vec::new();
+        let mut here = 0;
+        for &user in users {
+            if let Some(conn) = self.online.connection(user) {
+                match conn.context().outbox().push(&conn, conv, seq, frame) {
+                    Pushed::Done => {
+                        here += 1;
+                        continue;
+                    }
+                    Pushed::Gap => {
+                        self.resync_later(conn);
+                        continue;
+                    }
+                    Pushed::NoSession => {}
                 }
-                Pushed::NoSession => {}
             }
+            elsewhere.push(user);
         }
-        if self.bus.is_standalone() {
-            return false;
+        if elsewhere.is_empty() || self.bus.is_standalone() {
+            return here;
         }
+        let users: Arc<[UserId]> = elsewhere.into();
         let service = Arc::clone(self);
+        let failed = Arc::clone(&users);
         self.bus.publish_async(
-            user,
+            users,
             frame.clone(),
             Box::new(move |outcome| {
                 if let Err(e) = outcome {
-                    log::debug!("push to user {user} failed ({e}); will nudge");
-                    service.retries.nudge_later(user);
+                    log::debug!("push to {} users failed ({e}); will nudge", failed.len());
+                    for user in failed.iter() {
+                        service.retries.nudge_later(*user);
+                    }
                 }
             }),
         );
-        false
+        here
     }
 
-    /// A frame from the bus for `user` (on the bus's thread, in arrival order; never blocks).
-    /// An empty frame is a nudge: read the log again for them; a kick ends their session here
-    /// (a takeover elsewhere).
-    pub(crate) fn inbound(self: &Arc<Self>, user: UserId, frame: Bytes) {
+    /// A frame from the bus for `users` of this server (on the bus's thread, in arrival
+    /// order; never blocks): fanned out to their connections, the frame parsed once. An empty
+    /// frame is a nudge: read the log again for them; a kick ends a session here (a takeover
+    /// elsewhere).
+    ///
+    /// A user who is not (or no longer) here is skipped: the message is in the log, and the
+    /// directory entry that sent it here was written before this user's session read the log
+    /// and is replaced only after the session ended, so any later session of theirs reads
+    /// the log after the message was stored (see `bus::redis_route`).
+    pub(crate) fn inbound(self: &Arc<Self>, users: &[UserId], frame: Bytes) {
         if frame.is_empty() {
-            return self.schedule_resync(user);
+            return users.iter().for_each(|u| self.schedule_resync(*u));
         }
         if let Some(session) = super::takeover::kick_target(&frame) {
-            return self.kick_requested(user, session);
+            return users
+                .iter()
+                .for_each(|u| self.kick_requested(*u, session.clone()));
         }
         let Some((conv, seq)) = routing(&frame) else {
-            return log::warn!("ignored a bus frame for user {user} that is not a stored chat");
+            return log::warn!("ignored a bus frame that is not a stored chat");
         };
-        if let Some(conn) = self.online.connection(user) {
-            if conn.context().outbox().push(&conn, conv, seq, &frame) == Pushed::Gap {
-                self.resync_later(conn);
+        for &user in users {
+            match self.online.connection(user) {
+                Some(conn) => {
+                    if conn.context().outbox().push(&conn, conv, seq, &frame) == Pushed::Gap {
+                        self.resync_later(conn);
+                    }
+                }
+                None => log::debug!(
+                    "user {user} left before {conv:?} seq {seq} arrived; it waits in the log"
+                ),
             }
         }
     }
@@ -124,10 +152,17 @@ impl ChatService {
                 self.retries.release_later(user, session);
             }
         }
+        let mut elsewhere = Vec::new();
         for user in self.retries.take_nudges() {
             if self.online.connection(user).is_some() {
                 self.schedule_resync(user);
-            } else if !self.bus.is_standalone() && self.bus.publish(user, b"").is_err() {
+            } else if !self.bus.is_standalone() {
+                elsewhere.push(user);
+            }
+        }
+        // One nudge for all of them, routed to the servers that hold them.
+        if !elsewhere.is_empty() && self.bus.publish(&elsewhere, b"").is_err() {
+            for user in elsewhere {
                 self.retries.nudge_later(user);
             }
         }

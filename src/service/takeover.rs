@@ -3,8 +3,8 @@
 //!
 //! * A session on this server is ended by the login's own worker, at once (as a closed
 //!   connection's session is, see `local_holder_gone`).
-//! * A session on another server: the login publishes a kick on the user's channel naming the
-//!   session (`{"msgid":22,"session":"<node>/<connection>"}`). The server that has that
+//! * A session on another server: the login publishes a kick to the user (routed to the server
+//!   the presence directory names) naming the session (`{"msgid":22,"session":"<node>/<connection>"}`). The server that has that
 //!   session ends it on the connection's worker, behind the requests it already read. The
 //!   login meanwhile tries its claim every [`TAKEOVER_POLL`], asks again every
 //!   [`KICK_REPEAT`] while the same session holds it (a kick may cross the session's own login
@@ -119,7 +119,7 @@ impl ChatService {
             _ => true,
         };
         if due {
-            let reached = self.bus.publish(user, &kick_frame(holder))?;
+            let reached = self.bus.publish(&[user], &kick_frame(holder))?;
             log::debug!("user {user}: asked to end session {holder} (reached: {reached})");
             *asked = Some((holder.to_string(), Instant::now()));
         }

@@ -123,7 +123,7 @@ impl ChatService {
         // by a login that waits for this lock) queues its KICKED behind this LOGIN_ACK.
         let guard = self.locks.lock(user.id);
         self.claim_presence(user.id, &login.claim, req.takeover)?;
-        self.bus.subscribe(user.id);
+        self.bus.enter(user.id, &login.claim);
         conn.context().outbox().begin(user.id, legacy);
         self.online.insert(user.id, conn);
         // Under the lock: a takeover that finds this connection in the table finds its login.
@@ -408,7 +408,7 @@ impl ChatService {
         self.cursors.flush_user(&*self.store, login.id);
         // Not under the user's lock: a login waiting for this session to end holds it.
         self.online.remove(login.id, conn);
-        self.bus.unsubscribe(login.id);
+        self.bus.leave(login.id, &login.claim);
         if let Err(e) = self.store.release_session(login.id, &login.claim) {
             log::warn!(
                 "user {}: could not mark offline ({e}); will retry",
