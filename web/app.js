@@ -11,7 +11,8 @@ import { ConversationView } from './ui/conversation.js';
 import { startClusterPanel } from './ui/cluster.js';
 
 const HISTORY_PAGE = 30;
-const PRESENCE_EVERY_MS = 10000;
+// A fallback only: the server pushes friends' presence (PRESENCE, msgid 23).
+const PRESENCE_EVERY_MS = 30000;
 const PRESENCE_GROUPS_PER_ROUND = 8;
 
 const wsUrl = new URL('ws', location.href);
@@ -155,6 +156,11 @@ conn.addEventListener('syncdone', (e) => {
   firstSync = false;
 });
 
+// A friend came online or went offline (PRESENCE, msgid 23): the sidebar shows it at once.
+conn.addEventListener('presence', (e) => {
+  store.setPresence(e.detail.id, e.detail.state);
+});
+
 conn.addEventListener('kicked', (e) => {
   leaveChat(`${e.detail.errmsg || 'This account logged in elsewhere.'} Log in again to continue here.`);
 });
@@ -245,9 +251,10 @@ async function loadMembers(groupid) {
 }
 
 /**
- * The server pushes no presence changes (docs/PROTOCOL.md): friends' states come with each
- * LOGIN_ACK, and MEMBERS reports the state of a group's members. So every 10 s this asks
- * MEMBERS of a few groups in turn, which refreshes everyone we share a group with.
+ * The server pushes friends' presence (PRESENCE, msgid 23; see the 'presence' handler), but
+ * best effort, and only for friends: a fellow group member who is no friend is not pushed.
+ * So every 30 s this also asks MEMBERS of a few groups in turn, which refreshes everyone we
+ * share a group with (and corrects a lost push).
  */
 async function refreshPresence() {
   if (!conn.isOnline()) return;

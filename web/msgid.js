@@ -5,7 +5,7 @@ export const MSG = {
   LOGIN: 1, LOGIN_ACK: 2, LOGOUT: 3, REG: 4, REG_ACK: 5, ONE_CHAT: 6, ADD_FRIEND: 7,
   CREATE_GROUP: 8, ADD_GROUP: 9, GROUP_CHAT: 10, CREATE_GROUP_ACK: 11, ACK: 12, ERROR: 13,
   RECV: 14, SYNC_DONE: 15, HISTORY: 16, HISTORY_ACK: 17, MEMBERS: 18, MEMBERS_ACK: 19,
-  PING: 20, PONG: 21, KICKED: 22,
+  PING: 20, PONG: 21, KICKED: 22, PRESENCE: 23,
 };
 
 /** The conversation key of a chat frame for user `me`: 'u:<peer id>' or 'g:<group id>'. */

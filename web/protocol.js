@@ -269,6 +269,9 @@ export class ChatConnection extends EventTarget {
         this.shutdown();
         this.setStatus('ended', { reason: f.errmsg || 'logged in elsewhere' });
         return;
+      case MSG.PRESENCE:
+        this.dispatchEvent(new CustomEvent('presence', { detail: { id: f.id, state: f.state } }));
+        return;
       case MSG.PONG:
         return;
       default:

@@ -86,6 +86,18 @@ export class ChatStore extends EventTarget {
     this.users.set(u.id, known);
   }
 
+  /**
+   * A PRESENCE push (msgid 23): user `id` is now `state` ('online' or 'offline'). Returns
+   * whether anything changed (then the page re-renders).
+   */
+  setPresence(id, state) {
+    if (typeof id !== 'number' || (state !== 'online' && state !== 'offline')) return false;
+    if (this.users.get(id)?.state === state) return false;
+    this.learnUser({ id, state });
+    this.changed();
+    return true;
+  }
+
   group(id) {
     if (!this.groups.has(id)) this.groups.set(id, { id });
     return this.groups.get(id);

@@ -18,6 +18,7 @@ mod nodes;
 pub(crate) mod online;
 mod outbox;
 pub(crate) mod password;
+mod presence;
 mod relay;
 mod retries;
 mod sync;

@@ -40,6 +40,8 @@ struct State {
     live: bool,
     dirty: bool,
     legacy: bool,
+    /// A sync session whose LOGIN_ACK is queued: it may be sent PRESENCE frames.
+    presence: bool,
     sent: HashMap<ConvId, Seq>,
     /// The user's own messages above `sent` in their conversation (they are not pushed back
     /// to their sender): the gaps they leave are not losses.
@@ -93,11 +95,31 @@ impl Outbox {
         let mut st = self.state.locked();
         st.user = Some(user);
         st.legacy = legacy;
+        st.presence = false;
         st.live = false;
         st.dirty = false;
         st.sent.clear();
         st.own.clear();
         st.resync_asked = false;
+    }
+
+    /// The session's LOGIN_ACK is queued: from now on a sync session takes PRESENCE frames.
+    pub(crate) fn allow_presence(&self) {
+        let mut st = self.state.locked();
+        st.presence = st.user.is_some() && !st.legacy;
+    }
+
+    /// Queues a PRESENCE frame if this is a sync session past its LOGIN_ACK (a legacy session
+    /// never gets one: the old client reads each `recv()` as one reply). Returns whether it
+    /// was queued.
+    pub(crate) fn send_presence(&self, conn: &ChatConn, frame: &Bytes) -> bool {
+        let st = self.state.locked();
+        if !st.presence || st.user.is_none() || st.legacy {
+            return false;
+        }
+        // Under the lock, so it cannot overtake the end of the session.
+        conn.send(frame.clone());
+        true
     }
 
     /// Stops queueing live messages to the session (they wait in the log) and returns the tag
@@ -120,6 +142,7 @@ impl Outbox {
         let written = self.take_written();
         let mut st = self.state.locked();
         st.user = None;
+        st.presence = false;
         st.live = false;
         st.sent.clear();
         st.own.clear();
@@ -469,6 +492,27 @@ mod tests {
         );
         assert_eq!(outbox.inflight_bytes(), 0);
         assert_eq!(outbox.written(3).0, None, "no session: nothing to advance");
+    }
+
+    #[test]
+    fn presence_goes_only_to_a_sync_session_past_its_login_ack() {
+        let (conn, mut client, _server) = connection();
+        let outbox = conn.context().outbox();
+        let p = Bytes::from(r#"{"msgid":23,"id":5,"state":"online"}"#);
+        assert!(!outbox.send_presence(&conn, &p), "no session");
+        outbox.begin(2, true);
+        outbox.allow_presence();
+        assert!(!outbox.send_presence(&conn, &p), "a legacy session");
+        outbox.end();
+        outbox.begin(2, false);
+        assert!(!outbox.send_presence(&conn, &p), "before the LOGIN_ACK");
+        outbox.allow_presence();
+        assert!(outbox.send_presence(&conn, &p));
+        outbox.end();
+        assert!(!outbox.send_presence(&conn, &p), "after the session");
+        conn.send(Bytes::from("{\"end\":1}"));
+        assert_eq!(line(&mut client), r#"{"msgid":23,"id":5,"state":"online"}"#);
+        assert_eq!(line(&mut client), r#"{"end":1}"#);
     }
 
     #[test]

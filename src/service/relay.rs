@@ -93,7 +93,7 @@ impl ChatService {
     /// A frame from the bus for `users` of this server (on the bus's thread, in arrival
     /// order; never blocks): fanned out to their connections, the frame parsed once. An empty
     /// frame is a nudge: read the log again for them; a kick ends a session here (a takeover
-    /// elsewhere).
+    /// elsewhere); a presence frame goes to the sync sessions here, never stored.
     ///
     /// A user who is not (or no longer) here is skipped: the message is in the log, and the
     /// directory entry that sent it here was written before this user's session read the log
@@ -107,6 +107,9 @@ impl ChatService {
             return users
                 .iter()
                 .for_each(|u| self.kick_requested(*u, session.clone()));
+        }
+        if super::presence::is_presence(&frame) {
+            return self.presence_inbound(users, &frame);
         }
         let Some((conv, seq)) = routing(&frame) else {
             return log::warn!("ignored a bus frame that is not a stored chat");

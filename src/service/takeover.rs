@@ -10,6 +10,8 @@
 //!   [`KICK_REPEAT`] while the same session holds it (a kick may cross the session's own login
 //!   or a Redis reconnection), and gives up with errno 2 after [`TAKEOVER_WAIT`]. If that
 //!   server dies meanwhile, its session is taken over once it is proven dead, like any other.
+//! * The ended session's friends get no PRESENCE "offline": the new session announces
+//!   "online" once it is logged in.
 //! * The ended session's connection gets KICKED (22) and is shut down: it reads everything sent
 //!   before, then end of file; what it sends from then on is ignored. One whose peer does not
 //!   close within [`KICK_LINGER`] is closed by force.
@@ -70,7 +72,8 @@ impl ChatService {
     /// Ends `conn`'s session `old` for a takeover: cursors saved, presence released (see
     /// `end_session`), then KICKED and a shutdown.
     pub(super) fn kick(&self, conn: &ChatConn, old: &Login) {
-        self.end_session(conn, old);
+        // No PRESENCE "offline": the taking-over login announces "online" (no flicker).
+        self.finish_session(conn, old, false);
         log::info!("user {}: session {} ended by a takeover", old.id, old.claim);
         if conn.is_closed() {
             return;

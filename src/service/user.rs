@@ -79,6 +79,8 @@ impl ChatService {
         let user = self.check_password(conn, &req)?;
         let legacy = !req.sync;
         let friends = self.store.friends(user.id)?;
+        // Whom to tell that this user is online (a legacy LOGIN_ACK may cut its list).
+        let friend_ids: Vec<UserId> = friends.iter().map(|f| f.id).collect();
         let mut ack = if legacy {
             let mut groups = self.store.groups_of(user.id)?;
             // Read before the claim below, so this user still shows offline there.
@@ -143,10 +145,14 @@ impl ChatService {
         if let Err(e) = sent {
             conn.context().take_login();
             conn.set_authenticated(false);
-            self.end_session(conn, &login);
+            // Never announced online, so nothing to announce.
+            self.finish_session(conn, &login, false);
             return Err(e);
         }
+        // Behind the LOGIN_ACK: a sync session takes PRESENCE frames from now on.
+        conn.context().outbox().allow_presence();
         drop(guard);
+        self.announce(user.id, &friend_ids, true, false);
         log::debug!("user {} logged in on connection {}", user.id, conn.id());
         if let Err(e) = self.stream_backlog(conn, user.id, !legacy) {
             if !conn.is_closed() {
@@ -385,9 +391,17 @@ impl ChatService {
         Ok(Outcome::Ack)
     }
 
-    /// Takes `login` off this server: out of the online table and the bus, what it was sent
-    /// and wrote saved as cursors, presence released.
+    /// Takes `login` off this server (see [`finish_session`](Self::finish_session)) and tells
+    /// the user's friends that they are offline.
     pub(super) fn end_session(&self, conn: &ChatConn, login: &Login) {
+        self.finish_session(conn, login, true);
+    }
+
+    /// Takes `login` off this server: out of the online table and the bus, what it was sent
+    /// and wrote saved as cursors, presence released. With `announce`, the user's friends get
+    /// PRESENCE "offline" first (before the release, so that the "online" of a later session
+    /// comes after it); a takeover's kick announces nothing, the new session says "online".
+    pub(super) fn finish_session(&self, conn: &ChatConn, login: &Login, announce: bool) {
         // Cursors first: a login of this user (here, as soon as they leave the table, or
         // elsewhere) must start from what this session received, including the frames still
         // on their way to the kernel (a LOGOUT's ACK comes after them).
@@ -406,6 +420,15 @@ impl ChatService {
             self.cursors.record(user, &advances);
         }
         self.cursors.flush_user(&*self.store, login.id);
+        if announce {
+            match self.store.friends(login.id) {
+                Ok(friends) => {
+                    let ids: Vec<UserId> = friends.iter().map(|f| f.id).collect();
+                    self.announce(login.id, &ids, false, true);
+                }
+                Err(e) => log::debug!("user {}: no offline presence ({e})", login.id),
+            }
+        }
         // Not under the user's lock: a login waiting for this session to end holds it.
         self.online.remove(login.id, conn);
         self.bus.leave(login.id, &login.claim);

@@ -91,8 +91,8 @@ test('two users chat in the browser through the cluster', { timeout: 150000 }, a
     // what alice sends meanwhile is there when he comes back.
     await pb.waitForFunction(() => window.clusterchat.conn.receipts.due.size === 0);
     await pb.context().close();
-    // Presence: the server pushes no changes; the page refreshes its friends' states from
-    // MEMBERS of the groups it shares with them (every 10 s).
+    // Presence: bob has added alice, so the server pushes his PRESENCE (23) to her page
+    // (and MEMBERS of the groups they share refreshes it every 30 s as a fallback).
     const bobDot = pa.locator(`#friend-list li[data-key="u:${bobId}"] .dot`);
     await pa.locator(`#friend-list li[data-key="u:${bobId}"] .dot.offline`).waitFor();
     await open(pa, `u:${bobId}`);

@@ -43,6 +43,21 @@ test('the login reply fills friends, presence and groups', () => {
   assert.equal(store.title('u:9'), 'user #9');
 });
 
+test('a PRESENCE push (23) updates a friend and asks for a redraw once', () => {
+  const store = loggedIn();
+  assert.equal(MSG.PRESENCE, 23);
+  let changes = 0;
+  store.addEventListener('change', () => changes++);
+  assert.equal(store.setPresence(2, 'offline'), true);
+  assert.equal(store.users.get(2).state, 'offline');
+  assert.equal(store.users.get(2).name, 'bob', 'the name stays');
+  assert.equal(store.setPresence(2, 'offline'), false, 'no change, no redraw');
+  assert.equal(store.setPresence(2, 'away'), false, 'an unknown state is ignored');
+  assert.equal(store.setPresence(2, 'online'), true);
+  assert.equal(store.users.get(2).state, 'online');
+  assert.equal(changes, 2);
+});
+
 test('a message delivered twice is kept once and counted once', () => {
   const store = loggedIn();
   assert.equal(store.addChat(chat(2, ME, 5), { countUnread: true }), true);

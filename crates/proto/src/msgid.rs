@@ -1,6 +1,6 @@
 //! The msgid numbers. 1–10 are the original's `EnMsgType`; 11 and up are clusterchat's.
 //! 14–19 are the message log's (receipts, sync, history, member lists); 20–21 the heartbeat;
-//! 22 the end of a session taken over by another login.
+//! 22 the end of a session taken over by another login; 23 a friend's presence.
 
 /// `{"msgid":1,"id":..,"password":".."}`: log in.
 pub const LOGIN: i64 = 1;
@@ -55,3 +55,6 @@ pub const PONG: i64 = 21;
 /// New: `{"msgid":22,"errmsg":..}`: the server ended this session because the account logged
 /// in elsewhere with `"takeover":true`; the connection is closed after it.
 pub const KICKED: i64 = 22;
+/// New: `{"msgid":23,"id":..,"state":"online"|"offline"}`: pushed to sync sessions only when
+/// a friend's session starts or ends (best effort; the next LOGIN_ACK corrects a lost one).
+pub const PRESENCE: i64 = 23;
