@@ -7,7 +7,8 @@
 //! own user changes them (friendship is one-directional, and nobody else can add you to a
 //! group), so these lists stay exact for the session. What they cannot know: the name of a
 //! user added as a friend who never showed up in a frame, the name of a group joined by id,
-//! and a friend's state after the login reply unless a frame or a MEMBERS page tells it.
+//! and a friend's state after the login reply unless a frame, a PRESENCE push (23: a friend
+//! who added you logged in or out) or a MEMBERS page tells it.
 
 use clusterchat_proto::{GroupId, GroupInfo, LoginAck, MembersAck, UserId, UserInfo};
 use serde_json::Value;
@@ -137,6 +138,21 @@ impl Contacts {
         self.learn(id, name, live.then_some(ONLINE));
     }
 
+    /// A PRESENCE push (23): user `id` is now `state`. Returns whether a friend's state
+    /// changed.
+    pub fn seen_presence(&mut self, id: UserId, state: &str) -> bool {
+        if state != ONLINE && state != OFFLINE {
+            return false;
+        }
+        match self.friends.iter_mut().find(|f| f.id == id) {
+            Some(f) if f.state != state => {
+                f.state = state.to_string();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A MEMBERS page: names and states of the members; the group's size when the page is
     /// the whole list (the first, with nothing more).
     pub fn seen_members(&mut self, ack: &MembersAck, first_page: bool) {
@@ -221,6 +237,12 @@ mod tests {
         assert_eq!(c.friend(2).unwrap().state, OFFLINE);
         c.seen_chat(&from(2, "bob"), true);
         assert_eq!(c.friend(2).unwrap().state, ONLINE);
+        // A PRESENCE push changes a friend's state (once); others are ignored.
+        assert!(c.seen_presence(2, OFFLINE));
+        assert!(!c.seen_presence(2, OFFLINE));
+        assert!(!c.seen_presence(2, "away"));
+        assert!(!c.seen_presence(99, ONLINE), "not a friend");
+        assert_eq!(c.friend(2).unwrap().state, OFFLINE);
         // A user seen before they are added as a friend keeps their name.
         c.seen_chat(&from(6, "carol"), true);
         assert!(c.friend(6).is_none());

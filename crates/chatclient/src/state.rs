@@ -235,6 +235,18 @@ impl ClientState {
                 }
                 render::chat_line(frame).into_iter().collect()
             }
+            // A friend logged in or out: a line when their state changes.
+            Some(msgid::PRESENCE) => {
+                let (Some(id), Some(state)) = (frame["id"].as_i64(), frame["state"].as_str())
+                else {
+                    return Vec::new();
+                };
+                if !self.contacts.seen_presence(id, state) {
+                    return Vec::new();
+                }
+                let who = render::who(id, self.contacts.name_of(id));
+                vec![format!("{who} is now {state}")]
+            }
             // The answer to the reader thread's heartbeat: nothing to show.
             Some(msgid::PONG) => Vec::new(),
             // A login elsewhere took this session over; the server closes the connection next.
