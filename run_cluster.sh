@@ -322,7 +322,7 @@ start_nginx() {
         fi
         sleep 0.1
     done
-    say "nginx: listening on 127.0.0.1:$LB_PORT and http://127.0.0.1:$HTTP_LB_PORT (pid $(cat "$RUN/nginx/nginx.pid"), config $R/nginx/nginx.conf)"
+    say "nginx: listening on 127.0.0.1:$LB_PORT and http${TLS:+s}://127.0.0.1:$HTTP_LB_PORT (pid $(cat "$RUN/nginx/nginx.pid"), config $R/nginx/nginx.conf)"
 }
 
 # Stops what runs, in this order: nginx stops accepting (graceful quit: its open sessions
@@ -487,7 +487,7 @@ cmd_status() {
         echo "run_cluster.sh   pid $(cat "$RUN/cluster.pid") (in the foreground elsewhere)"
     fi
     if alive "$RUN/nginx/nginx.pid" nginx; then
-        echo "nginx            pid $(cat "$RUN/nginx/nginx.pid")  127.0.0.1:$LB_PORT  http://127.0.0.1:$HTTP_LB_PORT  running"
+        echo "nginx            pid $(cat "$RUN/nginx/nginx.pid")  127.0.0.1:$LB_PORT  http${TLS:+s}://127.0.0.1:$HTTP_LB_PORT  running"
         any=1
     else
         echo "nginx            not running"

@@ -30,7 +30,7 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
 
     /// Address of the HTTP front: the web client, `/ws` (the chat protocol over WebSocket),
-    /// `/healthz`, `/api/cluster`; `off` for none. Default: `127.0.0.1:6080` for a server
+    /// `/healthz`, `/api/cluster`, `/metrics`; `off` for none. Default: `127.0.0.1:6080` for a server
     /// alone, off in a cluster (`--redis`), where each server needs its own.
     #[arg(long, env = "CHAT_HTTP")]
     pub http: Option<String>,

@@ -154,6 +154,54 @@ fn a_close_from_the_client_is_answered_and_its_user_goes_offline() {
     );
 }
 
+/// A client that sends Close but keeps the TCP connection open (the probe's case): its session
+/// ends at the Close, not when TCP ends, and the server closes the connection itself.
+#[test]
+fn a_close_ends_the_session_even_if_the_client_keeps_tcp_open() {
+    let srv = TestServer::start();
+    let mut ws = raw_ws(srv.http.unwrap());
+    ws.send(Message::text(
+        json!({"msgid": msgid::REG, "name": "web", "password": "pw"}).to_string(),
+    ))
+    .unwrap();
+    let w = next_json(&mut ws).unwrap()["id"].as_i64().unwrap();
+    ws.send(Message::text(
+        json!({"msgid": msgid::LOGIN, "id": w, "password": "pw"}).to_string(),
+    ))
+    .unwrap();
+    assert_eq!(next_json(&mut ws).unwrap()["errno"], 0);
+    ws.close(None).unwrap();
+    assert_eq!(close_code(&mut ws), Some(CloseCode::Normal));
+    // `ws` stays open on this side. A login from the TCP port succeeds soon (without
+    // `takeover`): the session is over.
+    let mut again = srv.client();
+    for attempt in 0.. {
+        match again.login(w, "pw") {
+            Ok(_) => break,
+            Err(e) if attempt < 80 => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(e) => panic!("still online after the Close: {e}"),
+        }
+    }
+    // And the server closes the TCP connection itself after a linger of a few seconds: its
+    // side was only shut down for writing before, so bytes sent to it were still taken; once
+    // it is closed they are answered with a reset and a later write fails.
+    let mut tcp = ws.into_inner();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if tcp.write_all(b"still here").is_err() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server kept the connection open"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn garbage_instead_of_http_gets_400_and_a_close() {
     let srv = TestServer::start();

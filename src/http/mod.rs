@@ -45,6 +45,10 @@ pub(crate) trait Chat {
     fn error(&self, conn: &ChatConn, errno: i64, message: &str);
     /// Runs `job` on the connection's worker (it may block).
     fn run(&self, conn: &ChatConn, job: Box<dyn FnOnce() + Send>);
+    /// The WebSocket is closing (the client's Close, or a protocol error; our Close is
+    /// queued and the connection shut down): end its session now, in order with its other
+    /// requests, and close the connection by force if the peer keeps TCP open.
+    fn closing(&self, conn: &ChatConn);
 }
 
 /// What to do after a request.
@@ -219,6 +223,7 @@ impl HttpFront {
                 Message::Close(_) => {
                     conn.send_raw(ws::close(CloseCode::Normal, ""));
                     conn.shutdown();
+                    chat.closing(conn);
                     return input.len();
                 }
                 Message::Fail(code, why) => {
@@ -237,6 +242,7 @@ impl HttpFront {
                     }
                     conn.send_raw(ws::close(code, why));
                     conn.shutdown();
+                    chat.closing(conn);
                     return input.len();
                 }
             }

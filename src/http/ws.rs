@@ -75,17 +75,22 @@ pub(crate) enum Message {
     Fail(CloseCode, &'static str),
 }
 
+/// Most frames one message may be split into: the raw input an unfinished message holds is
+/// then at most `max` payload bytes plus 14 header bytes per fragment.
+pub(crate) const MAX_FRAGMENTS: usize = 1024;
+
 /// Takes one message from the start of `input`: `Some((bytes consumed, message))`, or `None`
 /// while it is incomplete. A message (or a frame header announcing one) over `max` payload
 /// bytes is a `Fail(Size)` at once, so the unconsumed input the reactor keeps is bounded by
 /// `max` plus headers. A fragmented message is taken once its last fragment has arrived; a
 /// control frame between its fragments is refused (`Fail(Protocol)`): browsers do not
-/// fragment what they send.
+/// fragment what they send. More than [`MAX_FRAGMENTS`] frames in one message is a
+/// `Fail(Size)`.
 pub(crate) fn next_message(input: &[u8], max: usize) -> Option<(usize, Message)> {
     let mut cursor = std::io::Cursor::new(input);
     let mut payload: Vec<u8> = Vec::new();
     let mut first: Option<Data> = None;
-    loop {
+    for _ in 0..MAX_FRAGMENTS {
         let (header, len) = match FrameHeader::parse(&mut cursor) {
             Ok(Some(h)) => h,
             Ok(None) => return None,
@@ -159,6 +164,9 @@ pub(crate) fn next_message(input: &[u8], max: usize) -> Option<(usize, Message)>
             }
         }
     }
+    // Empty fragments cost no payload: without this bound a client could make the server
+    // keep (and parse again on every read) an unfinished message of any size.
+    fail(input, CloseCode::Size, "too many fragments in one message")
 }
 
 /// A failure that consumes all the input (the connection is closing).
@@ -203,6 +211,38 @@ mod tests {
 
     const TEXT: OpCode = OpCode::Data(Data::Text);
     const CONT: OpCode = OpCode::Data(Data::Continue);
+
+    /// Empty continuation frames add no payload, but a message of more than MAX_FRAGMENTS
+    /// frames is refused (the probe's case: they made the server keep and re-parse an
+    /// unfinished message without end).
+    #[test]
+    fn a_message_of_too_many_empty_fragments_is_refused() {
+        let mut input = client_frame(TEXT, false, b"{\"msgid\":20,");
+        for _ in 0..MAX_FRAGMENTS - 2 {
+            input.extend(client_frame(CONT, false, b""));
+        }
+        assert_eq!(
+            next_message(&input, 1 << 20),
+            None,
+            "still within the bound"
+        );
+        input.extend(client_frame(CONT, false, b""));
+        input.extend(client_frame(CONT, false, b""));
+        match next_message(&input, 1 << 20) {
+            Some((n, Message::Fail(CloseCode::Size, _))) => assert_eq!(n, input.len()),
+            other => panic!("{other:?}"),
+        }
+        // MAX_FRAGMENTS frames ending in a final one are a message.
+        let mut ok = client_frame(TEXT, false, b"{\"msgid\":20");
+        for _ in 0..MAX_FRAGMENTS - 2 {
+            ok.extend(client_frame(CONT, false, b""));
+        }
+        ok.extend(client_frame(CONT, true, b"}"));
+        assert_eq!(
+            next_message(&ok, 1 << 20),
+            Some((ok.len(), Message::Text(b"{\"msgid\":20}".to_vec())))
+        );
+    }
 
     #[test]
     fn text_messages_whole_split_and_fragmented() {

@@ -273,4 +273,16 @@ impl http::Chat for ChatHandler {
     fn run(&self, conn: &ChatConn, job: Box<dyn FnOnce() + Send>) {
         self.gate.execute(conn, job);
     }
+
+    fn closing(&self, conn: &ChatConn) {
+        let service = Arc::clone(&self.service);
+        let conn2 = Arc::clone(conn);
+        self.gate.execute(
+            conn,
+            Box::new(move || {
+                service.disconnected(&conn2);
+                service.close_by_force_later(&conn2);
+            }),
+        );
+    }
 }

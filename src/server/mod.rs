@@ -195,7 +195,7 @@ impl RunningServer {
                 "http"
             };
             log::info!(
-                "HTTP front on {scheme}://{addr}/ (web client, /ws, /healthz, /api/cluster)"
+                "HTTP front on {scheme}://{addr}/ (web client, /ws, /healthz, /api/cluster, /metrics)"
             );
         }
         log::info!(

@@ -80,6 +80,13 @@ impl ChatService {
         }
         send_value(conn, &json!({"msgid": msgid::KICKED, "errmsg": KICKED_MSG}));
         conn.shutdown();
+        self.close_by_force_later(conn);
+    }
+
+    /// Closes `conn` (already shut down for writing) by force if its peer has not closed it
+    /// within [`KICK_LINGER`]: a kicked session, or a WebSocket whose client sent Close but
+    /// keeps the TCP connection open.
+    pub(crate) fn close_by_force_later(&self, conn: &ChatConn) {
         self.kicked
             .lingering
             .locked()
