@@ -37,6 +37,40 @@ fn close_code(ws: &mut Ws) -> Option<CloseCode> {
     }
 }
 
+/// A raw WebSocket on `srv`'s HTTP front, registered as "web" (password "pw") and logged in;
+/// with the user's id.
+fn web_user(srv: &TestServer) -> (Ws, i64) {
+    let mut ws = raw_ws(srv.http.unwrap());
+    ws.send(Message::text(
+        json!({"msgid": msgid::REG, "name": "web", "password": "pw"}).to_string(),
+    ))
+    .unwrap();
+    let w = next_json(&mut ws).unwrap()["id"].as_i64().unwrap();
+    ws.send(Message::text(
+        json!({"msgid": msgid::LOGIN, "id": w, "password": "pw"}).to_string(),
+    ))
+    .unwrap();
+    assert_eq!(next_json(&mut ws).unwrap()["errno"], 0);
+    (ws, w)
+}
+
+/// A TCP client logged in as `w` (password "pw") without takeover: it retries for up to 5 s
+/// while the server still holds `w`'s WebSocket session.
+fn logs_in_again(srv: &TestServer, w: i64) -> clusterchat_proto::client::Client {
+    let mut again = srv.client();
+    for attempt in 0.. {
+        match again.login(w, "pw") {
+            Ok(_) => break,
+            Err(e) if attempt < 200 => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(e) => panic!("still online after the Close: {e}"),
+        }
+    }
+    again
+}
+
 /// The server still serves a TCP user and a WebSocket user after the abuse.
 fn still_serving(srv: &TestServer) {
     let (mut tcp, t) = srv.user(&util::server::unique("t"));
@@ -120,33 +154,13 @@ fn an_unmasked_client_frame_is_a_protocol_error() {
 fn a_close_from_the_client_is_answered_and_its_user_goes_offline() {
     let srv = TestServer::start();
     let (mut tcp, t) = srv.user("tcp");
-    let mut ws = raw_ws(srv.http.unwrap());
-    ws.send(Message::text(
-        json!({"msgid": msgid::REG, "name": "web", "password": "pw"}).to_string(),
-    ))
-    .unwrap();
-    let w = next_json(&mut ws).unwrap()["id"].as_i64().unwrap();
-    ws.send(Message::text(
-        json!({"msgid": msgid::LOGIN, "id": w, "password": "pw"}).to_string(),
-    ))
-    .unwrap();
-    assert_eq!(next_json(&mut ws).unwrap()["errno"], 0);
+    let (mut ws, w) = web_user(&srv);
     ws.close(None).unwrap();
     assert_eq!(close_code(&mut ws), Some(CloseCode::Normal));
     // The close handshake is done: the client closes the TCP connection, as browsers do.
     drop(ws);
     // Its user went offline: the account can log in from the TCP port now.
-    let mut again = srv.client();
-    for attempt in 0.. {
-        match again.login(w, "pw") {
-            Ok(_) => break,
-            Err(e) if attempt < 200 => {
-                let _ = e;
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            Err(e) => panic!("still online after the close: {e}"),
-        }
-    }
+    let mut again = logs_in_again(&srv, w);
     again.chat(w, t, "back on TCP").unwrap();
     assert_eq!(
         tcp.recv_msgid(msgid::ONE_CHAT).unwrap()["msg"],
@@ -159,32 +173,12 @@ fn a_close_from_the_client_is_answered_and_its_user_goes_offline() {
 #[test]
 fn a_close_ends_the_session_even_if_the_client_keeps_tcp_open() {
     let srv = TestServer::start();
-    let mut ws = raw_ws(srv.http.unwrap());
-    ws.send(Message::text(
-        json!({"msgid": msgid::REG, "name": "web", "password": "pw"}).to_string(),
-    ))
-    .unwrap();
-    let w = next_json(&mut ws).unwrap()["id"].as_i64().unwrap();
-    ws.send(Message::text(
-        json!({"msgid": msgid::LOGIN, "id": w, "password": "pw"}).to_string(),
-    ))
-    .unwrap();
-    assert_eq!(next_json(&mut ws).unwrap()["errno"], 0);
+    let (mut ws, w) = web_user(&srv);
     ws.close(None).unwrap();
     assert_eq!(close_code(&mut ws), Some(CloseCode::Normal));
     // `ws` stays open on this side. A login from the TCP port succeeds soon (without
     // `takeover`): the session is over.
-    let mut again = srv.client();
-    for attempt in 0.. {
-        match again.login(w, "pw") {
-            Ok(_) => break,
-            Err(e) if attempt < 80 => {
-                let _ = e;
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            Err(e) => panic!("still online after the Close: {e}"),
-        }
-    }
+    logs_in_again(&srv, w);
     // And the server closes the TCP connection itself after a linger of a few seconds: its
     // side was only shut down for writing before, so bytes sent to it were still taken; once
     // it is closed they are answered with a reset and a later write fails.
