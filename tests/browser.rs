@@ -24,6 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use util::cluster::TestCluster;
 use util::mysql_db::services_required;
+use util::nginx::TestNginx;
 
 /// The longest the browser scenario may take; it needs ~30 s on a quiet machine.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(150);
@@ -169,10 +170,11 @@ fn two_browsers_chat_through_the_cluster_behind_nginx() {
         .map(|s| s.http.expect("the test server's HTTP front"))
         .collect();
     let chat: Vec<SocketAddr> = cluster.servers.iter().map(|s| s.addr).collect();
-    let Some(nginx) = web_nginx::WebNginx::start(&chat, &http) else {
+    // nginx from the repository's `nginx.conf` with both blocks, as `run_cluster.sh` runs it.
+    let Some(nginx) = TestNginx::start_with_web(&chat, Some(&http)) else {
         return;
     };
-    let url = format!("http://{}/", nginx.addr);
+    let url = format!("http://{}/", nginx.web.expect("the http block"));
     let pids: Vec<String> = nodes
         .iter()
         .zip(&cluster.servers)
@@ -206,138 +208,5 @@ fn two_browsers_chat_through_the_cluster_behind_nginx() {
     ] {
         let png = screenshot_dir().join(format!("{name}.png"));
         assert!(png.exists(), "{} was not written", png.display());
-    }
-}
-
-/// nginx from the repository's `nginx.conf` (rendered by `scripts/render-nginx-conf.sh`, as
-/// `run_cluster.sh` does) with both blocks: the chat port (stream) and the web client and
-/// `/ws` (http), each balancing the test servers; stopped when dropped.
-mod web_nginx {
-    use super::util::mysql_db::services_required;
-    use super::util::nginx::{find_nginx, render_script, STREAM_MODULE};
-    use std::net::{SocketAddr, TcpListener, TcpStream};
-    use std::path::Path;
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    pub struct WebNginx {
-        child: Child,
-        /// Where browsers connect (the http block's `listen`).
-        pub addr: SocketAddr,
-        dir: tempfile::TempDir,
-    }
-
-    fn free_port() -> SocketAddr {
-        TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-    }
-
-    /// The config for this run: `render-nginx-conf.sh LISTEN CHAT... -- HTTP_LISTEN HTTP...`.
-    fn render(
-        chat: &[SocketAddr],
-        http: &[SocketAddr],
-        listen: SocketAddr,
-        web: SocketAddr,
-    ) -> String {
-        let out = Command::new(render_script())
-            .arg(listen.to_string())
-            .args(chat.iter().map(SocketAddr::to_string))
-            .arg("--")
-            .arg(web.to_string())
-            .args(http.iter().map(SocketAddr::to_string))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run render-nginx-conf.sh");
-        assert!(
-            out.status.success(),
-            "render-nginx-conf.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("UTF-8")
-    }
-
-    impl WebNginx {
-        /// Starts nginx in front of the servers' chat ports `chat` and HTTP fronts `http`.
-        /// `None` (skip, after a note) when nginx or its stream module is missing, unless
-        /// `CHAT_REQUIRE_SERVICES=1`, which makes that a panic.
-        pub fn start(chat: &[SocketAddr], http: &[SocketAddr]) -> Option<WebNginx> {
-            let nginx = find_nginx().filter(|_| Path::new(STREAM_MODULE).exists());
-            let Some(nginx) = nginx else {
-                assert!(
-                    !services_required(),
-                    "nginx or its stream module is missing"
-                );
-                eprintln!("note: skipping the browser test: nginx or its stream module is missing");
-                return None;
-            };
-            // A free port can be taken by someone else before nginx binds it: try a few.
-            let mut last_error = String::new();
-            for _ in 0..5 {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let addr = free_port();
-                let conf = dir.path().join("nginx.conf");
-                std::fs::write(&conf, render(chat, http, free_port(), addr)).unwrap();
-                let mut prefix = dir.path().as_os_str().to_owned();
-                prefix.push("/");
-                let child = Command::new(&nginx)
-                    .arg("-p")
-                    .arg(&prefix)
-                    .arg("-c")
-                    .arg(&conf)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("start nginx");
-                let mut running = WebNginx { child, addr, dir };
-                match running.wait_listening() {
-                    Ok(()) => return Some(running),
-                    Err(log) => last_error = log,
-                }
-            }
-            panic!("nginx did not start: {last_error}");
-        }
-
-        fn wait_listening(&mut self) -> Result<(), String> {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Some(status) = self.child.try_wait().expect("try_wait") {
-                    return Err(format!("exited with {status}: {}", self.error_log()));
-                }
-                if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                    return Ok(());
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "nginx did not listen: {}",
-                    self.error_log()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-
-        pub fn error_log(&self) -> String {
-            std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-        }
-    }
-
-    impl Drop for WebNginx {
-        fn drop(&mut self) {
-            // SIGTERM, not SIGKILL: the master must take its worker down with it.
-            if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-                // SAFETY: kill(2) on our own child's pid; it is not reaped yet.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

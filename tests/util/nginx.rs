@@ -30,10 +30,28 @@ pub fn render_script() -> PathBuf {
 /// `listen` line's address replaced by `listen`. Panics with the script's error output if it
 /// fails (for example when the template lost its markers or its `listen` line).
 pub fn render(upstreams: &[SocketAddr], listen: SocketAddr) -> String {
+    render_with_web(upstreams, listen, None)
+}
+
+/// [`render`], and with `web` = `(listen, http fronts)` the http block too (the web client and
+/// `/ws`, as `run_cluster.sh` renders it: `LISTEN CHAT... -- HTTP_LISTEN HTTP...`).
+pub fn render_with_web(
+    upstreams: &[SocketAddr],
+    listen: SocketAddr,
+    web: Option<(SocketAddr, &[SocketAddr])>,
+) -> String {
     let script = render_script();
-    let out = Command::new(&script)
+    let mut command = Command::new(&script);
+    command
         .arg(listen.to_string())
-        .args(upstreams.iter().map(SocketAddr::to_string))
+        .args(upstreams.iter().map(SocketAddr::to_string));
+    if let Some((web_listen, fronts)) = web {
+        command
+            .arg("--")
+            .arg(web_listen.to_string())
+            .args(fronts.iter().map(SocketAddr::to_string));
+    }
+    let out = command
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
@@ -52,6 +70,8 @@ pub struct TestNginx {
     child: Child,
     /// Where clients connect.
     pub addr: SocketAddr,
+    /// Where browsers connect, when started with the http block ([`TestNginx::start_with_web`]).
+    pub web: Option<SocketAddr>,
     dir: tempfile::TempDir,
 }
 
@@ -60,6 +80,15 @@ impl TestNginx {
     /// nginx or its stream module is not installed, unless `CHAT_REQUIRE_SERVICES=1`, which
     /// makes that a panic.
     pub fn start(upstreams: &[SocketAddr]) -> Option<TestNginx> {
+        Self::start_with_web(upstreams, None)
+    }
+
+    /// [`start`](Self::start), and with `fronts` (the servers' HTTP fronts) the http block on
+    /// another free port too ([`TestNginx::web`]).
+    pub fn start_with_web(
+        upstreams: &[SocketAddr],
+        fronts: Option<&[SocketAddr]>,
+    ) -> Option<TestNginx> {
         let Some(nginx) = find_nginx() else {
             return missing("nginx is not installed");
         };
@@ -71,8 +100,9 @@ impl TestNginx {
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("temp dir");
             let listen = free_port();
+            let web = fronts.map(|f| (free_port(), f));
             let conf = dir.path().join("nginx.conf");
-            std::fs::write(&conf, render(upstreams, listen)).expect("write config");
+            std::fs::write(&conf, render_with_web(upstreams, listen, web)).expect("write config");
             let mut prefix = dir.path().as_os_str().to_owned();
             prefix.push("/");
             let child = Command::new(&nginx)
@@ -88,6 +118,7 @@ impl TestNginx {
             let mut running = TestNginx {
                 child,
                 addr: listen,
+                web: web.map(|(addr, _)| addr),
                 dir,
             };
             match running.wait_listening() {
@@ -106,7 +137,9 @@ impl TestNginx {
                 return Err(format!("exited with {status}: {}", self.error_log()));
             }
             // A probe connection is proxied to a server and closed at once: harmless.
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            let listening =
+                |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
+            if listening(&self.addr) && self.web.as_ref().is_none_or(listening) {
                 return Ok(());
             }
             assert!(
