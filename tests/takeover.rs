@@ -17,6 +17,7 @@ use util::chatlog::{
 use util::cluster::TestCluster;
 use util::faults::register;
 use util::from_addr::client_from;
+use util::piped_chatclient::PipedClient;
 use util::server::TestServer;
 
 /// Messages bob sends before the takeover, while it runs, and after it.
@@ -254,51 +255,24 @@ fn takeover_of_a_session_on_a_killed_server() {
 /// `kicked:` and ends the client.
 #[test]
 fn chatclient_takes_over_and_is_kicked() {
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
     let srv = TestServer::start();
     let a = register(srv.addr, "alice");
     let mut first = Client::connect(srv.addr).unwrap();
     first.login(a, &pw("alice")).unwrap();
-    let mut client = Command::new(util::server::workspace_binary("chatclient"))
-        .args([srv.addr.ip().to_string(), srv.addr.port().to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chatclient");
-    let mut input = client.stdin.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel::<String>();
-    let stdout = client.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let wait_for = |text: &str| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("chatclient never printed {text:?}: {e}"),
-            }
-        }
-    };
-    writeln!(input, "login {a} {}", pw("alice")).unwrap();
-    wait_for("errno 2");
-    wait_for("--takeover");
-    writeln!(input, "login {a} {} --takeover", pw("alice")).unwrap();
-    wait_for(&format!("logged in as alice({a})"));
+    let mut client = PipedClient::spawn([srv.addr.ip().to_string(), srv.addr.port().to_string()]);
+    client.type_line(&format!("login {a} {}", pw("alice")));
+    client.wait_for("errno 2");
+    client.wait_for("--takeover");
+    client.type_line(&format!("login {a} {} --takeover", pw("alice")));
+    client.wait_for(&format!("logged in as alice({a})"));
     read_until_kicked(&mut first);
     let mut third = Client::connect(srv.addr).unwrap();
     third.login_takeover(a, &pw("alice"), true).unwrap();
-    let kicked = wait_for("kicked: ");
+    let kicked = client.wait_for("kicked: ");
     assert!(kicked.contains("elsewhere"), "{kicked}");
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
-        if let Some(status) = client.try_wait().unwrap() {
+        if let Some(status) = client.child.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "chatclient did not exit");

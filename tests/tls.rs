@@ -11,13 +11,14 @@ use clusterchat_proto::client::{Client, ClientError};
 use clusterchat_proto::tls::rustls;
 use clusterchat_proto::{errno, msgid};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use util::chatlog::{acked_seqs, login_retrying, numbered, one_chat, read_sync, send_login};
 use util::chatlog::{send_pipelined, seq, ONE_CHAT};
+use util::piped_chatclient::PipedClient;
 use util::tls::{self, TestCert};
 
 /// The JSON-encoded strings of a legacy LOGIN_ACK list, decoded.
@@ -341,56 +342,35 @@ fn chatclient_over_tls() {
     let (mut bob, b) = tls::user(&cert, srv.addr, "bob");
     let binary = util::server::workspace_binary("chatclient");
     let port = srv.addr.port().to_string();
-    let mut client = Command::new(&binary)
-        .args(["--tls", "--ca"])
-        .arg(&cert.cert)
-        .args(["--tls-name", "localhost", "127.0.0.1", &port])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chatclient");
-    let mut input = client.stdin.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel::<String>();
-    let stdout = client.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let wait_for = |text: &str| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("chatclient never printed {text:?}: {e}"),
-            }
-        }
-    };
-    wait_for("over TLS");
-    writeln!(input, "register carol s3cret").unwrap();
-    let line = wait_for("registered carol with id ");
+    let mut client = PipedClient::spawn(
+        ["--tls", "--ca"]
+            .into_iter()
+            .map(std::ffi::OsString::from)
+            .chain([cert.cert.clone().into_os_string()])
+            .chain(["--tls-name", "localhost", "127.0.0.1", &port].map(Into::into)),
+    );
+    client.wait_for("over TLS");
+    client.type_line("register carol s3cret");
+    let line = client.wait_for("registered carol with id ");
     let c: i64 = line
         .split("with id ")
         .nth(1)
         .and_then(|r| r.split(';').next())
         .and_then(|n| n.trim().parse().ok())
         .expect("carol's id");
-    writeln!(input, "login {c} s3cret").unwrap();
-    wait_for(&format!("logged in as carol({c})"));
-    writeln!(input, "chat {b} hello from chatclient over TLS").unwrap();
+    client.type_line(&format!("login {c} s3cret"));
+    client.wait_for(&format!("logged in as carol({c})"));
+    client.type_line(&format!("chat {b} hello from chatclient over TLS"));
     let got = bob.recv_msgid(msgid::ONE_CHAT).unwrap();
     assert_eq!(
         (got["msg"].as_str(), got["id"].as_i64()),
         (Some("hello from chatclient over TLS"), Some(c))
     );
     bob.chat(b, c, "bob answers").unwrap();
-    wait_for("bob answers");
-    writeln!(input, "quit").unwrap();
-    drop(input);
-    let status = client.wait().unwrap();
+    client.wait_for("bob answers");
+    client.type_line("quit");
+    client.close_input();
+    let status = client.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 
     // Without --ca the system's roots are used, and they do not know this certificate.

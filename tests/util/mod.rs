@@ -16,6 +16,7 @@ pub mod moving_receiver;
 pub mod mysql_db;
 pub mod nginx;
 pub mod peer;
+pub mod piped_chatclient;
 pub mod private_mysql;
 pub mod private_redis;
 pub mod private_service;
