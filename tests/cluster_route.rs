@@ -367,3 +367,66 @@ fn a_group_of_ten_thousand_members_across_three_servers() {
     assert_eq!((r.lost, r.errors, r.disconnects), (0, 0, 0), "{t}");
     assert_eq!(r.delivered, r.sent, "{t}");
 }
+
+/// The sender's presence cache goes stale: alice (server 0) reaches bob on server 1, so her
+/// server caches bob -> server 1; bob moves to server 2 and alice at once sends again. Her
+/// server publishes straight to server 1 (one PUBLISH), which does not hold bob and routes the
+/// message through the directory (one script call, one PUBLISH): bob gets it live on server 2.
+/// Then bob leaves altogether: the next message misses, is routed again, finds nobody and
+/// waits in the log, where bob's next login finds it.
+#[test]
+fn a_stale_presence_cache_still_delivers_live_after_a_move() {
+    let Some(redis) = PrivateRedis::start() else {
+        return;
+    };
+    let Some(db) = TestDb::create("route_stale") else {
+        return;
+    };
+    let cluster = TestCluster::start_on("route_stale", 3, redis.url(), db);
+    let (mut alice, _ida) = cluster.servers[0].user("alice");
+    let (mut bob, idb) = cluster.servers[1].user("bob");
+    let acks = acked_seqs(&send_pipelined(&mut alice, &[one_chat(idb, "m1")], 1), 6);
+    assert_eq!(acks, [1]);
+    let cached_at = Instant::now();
+    assert_eq!(chats(&mut bob, 1, "bob")[0]["msg"], "m1");
+    drop(bob);
+    let (mut bob, _) = sync_login(cluster.servers[2].addr, idb, &pw("bob"));
+    let (publish, evalsha) = (calls(&redis, "publish"), calls(&redis, "evalsha"));
+    let fresh = cached_at.elapsed() < Duration::from_millis(1500);
+    let acks = acked_seqs(&send_pipelined(&mut alice, &[one_chat(idb, "m2")], 1), 6);
+    assert_eq!(acks, [2]);
+    // The sync may hand m1 again first (if its read was not recorded yet); m2 is live.
+    let f = loop {
+        let f = bob.recv_matching(is_chat).expect("m2 live on server 2");
+        if seq(&f) != 1 {
+            break f;
+        }
+    };
+    assert_eq!((f["msg"].as_str(), seq(&f)), (Some("m2"), 2));
+    let (publish, evalsha) = (
+        calls(&redis, "publish") - publish,
+        calls(&redis, "evalsha") - evalsha,
+    );
+    if fresh {
+        assert_eq!(
+            (publish, evalsha),
+            (2, 1),
+            "a direct PUBLISH to server 1, then one routing by the directory"
+        );
+    } else {
+        eprintln!("the cache had expired before m2 (a slow machine): {publish} PUBLISH, {evalsha} EVALSHA");
+    }
+    // Bob leaves: the cache (bob -> server 2) is stale again, and nobody holds him now.
+    drop(bob);
+    std::thread::sleep(Duration::from_millis(200));
+    let acks = acked_seqs(&send_pipelined(&mut alice, &[one_chat(idb, "m3")], 1), 6);
+    assert_eq!(acks, [3]);
+    let (mut bob, _) = sync_login(cluster.servers[1].addr, idb, &pw("bob"));
+    let mut last = 0;
+    while last < 3 {
+        let f = bob.recv_matching(is_chat).expect("m3 in bob's log read");
+        assert!(seq(&f) > last, "seq {} after {last}", seq(&f));
+        last = seq(&f);
+    }
+    assert_eq!(last, 3);
+}

@@ -44,6 +44,11 @@ pub(crate) enum BusEvent<'a> {
         users: &'a [UserId],
         /// The frame, as published (empty: a nudge, read the log again for them).
         frame: &'a [u8],
+        /// Sent straight here by a sender's presence cache, which may be stale: a chat
+        /// message for a receiver not here must be sent again with [`Bus::reroute`]. `false`:
+        /// routed by the directory after the message was stored; a receiver not here may be
+        /// skipped.
+        direct: bool,
     },
     /// The bus came back after an outage: this server listens again and its users are in the
     /// directory again. Messages sent meanwhile are in the log: the server reads it for them.
@@ -81,6 +86,11 @@ pub(crate) trait Bus: Send + Sync {
     fn publish_async(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
         done(self.publish(&users, &frame));
     }
+
+    /// Sends a stored message that arrived here by a stale presence cache for `users`, who
+    /// are not here, through the directory as it is now (never through a cache, so a second
+    /// miss is dropped, not sent again). Never blocks.
+    fn reroute(&self, _users: Arc<[UserId]>, _frame: bytes::Bytes) {}
 
     /// Whether the server named `node` is alive as far as the bus can tell (its liveness key;
     /// alone: only this server), so that the sessions a dead server left behind may be taken

@@ -152,6 +152,7 @@ impl RedisBus {
             Arc::clone(&endpoint),
             Arc::clone(&shared.health),
             &shared.names,
+            node,
         )
         .map_err(|e| BusError::Unavailable(format!("cannot start a thread: {e}")))?;
         let heartbeat = {
@@ -241,19 +242,33 @@ impl Bus for RedisBus {
 
     fn publish(&self, users: &[UserId], frame: &[u8]) -> Result<bool, BusError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.publish_async(
+        // Waited for (nudges, kicks, presence at logout): through the directory, never a
+        // cache (a nudge or kick that reaches a server the user left is not sent again).
+        self.publisher.locked().publish(
             users.into(),
             bytes::Bytes::copy_from_slice(frame),
             Box::new(move |outcome| {
                 let _ = tx.send(outcome);
             }),
+            false,
         );
         rx.recv_timeout(PUBLISH_WAIT)
             .unwrap_or_else(|_| Err(BusError::Unavailable("no answer from Redis".into())))
     }
 
     fn publish_async(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
-        self.publisher.locked().publish(users, frame, done);
+        self.publisher.locked().publish(users, frame, done, true);
+    }
+
+    fn reroute(&self, users: Arc<[UserId]>, frame: bytes::Bytes) {
+        let n = users.len();
+        let done: PublishDone = Box::new(move |outcome| {
+            if let Err(e) = outcome {
+                // It is in the log: the users' next sync reads it.
+                log::debug!("re-route to {n} users failed ({e}); it waits in the log");
+            }
+        });
+        self.publisher.locked().publish(users, frame, done, false);
     }
 
     fn node_alive(&self, node: &str) -> Result<bool, BusError> {

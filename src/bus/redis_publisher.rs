@@ -8,20 +8,32 @@
 //! Redis wake-up and one PUBLISH per server, instead of a PUBLISH per receiver. One connection
 //! and one thread keep the order: messages queued in order are published in order. Each
 //! (re)connection authenticates, selects the database and loads the script first.
+//!
+//! **Presence cache.** The thread keeps what the script told it about recipients (user ->
+//! server, for [`CACHE_TTL`]): a message queued with `cached` whose recipients are all known
+//! skips the script and is a plain `PUBLISH` of the same payload format to each of their
+//! servers' channels, in the same pipelined round, after the script call for the unknown ones
+//! (one connection: Redis runs them in order, so each recipient's messages keep theirs). Such
+//! a part is unmarked; a server that receives it for a user it does not hold sends that user
+//! back through the script ([`super::Bus::reroute`], see `ChatService::inbound`). A PUBLISH
+//! that reaches nobody (the server is gone) forgets that server's entries and sends its
+//! messages through the script at once. Waited-for publishes (nudges, kicks) and re-routes
+//! always go through the script.
 
 use super::redis::Health;
 use super::redis_endpoint::{ConnectError, Endpoint};
 use super::redis_names::Names;
-use super::redis_route::{add_message, ROUTE_SCRIPT};
+use super::redis_route::{add_message, encode_direct, ROUTE_SCRIPT};
 use super::{BusError, PublishDone};
 use bytes::Bytes;
 use clusterchat_proto::UserId;
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use std::collections::HashMap;
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Most messages sent in one round.
 const MAX_BATCH: usize = 1024;
@@ -31,11 +43,18 @@ const MAX_RECIPIENTS: usize = 64 * 1024;
 /// Most frame bytes in one round (the same).
 const MAX_BYTES: usize = 4 << 20;
 
+/// How long a cached directory entry is used without a lookup.
+const CACHE_TTL: Duration = Duration::from_secs(2);
+/// Past this many cached entries, the expired ones are dropped.
+const CACHE_SWEEP: usize = 64 * 1024;
+
 /// One queued message and its recipients.
 struct Request {
     users: Arc<[UserId]>,
     payload: Bytes,
     done: PublishDone,
+    /// Whether the presence cache may route it (else: the script, always).
+    cached: bool,
 }
 
 /// The pipelined publisher and its thread.
@@ -50,11 +69,13 @@ impl Publisher {
         endpoint: Arc<Endpoint>,
         health: Arc<Health>,
         names: &Names,
+        node: &str,
     ) -> std::io::Result<Publisher> {
         let (tx, rx) = unbounded();
         let keys = Keys {
             directory: names.directory(),
             node_prefix: names.node_prefix(),
+            node: node.to_string(),
         };
         let thread = std::thread::Builder::new()
             .name("redis-publisher".into())
@@ -66,12 +87,19 @@ impl Publisher {
     }
 
     /// Queues `payload` for the servers of `users`; `done` gets whether any received it.
-    /// Thread safe, never blocks.
-    pub(super) fn publish(&self, users: Arc<[UserId]>, payload: Bytes, done: PublishDone) {
+    /// `cached`: the presence cache may route it. Thread safe, never blocks.
+    pub(super) fn publish(
+        &self,
+        users: Arc<[UserId]>,
+        payload: Bytes,
+        done: PublishDone,
+        cached: bool,
+    ) {
         let request = Request {
             users,
             payload,
             done,
+            cached,
         };
         match &self.queue {
             Some(q) => {
@@ -96,6 +124,9 @@ impl Publisher {
 struct Keys {
     directory: String,
     node_prefix: String,
+    /// This server (never cached: a user of its own who is not online here goes through
+    /// the script).
+    node: String,
 }
 
 /// A live connection: the socket to write on, a buffered reader of answers, the script's
@@ -174,6 +205,7 @@ fn next_batch(
 fn run(endpoint: &Endpoint, health: &Health, keys: &Keys, queue: Receiver<Request>) {
     let mut link: Option<Link> = None;
     let mut carry: Option<Request> = None;
+    let mut cache = Cache::new();
     loop {
         let first = match carry.take() {
             Some(r) => r,
@@ -198,46 +230,204 @@ fn run(endpoint: &Endpoint, health: &Health, keys: &Keys, queue: Receiver<Reques
             }
         }
         let l = link.as_mut().expect("connected above");
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&l.sha)
-            .arg(1)
-            .arg(&keys.directory)
-            .arg(&keys.node_prefix);
-        for r in &batch {
-            add_message(&mut cmd, &r.users, &r.payload);
-        }
-        if let Err(e) = l.writer.write_all(&cmd.get_packed_command()) {
-            link = None;
-            let err = health.failed("route", e);
-            fail_all(batch, &err);
-            continue;
-        }
-        match l.parser.parse_value(&mut l.reader) {
-            Ok(redis::Value::Array(reached)) if reached.len() == batch.len() => {
+        match round(l, keys, &mut cache, &batch) {
+            Ok(reached) => {
                 health.succeeded();
                 for (r, got) in batch.into_iter().zip(reached) {
-                    (r.done)(Ok(matches!(got, redis::Value::Int(n) if n > 0)));
+                    (r.done)(Ok(got));
                 }
             }
-            // Refused (NOAUTH after a password change, NOPERM for an ACL user, NOSCRIPT after
-            // a SCRIPT FLUSH): this connection is of no use; the next one starts afresh.
-            Ok(redis::Value::ServerError(e)) => {
+            Err(RoundError::Refused(e)) => {
                 link = None;
                 let err = health.failed("route", e);
                 fail_all(batch, &err);
             }
-            Ok(other) => {
+            Err(RoundError::Unexpected(e)) => {
                 link = None;
-                let err = BusError::Unavailable(format!("unexpected routing answer {other:?}"));
-                fail_all(batch, &err);
+                fail_all(batch, &BusError::Unavailable(e));
             }
-            Err(e) => {
+            Err(RoundError::Io(e)) => {
                 link = None;
                 let err = health.failed("route", e);
                 fail_all(batch, &err);
+            }
+        }
+        if cache.len() > CACHE_SWEEP {
+            let now = Instant::now();
+            cache.retain(|_, (_, until)| *until > now);
+        }
+    }
+}
+
+/// user -> (server, valid until).
+type Cache = HashMap<UserId, (Arc<str>, Instant)>;
+
+/// Why a round failed (the connection is dropped in every case).
+enum RoundError {
+    /// Refused (NOAUTH after a password change, NOPERM for an ACL user, NOSCRIPT after a
+    /// SCRIPT FLUSH): this connection is of no use; the next one starts afresh.
+    Refused(String),
+    Unexpected(String),
+    Io(String),
+}
+
+/// The parts of a round that go through the script: (request, its recipients there).
+type Looked = Vec<(usize, Vec<UserId>)>;
+
+/// One round: the recipients the cache knows go straight to their servers, the others through
+/// the script, in one pipelined write; returns, per request, whether some server received it.
+fn round(
+    l: &mut Link,
+    keys: &Keys,
+    cache: &mut Cache,
+    batch: &[Request],
+) -> Result<Vec<bool>, RoundError> {
+    let now = Instant::now();
+    let mut looked: Looked = Vec::new();
+    // Per server (in first-use order): its payload and (request, recipients) in it.
+    let mut direct: Vec<(Arc<str>, Vec<u8>, Looked)> = Vec::new();
+    let mut index: HashMap<Arc<str>, usize> = HashMap::new();
+    for (i, r) in batch.iter().enumerate() {
+        let mut unknown = Vec::new();
+        let mut known: Vec<(Arc<str>, UserId)> = Vec::new();
+        for &u in r.users.iter() {
+            match cache.get(&u) {
+                Some((node, until)) if r.cached && *until > now => known.push((node.clone(), u)),
+                _ => unknown.push(u),
+            }
+        }
+        if !unknown.is_empty() {
+            looked.push((i, unknown));
+        }
+        known.sort_by(|a, b| a.0.cmp(&b.0));
+        for group in known.chunk_by(|a, b| a.0 == b.0) {
+            let node = &group[0].0;
+            let users: Vec<UserId> = group.iter().map(|(_, u)| *u).collect();
+            let at = *index.entry(node.clone()).or_insert_with(|| {
+                direct.push((node.clone(), Vec::new(), Vec::new()));
+                direct.len() - 1
+            });
+            encode_direct(&mut direct[at].1, &users, &r.payload);
+            direct[at].2.push((i, users));
+        }
+    }
+    let mut reached = vec![false; batch.len()];
+    let mut packed = Vec::new();
+    if !looked.is_empty() {
+        packed.extend(script_cmd(l, keys, batch, &looked).get_packed_command());
+    }
+    for (node, payload, _) in &direct {
+        let channel = format!("{}{node}", keys.node_prefix);
+        packed.extend(
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(&payload[..])
+                .get_packed_command(),
+        );
+    }
+    l.writer
+        .write_all(&packed)
+        .map_err(|e| RoundError::Io(e.to_string()))?;
+    if !looked.is_empty() {
+        let answer = read(l)?;
+        learn(keys, cache, now, &looked, answer, &mut reached)?;
+    }
+    let mut fallback: Looked = Vec::new();
+    for (node, _, parts) in direct {
+        match read(l)? {
+            redis::Value::Int(n) if n > 0 => parts.iter().for_each(|(i, _)| reached[*i] = true),
+            redis::Value::Int(_) => {
+                // Nobody listens there: that server is gone. Its users go through the script.
+                cache.retain(|_, (n, _)| *n != node);
+                fallback.extend(parts);
+            }
+            other => return Err(RoundError::Unexpected(format!("{other:?}"))),
+        }
+    }
+    if !fallback.is_empty() {
+        let cmd = script_cmd(l, keys, batch, &fallback);
+        l.writer
+            .write_all(&cmd.get_packed_command())
+            .map_err(|e| RoundError::Io(e.to_string()))?;
+        let answer = read(l)?;
+        learn(keys, cache, now, &fallback, answer, &mut reached)?;
+    }
+    Ok(reached)
+}
+
+/// The script call for `looked`.
+fn script_cmd(l: &Link, keys: &Keys, batch: &[Request], looked: &Looked) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(&l.sha)
+        .arg(1)
+        .arg(&keys.directory)
+        .arg(&keys.node_prefix);
+    for (i, users) in looked {
+        add_message(&mut cmd, users, &batch[*i].payload);
+    }
+    cmd
+}
+
+fn read(l: &mut Link) -> Result<redis::Value, RoundError> {
+    match l.parser.parse_value(&mut l.reader) {
+        Ok(redis::Value::ServerError(e)) => Err(RoundError::Refused(format!("{e:?}"))),
+        Ok(v) => Ok(v),
+        Err(e) => Err(RoundError::Io(e.to_string())),
+    }
+}
+
+/// Reads the script's answer for `looked`: marks the requests it reached, and caches the
+/// directory entries it read (a user with none, or on this server, is forgotten).
+fn learn(
+    keys: &Keys,
+    cache: &mut Cache,
+    now: Instant,
+    looked: &Looked,
+    answer: redis::Value,
+    reached: &mut [bool],
+) -> Result<(), RoundError> {
+    let redis::Value::Array(mut parts) = answer else {
+        return Err(RoundError::Unexpected(format!("routing answer {answer:?}")));
+    };
+    let (Some(redis::Value::Array(found)), Some(redis::Value::Array(got))) =
+        (parts.pop(), parts.pop())
+    else {
+        return Err(RoundError::Unexpected("routing answer".into()));
+    };
+    let total: usize = looked.iter().map(|(_, u)| u.len()).sum();
+    if got.len() != looked.len() || found.len() != total {
+        return Err(RoundError::Unexpected(
+            "routing answer of another size".into(),
+        ));
+    }
+    for ((i, _), g) in looked.iter().zip(got) {
+        if matches!(g, redis::Value::Int(n) if n > 0) {
+            reached[*i] = true;
+        }
+    }
+    let users = looked.iter().flat_map(|(_, u)| u.iter());
+    for (&u, entry) in users.zip(found) {
+        let node = match &entry {
+            redis::Value::BulkString(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.rsplit_once('/'))
+                .map(|(node, _)| node),
+            _ => None,
+        };
+        match node {
+            Some(node) if node != keys.node => {
+                let node: Arc<str> = match cache.get(&u) {
+                    Some((n, _)) if &**n == node => n.clone(),
+                    _ => node.into(),
+                };
+                cache.insert(u, (node, now + CACHE_TTL));
+            }
+            _ => {
+                cache.remove(&u);
             }
         }
     }
+    Ok(())
 }
 
 fn fail_all(batch: Vec<Request>, e: &BusError) {

@@ -16,7 +16,15 @@
 //!   in which a message is neither pushed nor read. A server that is gone has no subscriber
 //!   on its channel: PUBLISH counts 0 there, and its users' messages wait in the log.
 //! * A **payload** is `ids:len:frame` repeated (`ids` comma-separated decimal user ids, `len`
-//!   the frame's length in bytes): [`decode`] reads it back on the receiving server.
+//!   the frame's length in bytes): [`decode`] reads it back on the receiving server. The
+//!   script marks its parts `!ids:len:frame`: *routed by the directory as it was after the
+//!   commit*, so a recipient who is not on the receiving server may be skipped. An unmarked
+//!   part was sent straight to a server's channel by a sender's presence cache
+//!   ([`super::redis_publisher`]), which may be stale: the receiving server sends a recipient
+//!   it does not hold through the script again (marked then, so it never loops).
+//! * The script answers `{reached, found}`: per message 1 if some server received it, and per
+//!   recipient (in argument order) the directory entry it read (nil: none), from which the
+//!   sender's cache learns.
 
 use clusterchat_proto::UserId;
 
@@ -65,7 +73,7 @@ for e = 1, #entries do
       out[node] = parts
       order[#order + 1] = node
     end
-    parts[#parts + 1] = table.concat(per[node], ',') .. ':' .. #frame .. ':'
+    parts[#parts + 1] = '!' .. table.concat(per[node], ',') .. ':' .. #frame .. ':'
     parts[#parts + 1] = frame
   end
   entries[e][4] = nodes
@@ -82,7 +90,9 @@ for e = 1, #entries do
   end
   reached[e] = r
 end
-return reached
+local found = {}
+for k = 1, #ids do found[k] = where[k] or false end
+return {reached, found}
 "#;
 
 /// Deletes a directory entry only if it still names the session: `KEYS[1]` = the directory,
@@ -103,14 +113,32 @@ pub(super) fn add_message(cmd: &mut redis::Cmd, users: &[UserId], frame: &[u8]) 
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct BadPayload;
 
-/// Reads a payload back: calls `each(users, frame)` per message, in order. Stops at the first
-/// malformed part (what came before it was delivered).
+/// Appends one unmarked part (`ids:len:frame`) to a payload published straight to a server.
+pub(super) fn encode_direct(out: &mut Vec<u8>, users: &[UserId], frame: &[u8]) {
+    use std::io::Write;
+    for (i, u) in users.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(out, "{u}");
+    }
+    let _ = write!(out, ":{}:", frame.len());
+    out.extend_from_slice(frame);
+}
+
+/// Reads a payload back: calls `each(users, frame, direct)` per message, in order (`direct`:
+/// an unmarked part, sent by a sender's cache rather than routed by the script). Stops at the
+/// first malformed part (what came before it was delivered).
 pub(super) fn decode(
     mut payload: &[u8],
-    mut each: impl FnMut(&[UserId], &[u8]),
+    mut each: impl FnMut(&[UserId], &[u8], bool),
 ) -> Result<(), BadPayload> {
     let mut users = Vec::new();
     while !payload.is_empty() {
+        let direct = payload[0] != b'!';
+        if !direct {
+            payload = &payload[1..];
+        }
         let (ids, rest) = split_colon(payload)?;
         let (len, rest) = split_colon(rest)?;
         let len: usize = std::str::from_utf8(len)
@@ -129,7 +157,7 @@ pub(super) fn decode(
             users.push(id);
         }
         let (frame, rest) = rest.split_at(len);
-        each(&users, frame);
+        each(&users, frame, direct);
         payload = rest;
     }
     Ok(())
@@ -146,29 +174,33 @@ mod tests {
 
     #[test]
     fn a_payload_reads_back_as_its_messages_and_their_recipients() {
-        let payload = b"3,9:2:{}7:11:{\"a\":\"b:c\"}";
+        let payload = b"!3,9:2:{}7:11:{\"a\":\"b:c\"}";
         let mut got = Vec::new();
-        decode(payload, |u, f| got.push((u.to_vec(), f.to_vec()))).unwrap();
+        decode(payload, |u, f, d| got.push((u.to_vec(), f.to_vec(), d))).unwrap();
         assert_eq!(
             got,
             [
-                (vec![3, 9], b"{}".to_vec()),
-                (vec![7], br#"{"a":"b:c"}"#.to_vec())
+                (vec![3, 9], b"{}".to_vec(), false),
+                (vec![7], br#"{"a":"b:c"}"#.to_vec(), true)
             ]
         );
+        // What the sender's cache builds reads back the same way.
+        let mut direct = Vec::new();
+        encode_direct(&mut direct, &[3, 9], b"{}");
+        assert_eq!(direct, b"3,9:2:{}");
         // A nudge is an empty frame.
         let mut nudged = Vec::new();
-        decode(b"5:0:", |u, f| nudged.push((u.to_vec(), f.len()))).unwrap();
+        decode(b"5:0:", |u, f, _| nudged.push((u.to_vec(), f.len()))).unwrap();
         assert_eq!(nudged, [(vec![5], 0)]);
     }
 
     #[test]
     fn a_malformed_payload_is_refused_after_its_good_part() {
         let mut n = 0;
-        assert_eq!(decode(b"1:2:{}2:9:{}", |_, _| n += 1), Err(BadPayload));
+        assert_eq!(decode(b"1:2:{}2:9:{}", |_, _, _| n += 1), Err(BadPayload));
         assert_eq!(n, 1);
-        assert_eq!(decode(b"x:2:{}", |_, _| n += 1), Err(BadPayload));
-        assert_eq!(decode(b"12", |_, _| n += 1), Err(BadPayload));
+        assert_eq!(decode(b"x:2:{}", |_, _, _| n += 1), Err(BadPayload));
+        assert_eq!(decode(b"12", |_, _, _| n += 1), Err(BadPayload));
         assert_eq!(n, 1);
     }
 }

@@ -229,8 +229,12 @@ impl State {
         let Some(inbound) = inbound.as_ref() else {
             return;
         };
-        let decoded = decode(&payload, |users, frame| {
-            inbound(BusEvent::Message { users, frame })
+        let decoded = decode(&payload, |users, frame, direct| {
+            inbound(BusEvent::Message {
+                users,
+                frame,
+                direct,
+            })
         });
         if decoded.is_err() {
             log::warn!(

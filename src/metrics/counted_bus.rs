@@ -54,6 +54,10 @@ impl Bus for CountedBus {
         )
     }
 
+    fn reroute(&self, users: Arc<[UserId]>, frame: bytes::Bytes) {
+        self.inner.reroute(users, frame)
+    }
+
     fn node_alive(&self, node: &str) -> Result<bool, BusError> {
         self.count(self.inner.node_alive(node))
     }

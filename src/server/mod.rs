@@ -143,9 +143,11 @@ impl RunningServer {
         {
             let service = Arc::clone(&service);
             bus.set_inbound(Arc::new(move |event: BusEvent<'_>| match event {
-                BusEvent::Message { users, frame } => {
-                    service.inbound(users, Bytes::copy_from_slice(frame))
-                }
+                BusEvent::Message {
+                    users,
+                    frame,
+                    direct,
+                } => service.inbound(users, Bytes::copy_from_slice(frame), direct),
                 BusEvent::Reconnected => {
                     for user in service.online().users() {
                         service.schedule_resync(user);

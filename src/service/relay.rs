@@ -95,11 +95,20 @@ impl ChatService {
     /// frame is a nudge: read the log again for them; a kick ends a session here (a takeover
     /// elsewhere); a presence frame goes to the sync sessions here, never stored.
     ///
-    /// A user who is not (or no longer) here is skipped: the message is in the log, and the
-    /// directory entry that sent it here was written before this user's session read the log
-    /// and is replaced only after the session ended, so any later session of theirs reads
-    /// the log after the message was stored (see `bus::redis_route`).
-    pub(crate) fn inbound(self: &Arc<Self>, users: &[UserId], frame: Bytes) {
+    /// A user who is not (or no longer) here, for a message routed by the directory
+    /// (`direct` false), is skipped: the message is in the log, and the directory entry that
+    /// sent it here was read after the message was stored, was written before this user's
+    /// session read the log and is replaced only after the session ended, so any later
+    /// session of theirs reads the log after the message was stored (see `bus::redis_route`).
+    ///
+    /// A message sent here by a sender's presence cache (`direct`) has no such guarantee: the
+    /// cache may predate the user's move. Those users are handed back to the bus, which routes
+    /// them through the directory as it is now (after the message was stored), so the
+    /// argument above holds for that second routing: either it finds the new session, or the
+    /// new session wrote its entry after it and reads the log after the message was stored.
+    /// If the directory names no session, or this server's ended one, the second routing
+    /// publishes nothing or comes back here marked as routed, and is skipped: no loop.
+    pub(crate) fn inbound(self: &Arc<Self>, users: &[UserId], frame: Bytes, direct: bool) {
         if frame.is_empty() {
             return users.iter().for_each(|u| self.schedule_resync(*u));
         }
@@ -114,17 +123,28 @@ impl ChatService {
         let Some((conv, seq)) = routing(&frame) else {
             return log::warn!("ignored a bus frame that is not a stored chat");
         };
+        let mut missed = Vec::new();
         for &user in users {
             match self.online.connection(user) {
-                Some(conn) => {
-                    if conn.context().outbox().push(&conn, conv, seq, &frame) == Pushed::Gap {
-                        self.resync_later(conn);
-                    }
-                }
+                Some(conn) => match conn.context().outbox().push(&conn, conv, seq, &frame) {
+                    Pushed::Gap => self.resync_later(conn),
+                    Pushed::Done => {}
+                    // The connection is here but its session is not (yet, or any more).
+                    Pushed::NoSession if direct => missed.push(user),
+                    Pushed::NoSession => {}
+                },
+                None if direct => missed.push(user),
                 None => log::debug!(
                     "user {user} left before {conv:?} seq {seq} arrived; it waits in the log"
                 ),
             }
+        }
+        if !missed.is_empty() {
+            log::debug!(
+                "{} users of {conv:?} seq {seq} are not here (a stale cache); routing again",
+                missed.len()
+            );
+            self.bus.reroute(missed.into(), frame);
         }
     }
 
