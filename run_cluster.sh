@@ -241,14 +241,14 @@ write_nginx_conf() {
         servers+=("127.0.0.1:$((BASE_PORT + i))")
         http+=("127.0.0.1:$((HTTP_BASE_PORT + i))")
     done
-    "$ROOT/scripts/render-nginx-conf.sh" "127.0.0.1:$LB_PORT" "${servers[@]}" \
-        -- "127.0.0.1:$HTTP_LB_PORT" "${http[@]}" >"$RUN/nginx/nginx.conf"
+    # --tls: the servers' HTTP ports speak HTTPS, so nginx's HTTP port does too (same
+    # certificate) and talks HTTPS to them; the TCP stream is passed through untouched.
+    local tls_env=()
     if [ -n "$TLS" ]; then
-        # --tls: the servers' HTTP ports speak HTTPS, so nginx's HTTP port does too (same
-        # certificate) and talks HTTPS to them; the TCP stream is passed through untouched.
-        sed -i -e "s|^\( *listen 127.0.0.1:$HTTP_LB_PORT\);|\1 ssl; ssl_certificate $RUN/tls/cert.pem; ssl_certificate_key $RUN/tls/key.pem;|" \
-            -e 's|proxy_pass http://chathttp;|proxy_pass https://chathttp;|' "$RUN/nginx/nginx.conf"
+        tls_env=(NGINX_TLS_CERT="$RUN/tls/cert.pem" NGINX_TLS_KEY="$RUN/tls/key.pem")
     fi
+    env "${tls_env[@]}" "$ROOT/scripts/render-nginx-conf.sh" "127.0.0.1:$LB_PORT" "${servers[@]}" \
+        -- "127.0.0.1:$HTTP_LB_PORT" "${http[@]}" >"$RUN/nginx/nginx.conf"
 }
 
 # make_cert: run/tls/cert.pem and key.pem, self-signed for localhost and 127.0.0.1, unless a
