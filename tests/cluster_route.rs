@@ -430,3 +430,38 @@ fn a_stale_presence_cache_still_delivers_live_after_a_move() {
     }
     assert_eq!(last, 3);
 }
+
+/// Redis loses the presence directory while every connection stays up (an operator's
+/// FLUSHALL; a DEL or an eviction alike): each server notices within its heartbeat, writes its
+/// entries again and reads the log for its users, so messages reach online receivers live
+/// again, those sent meanwhile included, without anyone logging in again.
+#[test]
+fn a_lost_presence_directory_is_written_again() {
+    let Some(redis) = PrivateRedis::start() else {
+        return;
+    };
+    let Some(db) = TestDb::create("route_flushed") else {
+        return;
+    };
+    let cluster = TestCluster::start_on("route_flushed", 2, redis.url(), db);
+    let (mut alice, _) = cluster.servers[0].user("alice");
+    let (_, idb) = cluster.servers[1].user("bob");
+    let (mut bob, _) = sync_login(cluster.servers[1].addr, idb, &pw("bob"));
+    let acks = acked_seqs(&send_pipelined(&mut alice, &[one_chat(idb, "m1")], 1), 6);
+    assert_eq!(acks, [1]);
+    assert_eq!(chats(&mut bob, 1, "bob")[0]["msg"], "m1");
+    let _: () = redis::cmd("FLUSHALL").query(&mut admin(&redis)).unwrap();
+    // Past the sender's cache (2 s): m2 is routed by the directory as Redis now holds it.
+    std::thread::sleep(Duration::from_millis(2500));
+    let acks = acked_seqs(&send_pipelined(&mut alice, &[one_chat(idb, "m2")], 1), 6);
+    assert_eq!(acks, [2]);
+    let f = loop {
+        let f = bob
+            .recv_matching(is_chat)
+            .expect("m2 while bob stays connected");
+        if seq(&f) != 1 {
+            break f;
+        }
+    };
+    assert_eq!((f["msg"].as_str(), seq(&f)), (Some("m2"), 2));
+}

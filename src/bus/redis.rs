@@ -213,9 +213,11 @@ impl Shared {
         while !self.stopping.load(Ordering::Acquire) {
             if Instant::now() >= next {
                 let _ = self.beat();
-                // An entry that failed to be written while the subscriber stayed connected:
-                // write them all, then read the log for everyone (they may have missed pushes).
-                if self.directory.is_lost() && self.restore().is_ok() {
+                // An entry that failed to be written, or entries Redis lost, while the
+                // subscriber stayed connected: write them all, then read the log for everyone
+                // (they may have missed pushes).
+                let lost = self.directory.is_lost() || self.directory.vanished();
+                if lost && self.restore().is_ok() {
                     log::info!("presence directory written again");
                     subscriber.report_restored();
                 }

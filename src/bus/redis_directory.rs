@@ -97,6 +97,31 @@ impl Directory {
         }
     }
 
+    /// Whether Redis lost this server's entries while its connections stayed up (a `DEL` or
+    /// `FLUSHALL` by an operator, an eviction): one of them, read back, is not what it should
+    /// be. One HGET, under the entries' lock so that no login is half written meanwhile.
+    /// False when there are no entries or Redis cannot be asked.
+    pub(super) fn vanished(&self) -> bool {
+        let entries = self.entries.locked();
+        let Some((user, session)) = entries.iter().next() else {
+            return false;
+        };
+        let Ok(mut c) = self.conn() else {
+            return false;
+        };
+        match redis::cmd("HGET")
+            .arg(&self.key)
+            .arg(*user)
+            .query::<Option<String>>(&mut *c)
+        {
+            Ok(found) => found.as_deref() != Some(&**session),
+            Err(e) => {
+                let _ = self.health.failed("HGET", e);
+                false
+            }
+        }
+    }
+
     /// Whether an entry failed to be written since the last [`Self::restore`].
     pub(super) fn is_lost(&self) -> bool {
         self.lost.load(Ordering::Acquire)
