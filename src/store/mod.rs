@@ -15,6 +15,7 @@ pub mod names;
 mod plan;
 mod sql;
 pub mod sqlite;
+mod sqlite_append;
 mod sqlite_checkpoint;
 mod sqlite_index;
 

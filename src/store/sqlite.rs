@@ -6,8 +6,9 @@
 
 use super::file_lock::{self, FileLock};
 use super::migrate::{self, OfflineRow};
-use super::plan::{self, AppendPlan, CmidRow};
+use super::plan;
 use super::sql::{self, GroupRow};
+use super::sqlite_append::{self, append_in, SeqCounters};
 use super::sqlite_checkpoint::Checkpointer;
 use super::sqlite_index::{self, LogTail};
 use super::{
@@ -101,32 +102,6 @@ CREATE TABLE IF NOT EXISTS msgcursor(
 // `message` is appended in arrival order and indexed by (conv, seq) a little later, in bulk:
 // see `sqlite_index`.
 
-/// Bumps conversations' last seqs by the given counts (creating rows) and returns them.
-/// Parameters per row: conv, count, usera, userb.
-static BUMP_CONVS: sql::MultiRow = sql::MultiRow::new(
-    "INSERT OR FAIL INTO conversation(conv, last_seq, usera, userb) VALUES ",
-    "(?, ?, ?, ?)",
-    ", ",
-    " ON CONFLICT(conv) DO UPDATE SET last_seq = last_seq + excluded.last_seq \
-     RETURNING conv, last_seq",
-);
-/// Stores messages; parameters per row: conv, seq, sender, created, body.
-static MESSAGE_INSERT: sql::MultiRow = sql::MultiRow::new(
-    "INSERT OR FAIL INTO message(conv, seq, sender, created, body) VALUES ",
-    sql::FIVE,
-    ", ",
-    "",
-);
-/// Records (or renews) keys; parameters per row: sender, cmid, conv, seq, created.
-static CMID_PUT: sql::MultiRow = sql::MultiRow::new(
-    "INSERT OR FAIL INTO msgcmid(sender, cmid, conv, seq, created) VALUES ",
-    sql::FIVE,
-    ", ",
-    " ON CONFLICT(sender, cmid) DO UPDATE SET \
-     conv = excluded.conv, seq = excluded.seq, created = excluded.created",
-);
-/// The `msgcmid` row of one key; parameters: sender, cmid.
-const CMID_GET: &str = "SELECT conv, seq, created FROM msgcmid WHERE sender = ? AND cmid = ?";
 /// Raises a cursor; parameters: user, conv, seq.
 const ADVANCE: &str = "INSERT INTO msgcursor(userid, conv, seq) VALUES (?, ?, ?) \
      ON CONFLICT(userid, conv) DO UPDATE SET seq = MAX(seq, excluded.seq)";
@@ -200,8 +175,7 @@ impl SqliteStore {
         sqlite_index::create_or_upgrade(&mut first)?;
         super::names::sqlite::upgrade(&mut first)?;
         migrate_offline(&mut first)?;
-        let tail = sqlite_index::count_tail(&first)?;
-        drop(first);
+        let tail = LogTail::new(first)?;
 
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
         let pool = Pool::builder()
@@ -258,6 +232,20 @@ impl SqliteStore {
     }
 
     /// A pooled connection, or [`StoreError::Unavailable`] when none comes in time.
+    /// Brings every `conversation.last_seq` up to the counters (see `sqlite_append`), for a
+    /// reader of them. A message appended after this returns is pushed to its receivers, who
+    /// are online by then (or it is after their cursors at their next login).
+    fn write_seq_counters(&self) -> StoreResult<()> {
+        let mut tail = self.append_gate.locked();
+        if !tail.counters.any_lagging() {
+            return Ok(());
+        }
+        let tail = &mut *tail;
+        sqlite_append::in_transaction(&tail.conn, |c| tail.counters.write_lagging(c))?;
+        tail.counters.written();
+        Ok(())
+    }
+
     fn conn(&self) -> StoreResult<PooledConnection<SqliteConnectionManager>> {
         self.pool
             .get()
@@ -431,6 +419,8 @@ impl Store for SqliteStore {
     }
 
     fn join_group(&self, user: UserId, group: GroupId) -> StoreResult<JoinOutcome> {
+        // The joiner's cursor starts at the group's last seq: it must be written.
+        self.write_seq_counters()?;
         let mut c = self.conn()?;
         let tx = c
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -545,17 +535,15 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn()?;
         let mut tail = self.append_gate.locked();
-        let tx = c
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(query)?;
-        let out = append_in(&tx, batch)?;
-        tx.commit().map_err(query)?;
+        let tail = &mut *tail;
+        let (out, bumped) =
+            sqlite_append::in_transaction(&tail.conn, |c| append_in(c, batch, &tail.counters))?;
+        tail.counters.committed(bumped);
         tail.rows += out.iter().filter(|a| matches!(a, Appended::New(_))).count();
         if tail.rows >= sqlite_index::INDEX_AT {
             // The batch is stored and will be acked: a failed pass only leaves a longer tail.
-            if let Err(e) = sqlite_index::index_tail(&mut c, &mut tail) {
+            if let Err(e) = sqlite_index::index_tail(tail) {
                 log::warn!("message log index: {e}");
             }
         }
@@ -590,6 +578,7 @@ impl Store for SqliteStore {
     }
 
     fn unread(&self, user: UserId) -> StoreResult<Vec<Unread>> {
+        self.write_seq_counters()?;
         let c = self.conn()?;
         let mut s = c.prepare_cached(sql::UNREAD).map_err(query)?;
         s.query_map([user; 5], |r| {
@@ -678,88 +667,6 @@ fn logged(r: &rusqlite::Row<'_>) -> rusqlite::Result<Logged> {
 }
 
 /// Appends `batch` inside the caller's write transaction (see [`Store::append`]).
-fn append_in(c: &Connection, batch: &[Append<'_>]) -> StoreResult<Vec<Appended>> {
-    let mut known = HashMap::new();
-    {
-        let mut get = c.prepare_cached(CMID_GET).map_err(query)?;
-        for key in plan::cmid_keys(batch) {
-            let row = get
-                .query_row(params![key.0, key.1], |r| {
-                    Ok(CmidRow {
-                        conv: ConvId(r.get(0)?),
-                        seq: r.get(1)?,
-                        created: r.get(2)?,
-                    })
-                })
-                .optional()
-                .map_err(query)?;
-            if let Some(row) = row {
-                known.insert(key, row);
-            }
-        }
-    }
-    let plan = AppendPlan::new(batch, &known);
-    if !plan.stores_anything() {
-        let (_, out) = plan
-            .assign(batch, &HashMap::new())
-            .map_err(StoreError::Query)?;
-        return Ok(out);
-    }
-    let convs = plan.convs();
-    let mut last = HashMap::with_capacity(convs.len());
-    for run in plan::pow2_runs(convs.len(), sql::MAX_ROWS, usize::MAX, |_| 0) {
-        let mut s = c
-            .prepare_cached(BUMP_CONVS.text(run.len()))
-            .map_err(query)?;
-        for (n, (conv, k)) in convs[run].iter().enumerate() {
-            let (a, b) = sql::conv_users(*conv);
-            let p = n * 4;
-            s.raw_bind_parameter(p + 1, conv.0).map_err(query)?;
-            s.raw_bind_parameter(p + 2, k).map_err(query)?;
-            s.raw_bind_parameter(p + 3, a).map_err(query)?;
-            s.raw_bind_parameter(p + 4, b).map_err(query)?;
-        }
-        let mut rows = s.raw_query();
-        while let Some(r) = rows.next().map_err(query)? {
-            last.insert(ConvId(r.get(0).map_err(query)?), r.get(1).map_err(query)?);
-        }
-    }
-    let (seqs, out) = plan.assign(batch, &last).map_err(StoreError::Query)?;
-    let stored: Vec<usize> = plan.stored().collect();
-    for run in plan::pow2_runs(stored.len(), sql::MAX_ROWS, sql::MESSAGE_BYTES, |i| {
-        batch[stored[i]].body.len()
-    }) {
-        let mut s = c
-            .prepare_cached(MESSAGE_INSERT.text(run.len()))
-            .map_err(query)?;
-        for (n, &i) in stored[run].iter().enumerate() {
-            let m = &batch[i];
-            let p = n * 5;
-            s.raw_bind_parameter(p + 1, m.conv.0).map_err(query)?;
-            s.raw_bind_parameter(p + 2, seqs[i]).map_err(query)?;
-            s.raw_bind_parameter(p + 3, m.sender).map_err(query)?;
-            s.raw_bind_parameter(p + 4, m.created_ms).map_err(query)?;
-            s.raw_bind_parameter(p + 5, m.body).map_err(query)?;
-        }
-        s.raw_execute().map_err(query)?;
-    }
-    let writes = plan.cmid_writes();
-    for run in plan::pow2_runs(writes.len(), sql::MAX_ROWS, usize::MAX, |_| 0) {
-        let mut s = c.prepare_cached(CMID_PUT.text(run.len())).map_err(query)?;
-        for (n, w) in writes[run].iter().enumerate() {
-            let m = &batch[w.index];
-            let p = n * 5;
-            s.raw_bind_parameter(p + 1, m.sender).map_err(query)?;
-            s.raw_bind_parameter(p + 2, m.cmid).map_err(query)?;
-            s.raw_bind_parameter(p + 3, m.conv.0).map_err(query)?;
-            s.raw_bind_parameter(p + 4, seqs[w.index]).map_err(query)?;
-            s.raw_bind_parameter(p + 5, m.created_ms).map_err(query)?;
-        }
-        s.raw_execute().map_err(query)?;
-    }
-    Ok(out)
-}
-
 /// Moves the old offline queue into the log, in one transaction (see [`migrate`]).
 fn migrate_offline(c: &mut Connection) -> StoreResult<()> {
     let tx = c
@@ -801,7 +708,11 @@ fn migrate_offline(c: &mut Connection) -> StoreResult<()> {
         return Ok(());
     }
     let batch = m.appends(&rows, sql::now_ms());
-    let seqs = migrate::Migration::seqs(append_in(&tx, &batch)?);
+    let mut counters = SeqCounters::default();
+    let (out, bumped) = append_in(&tx, &batch, &counters)?;
+    counters.committed(bumped);
+    counters.write_lagging(&tx)?;
+    let seqs = migrate::Migration::seqs(out);
     {
         let mut members = tx.prepare_cached(sql::MEMBERS).map_err(query)?;
         let mut cursor = tx

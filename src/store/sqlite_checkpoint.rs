@@ -60,7 +60,7 @@ impl Checkpointer {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
-                if let Err(e) = index_rest(&pool, &gate) {
+                if let Err(e) = index_rest(&gate) {
                     log::warn!("message log index: {e}");
                 }
                 if let Err(e) = cycle(&pool, &gate, REWIND_AT) {
@@ -85,14 +85,8 @@ impl Drop for Checkpointer {
 
 /// Indexes the log's tail, if there is one. The connection is taken before the gate, in the
 /// order appends take them.
-fn index_rest(pool: &Pool<SqliteConnectionManager>, gate: &Mutex<LogTail>) -> StoreResult<()> {
-    if gate.locked().rows == 0 {
-        return Ok(());
-    }
-    let mut c = pool
-        .get()
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    sqlite_index::index_tail(&mut c, &mut gate.locked())
+fn index_rest(gate: &Mutex<LogTail>) -> StoreResult<()> {
+    sqlite_index::index_tail(&mut gate.locked())
 }
 
 /// One cycle (see the module comment).

@@ -21,6 +21,7 @@
 //! `conversation.last_seq` under the write lock).
 
 use super::sqlite::query;
+use super::sqlite_append::SeqCounters;
 use super::StoreResult;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -72,33 +73,43 @@ pub(super) const READ_BEFORE: &str = "SELECT seq, body, created FROM ( \
 const OLDEST: &str = "SELECT id, conv, seq FROM message WHERE created < ? ORDER BY created LIMIT ?";
 
 /// What the append gate guards besides the appends themselves: how many rows the tail has.
-#[derive(Debug, Default)]
+/// The append gate's state: the one connection that appends (its prepared statements stay
+/// warm, and no pool is asked per batch), how many rows the tail has, the seq counters.
 pub(crate) struct LogTail {
+    pub(crate) conn: Connection,
     /// Messages stored after `msgindexed.upto`.
     pub(crate) rows: usize,
+    /// Each conversation's last seq (see `sqlite_append`).
+    pub(crate) counters: SeqCounters,
 }
 
-/// Counts the tail at open (the rows a stopped server left unindexed).
-pub(super) fn count_tail(c: &Connection) -> StoreResult<LogTail> {
-    let rows: i64 = c
-        .query_row(
-            "SELECT COUNT(*) FROM message WHERE id > (SELECT upto FROM msgindexed)",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(query)?;
-    Ok(LogTail {
-        rows: usize::try_from(rows).unwrap_or(0),
-    })
+impl LogTail {
+    /// The gate's state over `conn`, with the tail counted (the rows a stopped server left
+    /// unindexed).
+    pub(super) fn new(conn: Connection) -> StoreResult<Self> {
+        let rows: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM message WHERE id > (SELECT upto FROM msgindexed)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(query)?;
+        Ok(LogTail {
+            conn,
+            rows: usize::try_from(rows).unwrap_or(0),
+            counters: SeqCounters::default(),
+        })
+    }
 }
 
 /// One index pass in its own transaction: moves the whole tail into `msgseq`. Call it with the
 /// append gate held (nothing else appends meanwhile), and it sets `tail.rows` to 0.
-pub(crate) fn index_tail(c: &mut Connection, tail: &mut LogTail) -> StoreResult<()> {
-    if tail.rows == 0 {
+pub(crate) fn index_tail(tail: &mut LogTail) -> StoreResult<()> {
+    if tail.rows == 0 && !tail.counters.any_lagging() {
         return Ok(());
     }
-    let tx = c
+    let tx = tail
+        .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(query)?;
     let (upto, last): (i64, Option<i64>) = tx
@@ -118,8 +129,10 @@ pub(crate) fn index_tail(c: &mut Connection, tail: &mut LogTail) -> StoreResult<
     tx.prepare_cached("UPDATE msgindexed SET upto = ?")
         .and_then(|mut s| s.execute([last]))
         .map_err(query)?;
+    tail.counters.write_lagging(&tx)?;
     tx.commit().map_err(query)?;
     tail.rows = 0;
+    tail.counters.written();
     Ok(())
 }
 
