@@ -148,6 +148,7 @@ impl ChatService {
         max_message: usize,
         max_output: usize,
     ) -> Self {
+        let on_loops = store.exclusive();
         ChatService {
             store,
             bus,
@@ -157,7 +158,7 @@ impl ChatService {
             node,
             retries: retries::Retries::default(),
             workers,
-            writer: log_writer::LogWriter::default(),
+            writer: log_writer::LogWriter::new(on_loops),
             cursors: cursors::Cursors::default(),
             max_message,
             sync_window: sync::window(max_output),
