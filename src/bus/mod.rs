@@ -20,7 +20,7 @@ use clusterchat_proto::UserId;
 use std::sync::Arc;
 
 /// What can go wrong on the bus.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BusError {
     /// The broker is unreachable; callers fall back to offline storage.
     #[error("message bus unavailable: {0}")]
