@@ -99,7 +99,9 @@ pub(crate) trait Bus: Send + Sync {
 
     /// Deletes the directory entries of `node`, a server proven gone (its users were set
     /// offline): they route nothing already (nobody listens on its channel), this keeps the
-    /// directory from growing with them. Called by the housekeeper; errors are only logged.
+    /// directory from growing with them. Called by the housekeeper, and at start-up for this
+    /// server's own node (what a previous run under the same id left: it may still route
+    /// here, as this node's channel has a listener again); errors are only logged.
     fn forget_node(&self, _node: &str) {}
 
     /// Installs the callback for inbound messages. Called once, before any login.

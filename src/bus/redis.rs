@@ -18,6 +18,8 @@
 //!   (its `timeout`, `CLIENT KILL`, a proxy's idle cut) is no outage: a command that fails on
 //!   it before any answer came is sent once more on a new connection ([`with_conn`], and the
 //!   publisher's rounds), and only that second failure counts.
+//! * At start the server deletes the directory entries its node's previous run left
+//!   ([`Bus::forget_node`] of itself, see `ChatService::release_stale_sessions`).
 
 use super::redis_directory::Directory;
 use super::redis_endpoint::Endpoint;
@@ -339,9 +341,14 @@ impl Bus for RedisBus {
     }
 
     fn forget_node(&self, node: &str) {
+        let own = node == self.shared.node;
         match self.shared.directory.forget_node(node) {
             Ok(0) => {}
+            Ok(n) if own => log::info!("deleted {n} directory entries left by a previous run"),
             Ok(n) => log::info!("server {node} is gone: {n} directory entries deleted"),
+            Err(e) if own => {
+                log::warn!("directory entries left by a previous run not deleted: {e}")
+            }
             Err(e) => log::debug!("directory entries of {node} not deleted: {e}"),
         }
     }
