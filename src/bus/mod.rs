@@ -89,8 +89,12 @@ pub(crate) trait Bus: Send + Sync {
 
     /// Sends a stored message that arrived here by a stale presence cache for `users`, who
     /// are not here, through the directory as it is now (never through a cache, so a second
-    /// miss is dropped, not sent again). Never blocks.
-    fn reroute(&self, _users: Arc<[UserId]>, _frame: bytes::Bytes) {}
+    /// miss is dropped, not sent again). Never blocks: `done` gets the outcome, as with
+    /// [`publish_async`](Self::publish_async) (`Err`: nudge them later). The default (a bus
+    /// with no other server) reaches nobody.
+    fn reroute(&self, _users: Arc<[UserId]>, _frame: bytes::Bytes, done: PublishDone) {
+        done(Ok(false));
+    }
 
     /// Whether the server named `node` is alive as far as the bus can tell (its liveness key;
     /// alone: only this server), so that the sessions a dead server left behind may be taken

@@ -318,14 +318,7 @@ impl Bus for RedisBus {
         self.publisher.locked().publish(users, frame, done, true);
     }
 
-    fn reroute(&self, users: Arc<[UserId]>, frame: bytes::Bytes) {
-        let n = users.len();
-        let done: PublishDone = Box::new(move |outcome| {
-            if let Err(e) = outcome {
-                // It is in the log: the users' next sync reads it.
-                log::debug!("re-route to {n} users failed ({e}); it waits in the log");
-            }
-        });
+    fn reroute(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
         self.publisher.locked().publish(users, frame, done, false);
     }
 
