@@ -20,7 +20,7 @@ use clusterchat_proto::UserId;
 use std::sync::Arc;
 
 /// What can go wrong on the bus.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BusError {
     /// The broker is unreachable; callers fall back to offline storage.
     #[error("message bus unavailable: {0}")]
@@ -89,8 +89,12 @@ pub(crate) trait Bus: Send + Sync {
 
     /// Sends a stored message that arrived here by a stale presence cache for `users`, who
     /// are not here, through the directory as it is now (never through a cache, so a second
-    /// miss is dropped, not sent again). Never blocks.
-    fn reroute(&self, _users: Arc<[UserId]>, _frame: bytes::Bytes) {}
+    /// miss is dropped, not sent again). Never blocks: `done` gets the outcome, as with
+    /// [`publish_async`](Self::publish_async) (`Err`: nudge them later). The default (a bus
+    /// with no other server) reaches nobody.
+    fn reroute(&self, _users: Arc<[UserId]>, _frame: bytes::Bytes, done: PublishDone) {
+        done(Ok(false));
+    }
 
     /// Whether the server named `node` is alive as far as the bus can tell (its liveness key;
     /// alone: only this server), so that the sessions a dead server left behind may be taken
@@ -99,7 +103,9 @@ pub(crate) trait Bus: Send + Sync {
 
     /// Deletes the directory entries of `node`, a server proven gone (its users were set
     /// offline): they route nothing already (nobody listens on its channel), this keeps the
-    /// directory from growing with them. Called by the housekeeper; errors are only logged.
+    /// directory from growing with them. Called by the housekeeper, and at start-up for this
+    /// server's own node (what a previous run under the same id left: it may still route
+    /// here, as this node's channel has a listener again); errors are only logged.
     fn forget_node(&self, _node: &str) {}
 
     /// Installs the callback for inbound messages. Called once, before any login.

@@ -14,7 +14,12 @@
 //!   the pool's through the redis crate, the subscriber's and publisher's raw sockets through
 //!   [`super::redis_endpoint`], on every (re)connection. The password is never logged.
 //! * While Redis is unreachable, every call fails fast (no per-message timeouts) and the
-//!   outage and the recovery are each logged once.
+//!   outage and the recovery are each logged once. A connection Redis closed while it was kept
+//!   (its `timeout`, `CLIENT KILL`, a proxy's idle cut) is no outage: a command that fails on
+//!   it before any answer came is sent once more on a new connection ([`with_conn`], and the
+//!   publisher's rounds), and only that second failure counts.
+//! * At start the server deletes the directory entries its node's previous run left
+//!   ([`Bus::forget_node`] of itself, see `ChatService::release_stale_sessions`).
 
 use super::redis_directory::Directory;
 use super::redis_endpoint::Endpoint;
@@ -47,7 +52,7 @@ pub(crate) struct RedisBus {
 
 /// What the publisher side and the heartbeat thread share.
 struct Shared {
-    pool: r2d2::Pool<redis::Client>,
+    pool: Pool,
     names: Names,
     node: String,
     health: Arc<Health>,
@@ -83,12 +88,72 @@ impl Health {
         BusError::Unavailable(format!("{what}: {e}"))
     }
 
+    /// Runs `f` on a pooled connection (see [`with_conn`]), failing fast while Redis is
+    /// down; a failure is recorded ([`Self::failed`], `what` names the command).
+    pub(super) fn query<T>(
+        &self,
+        pool: &Pool,
+        what: &str,
+        f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, BusError> {
+        self.check()?;
+        with_conn(pool, f).map_err(|e| match e {
+            PoolError::NoConnection(e) => self.failed("no connection", e),
+            PoolError::Command(e) => self.failed(what, e),
+        })
+    }
+
     /// Records a success (logs the recovery once).
     pub(super) fn succeeded(&self) {
         if self.reported.swap(false, Ordering::AcqRel) {
             log::info!("Redis is reachable again");
         }
     }
+}
+
+/// The pool of connections for the directory and the liveness keys.
+pub(super) type Pool = r2d2::Pool<redis::Client>;
+
+/// Why a command on a pooled connection failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PoolError {
+    /// No connection could be had (Redis unreachable).
+    #[error("no connection: {0}")]
+    NoConnection(#[from] r2d2::Error),
+    /// The command failed: an error reply, or the connection broke again.
+    #[error(transparent)]
+    Command(#[from] redis::RedisError),
+}
+
+/// Runs `f` on a pooled connection. If it fails because the connection was closed under us
+/// (an IO error that says so, not an error reply: the pool checks a connection with a PING
+/// when it hands it out, but Redis may close it between the PING and the command), `f` runs
+/// once more on another connection (the pool drops the broken one). Every command sent
+/// through here may safely run twice.
+pub(super) fn with_conn<T>(
+    pool: &Pool,
+    mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+) -> Result<T, PoolError> {
+    let mut c = pool.get()?;
+    match f(&mut c) {
+        Err(e) if e.is_connection_dropped() => {
+            log::debug!("pooled Redis connection closed ({e}); trying again on another");
+            drop(c);
+            Ok(f(&mut *pool.get()?)?)
+        }
+        done => Ok(done?),
+    }
+}
+
+/// Whether `e` says the connection was closed under us (by Redis's `timeout`, CLIENT KILL, a
+/// proxy's idle cut, a restart): a command that failed so, before any answer, may be sent
+/// once more on a new connection. A timeout is not one (Redis may be running the command).
+pub(super) fn closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof | NotConnected
+    )
 }
 
 fn now_ms() -> u64 {
@@ -181,23 +246,17 @@ impl Shared {
         self.names.node_key(node)
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<redis::Client>, BusError> {
-        self.health.check()?;
-        self.pool
-            .get()
-            .map_err(|e| self.health.failed("no connection", e))
-    }
-
     /// Refreshes this node's liveness key.
     fn beat(&self) -> Result<(), BusError> {
-        let mut c = self.conn()?;
-        redis::cmd("SET")
-            .arg(self.node_key(&self.node))
-            .arg(1)
-            .arg("EX")
-            .arg(NODE_TTL_SECS)
-            .query::<()>(&mut *c)
-            .map_err(|e| self.health.failed("SET", e))?;
+        let key = self.node_key(&self.node);
+        self.health.query(&self.pool, "SET", |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("EX")
+                .arg(NODE_TTL_SECS)
+                .query::<()>(c)
+        })?;
         self.health.succeeded();
         Ok(())
     }
@@ -225,11 +284,8 @@ impl Shared {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        if let Ok(mut c) = self.pool.get() {
-            let _ = redis::cmd("DEL")
-                .arg(self.node_key(&self.node))
-                .query::<()>(&mut *c);
-        }
+        let key = self.node_key(&self.node);
+        let _ = with_conn(&self.pool, |c| redis::cmd("DEL").arg(&key).query::<()>(c));
     }
 }
 
@@ -262,14 +318,7 @@ impl Bus for RedisBus {
         self.publisher.locked().publish(users, frame, done, true);
     }
 
-    fn reroute(&self, users: Arc<[UserId]>, frame: bytes::Bytes) {
-        let n = users.len();
-        let done: PublishDone = Box::new(move |outcome| {
-            if let Err(e) = outcome {
-                // It is in the log: the users' next sync reads it.
-                log::debug!("re-route to {n} users failed ({e}); it waits in the log");
-            }
-        });
+    fn reroute(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
         self.publisher.locked().publish(users, frame, done, false);
     }
 
@@ -278,18 +327,21 @@ impl Bus for RedisBus {
             return Ok(true);
         }
         let s = &self.shared;
-        let mut c = s.conn()?;
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(s.node_key(node))
-            .query(&mut *c)
-            .map_err(|e| s.health.failed("EXISTS", e))?;
-        Ok(exists)
+        let key = s.node_key(node);
+        s.health.query(&s.pool, "EXISTS", |c| {
+            redis::cmd("EXISTS").arg(&key).query::<bool>(c)
+        })
     }
 
     fn forget_node(&self, node: &str) {
+        let own = node == self.shared.node;
         match self.shared.directory.forget_node(node) {
             Ok(0) => {}
+            Ok(n) if own => log::info!("deleted {n} directory entries left by a previous run"),
             Ok(n) => log::info!("server {node} is gone: {n} directory entries deleted"),
+            Err(e) if own => {
+                log::warn!("directory entries left by a previous run not deleted: {e}")
+            }
             Err(e) => log::debug!("directory entries of {node} not deleted: {e}"),
         }
     }

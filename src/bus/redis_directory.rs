@@ -8,7 +8,7 @@
 //! (until then messages routed by the old entry find nobody here and wait in the log), and a
 //! burst of disconnects costs one round trip per batch, not one per user on a worker.
 
-use super::redis::Health;
+use super::redis::{with_conn, Health, Pool};
 use super::redis_route::LEAVE_SCRIPT;
 use super::BusError;
 use crate::sync::LockExt;
@@ -22,7 +22,6 @@ use std::thread::JoinHandle;
 /// Entries written per HSET when they are restored; deletes per pipelined round.
 const CHUNK: usize = 1000;
 
-type Pool = r2d2::Pool<redis::Client>;
 /// A queued delete: the user and the session their entry must still name.
 type Leave = (UserId, Arc<str>);
 
@@ -60,25 +59,17 @@ impl Directory {
         })
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<redis::Client>, BusError> {
-        self.health.check()?;
-        self.pool
-            .get()
-            .map_err(|e| self.health.failed("no connection", e))
-    }
-
     /// Writes `user` -> `session` now (one round trip). On failure the entry is kept to be
     /// written again ([`Self::is_lost`]).
     pub(super) fn enter(&self, user: UserId, session: &str) {
         let mut entries = self.entries.locked();
         entries.insert(user, session.into());
-        let written = self.conn().and_then(|mut c| {
+        let written = self.health.query(&self.pool, "HSET", |c| {
             redis::cmd("HSET")
                 .arg(&self.key)
                 .arg(user)
                 .arg(session)
-                .query::<()>(&mut *c)
-                .map_err(|e| self.health.failed("HSET", e))
+                .query::<()>(c)
         });
         if let Err(e) = written {
             log::debug!("user {user}: presence not written ({e}); will retry");
@@ -106,19 +97,15 @@ impl Directory {
         let Some((user, session)) = entries.iter().next() else {
             return false;
         };
-        let Ok(mut c) = self.conn() else {
-            return false;
-        };
-        match redis::cmd("HGET")
-            .arg(&self.key)
-            .arg(*user)
-            .query::<Option<String>>(&mut *c)
-        {
+        let found = self.health.query(&self.pool, "HGET", |c| {
+            redis::cmd("HGET")
+                .arg(&self.key)
+                .arg(*user)
+                .query::<Option<String>>(c)
+        });
+        match found {
             Ok(found) => found.as_deref() != Some(&**session),
-            Err(e) => {
-                let _ = self.health.failed("HGET", e);
-                false
-            }
+            Err(_) => false,
         }
     }
 
@@ -131,7 +118,6 @@ impl Directory {
     /// interleaves, so a restored entry is never one its session has left).
     pub(super) fn restore(&self) -> Result<(), BusError> {
         let entries = self.entries.locked();
-        let mut c = self.conn()?;
         let all: Vec<(&UserId, &Arc<str>)> = entries.iter().collect();
         for chunk in all.chunks(CHUNK) {
             let mut cmd = redis::cmd("HSET");
@@ -139,8 +125,8 @@ impl Directory {
             for (user, session) in chunk {
                 cmd.arg(**user).arg(&***session);
             }
-            cmd.query::<()>(&mut *c)
-                .map_err(|e| self.health.failed("HSET", e))?;
+            self.health
+                .query(&self.pool, "HSET", |c| cmd.query::<()>(c))?;
         }
         self.lost.store(false, Ordering::Release);
         Ok(())
@@ -149,28 +135,27 @@ impl Directory {
     /// Deletes every entry that names a session of `node` (each only if it still does);
     /// returns how many.
     pub(super) fn forget_node(&self, node: &str) -> Result<u64, BusError> {
-        let mut c = self.conn()?;
-        let failed = |e| self.health.failed("HSCAN", e);
         let mine = format!("{node}/");
         let mut cursor = "0".to_string();
         let mut deleted = 0;
         loop {
-            let (next, items): (String, Vec<String>) = redis::cmd("HSCAN")
-                .arg(&self.key)
-                .arg(&cursor)
-                .arg("COUNT")
-                .arg(CHUNK)
-                .query(&mut *c)
-                .map_err(failed)?;
+            let (next, items): (String, Vec<String>) =
+                self.health.query(&self.pool, "HSCAN", |c| {
+                    redis::cmd("HSCAN")
+                        .arg(&self.key)
+                        .arg(&cursor)
+                        .arg("COUNT")
+                        .arg(CHUNK)
+                        .query(c)
+                })?;
             let gone: Vec<(&str, &str)> = items
                 .chunks_exact(2)
                 .filter(|p| p[1].starts_with(&mine))
                 .map(|p| (p[0].as_str(), p[1].as_str()))
                 .collect();
             if !gone.is_empty() {
-                let done: Vec<u64> = leave_pipe(&self.key, gone.into_iter(), false)
-                    .query(&mut *c)
-                    .map_err(failed)?;
+                let pipe = leave_pipe(&self.key, gone.into_iter(), false);
+                let done: Vec<u64> = self.health.query(&self.pool, "EVAL", |c| pipe.query(c))?;
                 deleted += done.iter().sum::<u64>();
             }
             if next == "0" {
@@ -193,15 +178,14 @@ impl Directory {
         }
         let pairs = entries.iter().map(|(u, s)| (u.to_string(), s.clone()));
         let pairs: Vec<(String, Arc<str>)> = pairs.collect();
-        let deleted = self.conn().and_then(|mut c| {
-            leave_pipe(
-                &self.key,
-                pairs.iter().map(|(u, s)| (u.as_str(), &**s)),
-                true,
-            )
-            .query::<()>(&mut *c)
-            .map_err(|e| self.health.failed("EVAL", e))
-        });
+        let pipe = leave_pipe(
+            &self.key,
+            pairs.iter().map(|(u, s)| (u.as_str(), &**s)),
+            true,
+        );
+        let deleted = self
+            .health
+            .query(&self.pool, "EVAL", |c| pipe.query::<()>(c));
         if let Err(e) = deleted {
             log::debug!("directory entries not deleted at shutdown: {e}");
         }
@@ -236,11 +220,8 @@ fn delete_loop(pool: &Pool, key: &str, queue: &Receiver<Leave>) {
             .chain(queue.try_iter().take(CHUNK - 1))
             .map(|(u, s)| (u.to_string(), s))
             .collect();
-        let done = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
-            leave_pipe(key, batch.iter().map(|(u, s)| (u.as_str(), &**s)), true)
-                .query::<()>(&mut *c)
-                .map_err(|e| e.to_string())
-        });
+        let pipe = leave_pipe(key, batch.iter().map(|(u, s)| (u.as_str(), &**s)), true);
+        let done = with_conn(pool, |c| pipe.query::<()>(c));
         // A delete that failed leaves an entry naming a session that is gone: messages routed
         // by it find nobody here and wait in the log; the user's next login replaces it.
         if let Err(e) = done {

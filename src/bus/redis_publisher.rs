@@ -7,7 +7,9 @@
 //! one payload per destination server: under load, many messages share one system call, one
 //! Redis wake-up and one PUBLISH per server, instead of a PUBLISH per receiver. One connection
 //! and one thread keep the order: messages queued in order are published in order. Each
-//! (re)connection authenticates, selects the database and loads the script first.
+//! (re)connection authenticates, selects the database and loads the script first. A round
+//! that finds the connection closed before any answer came (Redis's `timeout`, `CLIENT KILL`,
+//! a proxy's idle cut) goes once more on a new connection; only a second failure fails it.
 //!
 //! **Presence cache.** The thread keeps what the script told it about recipients (user ->
 //! server, for [`CACHE_TTL`]): a message queued with `cached` whose recipients are all known
@@ -20,7 +22,7 @@
 //! messages through the script at once. Waited-for publishes (nudges, kicks) and re-routes
 //! always go through the script.
 
-use super::redis::Health;
+use super::redis::{closed, Health};
 use super::redis_endpoint::{ConnectError, Endpoint};
 use super::redis_names::Names;
 use super::redis_route::{add_message, encode_direct, ROUTE_SCRIPT};
@@ -219,18 +221,31 @@ fn run(endpoint: &Endpoint, health: &Health, keys: &Keys, queue: Receiver<Reques
             fail_all(batch, &e);
             continue;
         }
-        if link.is_none() {
-            match connect(endpoint) {
-                Ok(l) => link = Some(l),
+        // A connection kept from an earlier round may have been closed meanwhile by Redis
+        // (its `timeout`), an operator (CLIENT KILL) or a proxy that cuts idle connections: a
+        // round that fails on it before any answer came goes once more on a new connection.
+        let mut outcome = None;
+        if let Some(l) = link.as_mut() {
+            match round(l, keys, &mut cache, &batch) {
+                Err(RoundError::Io { error, retry: true }) => {
+                    log::debug!("publisher connection closed ({error}); sending on a new one");
+                    link = None;
+                }
+                done => outcome = Some(done),
+            }
+        }
+        let outcome = match outcome {
+            Some(done) => done,
+            None => match connect(endpoint) {
+                Ok(l) => round(link.insert(l), keys, &mut cache, &batch),
                 Err(e) => {
                     let err = health.failed("publisher connect", e);
                     fail_all(batch, &err);
                     continue;
                 }
-            }
-        }
-        let l = link.as_mut().expect("connected above");
-        match round(l, keys, &mut cache, &batch) {
+            },
+        };
+        match outcome {
             Ok(reached) => {
                 health.succeeded();
                 for (r, got) in batch.into_iter().zip(reached) {
@@ -246,9 +261,9 @@ fn run(endpoint: &Endpoint, health: &Health, keys: &Keys, queue: Receiver<Reques
                 link = None;
                 fail_all(batch, &BusError::Unavailable(e));
             }
-            Err(RoundError::Io(e)) => {
+            Err(RoundError::Io { error, .. }) => {
                 link = None;
-                let err = health.failed("route", e);
+                let err = health.failed("route", error);
                 fail_all(batch, &err);
             }
         }
@@ -268,7 +283,12 @@ enum RoundError {
     /// SCRIPT FLUSH): this connection is of no use; the next one starts afresh.
     Refused(String),
     Unexpected(String),
-    Io(String),
+    /// The connection failed (closed, reset, timed out). `retry`: it was found closed before
+    /// any answer of this round came (Redis ran none of it): the round may go again.
+    Io {
+        error: String,
+        retry: bool,
+    },
 }
 
 /// The parts of a round that go through the script: (request, its recipients there).
@@ -312,6 +332,8 @@ fn round(
         }
     }
     let mut reached = vec![false; batch.len()];
+    // Whether an answer of this round was read (a failure after it is not sent again).
+    let mut answered = false;
     let mut packed = Vec::new();
     if !looked.is_empty() {
         packed.extend(script_cmd(l, keys, batch, &looked).get_packed_command());
@@ -327,14 +349,14 @@ fn round(
     }
     l.writer
         .write_all(&packed)
-        .map_err(|e| RoundError::Io(e.to_string()))?;
+        .map_err(|e| io_failed(&e, closed(&e), answered))?;
     if !looked.is_empty() {
-        let answer = read(l)?;
+        let answer = read(l, &mut answered)?;
         learn(keys, cache, now, &looked, answer, &mut reached)?;
     }
     let mut fallback: Looked = Vec::new();
     for (node, _, parts) in direct {
-        match read(l)? {
+        match read(l, &mut answered)? {
             redis::Value::Int(n) if n > 0 => parts.iter().for_each(|(i, _)| reached[*i] = true),
             redis::Value::Int(_) => {
                 // Nobody listens there: that server is gone. Its users go through the script.
@@ -348,8 +370,8 @@ fn round(
         let cmd = script_cmd(l, keys, batch, &fallback);
         l.writer
             .write_all(&cmd.get_packed_command())
-            .map_err(|e| RoundError::Io(e.to_string()))?;
-        let answer = read(l)?;
+            .map_err(|e| io_failed(&e, closed(&e), answered))?;
+        let answer = read(l, &mut answered)?;
         learn(keys, cache, now, &fallback, answer, &mut reached)?;
     }
     Ok(reached)
@@ -368,11 +390,24 @@ fn script_cmd(l: &Link, keys: &Keys, batch: &[Request], looked: &Looked) -> redi
     cmd
 }
 
-fn read(l: &mut Link) -> Result<redis::Value, RoundError> {
+/// Reads one answer (`answered`: set once one came).
+fn read(l: &mut Link, answered: &mut bool) -> Result<redis::Value, RoundError> {
     match l.parser.parse_value(&mut l.reader) {
         Ok(redis::Value::ServerError(e)) => Err(RoundError::Refused(format!("{e:?}"))),
-        Ok(v) => Ok(v),
-        Err(e) => Err(RoundError::Io(e.to_string())),
+        Ok(v) => {
+            *answered = true;
+            Ok(v)
+        }
+        Err(e) => Err(io_failed(&e, e.is_connection_dropped(), *answered)),
+    }
+}
+
+/// A failed write or read: one that found the connection closed before any answer of the
+/// round came may be sent again (a timeout may not: Redis may be running it).
+fn io_failed(e: &dyn std::fmt::Display, closed: bool, answered: bool) -> RoundError {
+    RoundError::Io {
+        error: e.to_string(),
+        retry: closed && !answered,
     }
 }
 
@@ -432,6 +467,35 @@ fn learn(
 
 fn fail_all(batch: Vec<Request>, e: &BusError) {
     for r in batch {
-        (r.done)(Err(BusError::Unavailable(e.to_string())));
+        (r.done)(Err(e.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every request of a failed round gets the round's error as it is, its message not
+    /// wrapped in "message bus unavailable:" a second time.
+    #[test]
+    fn a_failed_round_reports_its_error_once() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let batch = (0..2)
+            .map(|_| {
+                let tx = tx.clone();
+                Request {
+                    users: Arc::from([1]),
+                    payload: Bytes::new(),
+                    done: Box::new(move |outcome| {
+                        let _ = tx.send(outcome.map_err(|e| e.to_string()));
+                    }),
+                    cached: false,
+                }
+            })
+            .collect();
+        fail_all(batch, &BusError::Unavailable("route: closed".into()));
+        let got: Vec<_> = rx.try_iter().collect();
+        let want = Err("message bus unavailable: route: closed".to_string());
+        assert_eq!(got, [want.clone(), want]);
     }
 }

@@ -1,6 +1,7 @@
-//! A [`Bus`] that counts the errors of the bus it wraps: every publish (waited for or not) and
-//! liveness check that fails adds one to `clusterchat_bus_errors_total`. Every method is
-//! forwarded, the provided ones too, so the wrapped bus's behaviour is unchanged.
+//! A [`Bus`] that counts the errors of the bus it wraps: every publish (waited for or not,
+//! re-routes too) and liveness check that fails adds one to `clusterchat_bus_errors_total`.
+//! Every method is forwarded, the provided ones too, so the wrapped bus's behaviour is
+//! unchanged.
 
 use super::atomic::StripedCounter;
 use crate::bus::{Bus, BusError, Inbound, PublishDone, SharedBus};
@@ -54,8 +55,18 @@ impl Bus for CountedBus {
         )
     }
 
-    fn reroute(&self, users: Arc<[UserId]>, frame: bytes::Bytes) {
-        self.inner.reroute(users, frame)
+    fn reroute(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
+        let errors = self.errors.clone();
+        self.inner.reroute(
+            users,
+            frame,
+            Box::new(move |outcome| {
+                if outcome.is_err() {
+                    errors.add(1);
+                }
+                done(outcome)
+            }),
+        )
     }
 
     fn node_alive(&self, node: &str) -> Result<bool, BusError> {

@@ -22,7 +22,13 @@ impl ChatService {
     /// exclusively (SQLite) holds nobody else's sessions, so all go; otherwise this node's own
     /// (its lock, held now, proves the last server of this name gone), then those of every
     /// other server proven gone.
+    ///
+    /// First, the presence directory entries of this node's previous run go (in a cluster):
+    /// a server killed and started again at once under the same node id keeps its liveness
+    /// key alive, so no other server ever finds it gone and deletes them, and they would
+    /// keep routing its users' messages here.
     pub(crate) fn release_stale_sessions(&self) -> Result<u64, StoreError> {
+        self.bus.forget_node(&self.node);
         if self.store.exclusive() {
             return self.store.release_all();
         }

@@ -7,6 +7,7 @@
 
 use super::outbox::Pushed;
 use super::ChatService;
+use crate::bus::PublishDone;
 use crate::store::{ConvId, Seq};
 use clusterchat_net::Bytes;
 use clusterchat_proto::{msgid, UserId};
@@ -73,21 +74,23 @@ impl ChatService {
             return here;
         }
         let users: Arc<[UserId]> = elsewhere.into();
-        let service = Arc::clone(self);
-        let failed = Arc::clone(&users);
-        self.bus.publish_async(
-            users,
-            frame.clone(),
-            Box::new(move |outcome| {
-                if let Err(e) = outcome {
-                    log::debug!("push to {} users failed ({e}); will nudge", failed.len());
-                    for user in failed.iter() {
-                        service.retries.nudge_later(*user);
-                    }
-                }
-            }),
-        );
+        let done = self.nudge_if_failed(Arc::clone(&users), "push");
+        self.bus.publish_async(users, frame.clone(), done);
         here
+    }
+
+    /// The outcome callback of a publish to `users` that did not wait: if it failed (the bus
+    /// is down), each of them is nudged later (their servers read the log again for them).
+    fn nudge_if_failed(self: &Arc<Self>, users: Arc<[UserId]>, what: &'static str) -> PublishDone {
+        let service = Arc::clone(self);
+        Box::new(move |outcome| {
+            if let Err(e) = outcome {
+                log::debug!("{what} to {} users failed ({e}); will nudge", users.len());
+                for user in users.iter() {
+                    service.retries.nudge_later(*user);
+                }
+            }
+        })
     }
 
     /// A frame from the bus for `users` of this server (on the bus's thread, in arrival
@@ -144,7 +147,9 @@ impl ChatService {
                 "{} users of {conv:?} seq {seq} are not here (a stale cache); routing again",
                 missed.len()
             );
-            self.bus.reroute(missed.into(), frame);
+            let missed: Arc<[UserId]> = missed.into();
+            let done = self.nudge_if_failed(Arc::clone(&missed), "re-route");
+            self.bus.reroute(missed, frame, done);
         }
     }
 
@@ -196,6 +201,64 @@ impl ChatService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::{Bus, BusError, Inbound};
+    use crate::service::password::Hasher;
+    use crate::worker_pool::WorkerPool;
+
+    /// A bus whose re-routes end with `outcome`; nothing else is asked of it here.
+    struct RerouteBus {
+        outcome: Result<bool, BusError>,
+    }
+
+    impl Bus for RerouteBus {
+        fn enter(&self, _user: UserId, _session: &str) {}
+        fn leave(&self, _user: UserId, _session: &str) {}
+        fn publish(&self, _users: &[UserId], _frame: &[u8]) -> Result<bool, BusError> {
+            unreachable!("not published in these tests")
+        }
+        fn reroute(&self, _users: Arc<[UserId]>, _frame: bytes::Bytes, done: PublishDone) {
+            done(self.outcome.clone());
+        }
+        fn node_alive(&self, _node: &str) -> Result<bool, BusError> {
+            Ok(true)
+        }
+        fn set_inbound(&self, _inbound: Inbound) {}
+        fn is_standalone(&self) -> bool {
+            false
+        }
+    }
+
+    /// A service on a fresh SQLite file over `bus`, with the directory holding the file.
+    fn service(bus: RerouteBus) -> (Arc<ChatService>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("chat.db").display());
+        let store = crate::store::open(&url, 1).unwrap();
+        let workers = Arc::new(WorkerPool::new(1).unwrap());
+        let service = ChatService::new(
+            store,
+            Arc::new(bus),
+            "n1".into(),
+            Hasher::new(8),
+            workers,
+            4096,
+            1 << 20,
+        );
+        (Arc::new(service), dir)
+    }
+
+    /// A message sent here by a stale presence cache for users who are not here goes back to
+    /// the bus; if that re-route fails, they are nudged later (like a failed push), else not.
+    #[test]
+    fn a_failed_reroute_nudges_its_users_later() {
+        let frame = Bytes::from_static(br#"{"msgid":6,"id":3,"toid":9,"msg":"x","seq":4}"#);
+        let down = BusError::Unavailable("Redis is unreachable".into());
+        let (failing, _dir) = service(RerouteBus { outcome: Err(down) });
+        failing.inbound(&[9], frame.clone(), true);
+        assert_eq!(failing.retries.take_nudges(), [9]);
+        let (working, _dir) = service(RerouteBus { outcome: Ok(true) });
+        working.inbound(&[9], frame, true);
+        assert!(working.retries.take_nudges().is_empty());
+    }
 
     #[test]
     fn a_pushed_frame_names_its_conversation_and_seq() {
