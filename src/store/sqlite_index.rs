@@ -87,6 +87,7 @@ impl LogTail {
     /// The gate's state over `conn`, with the tail counted (the rows a stopped server left
     /// unindexed).
     pub(super) fn new(conn: Connection) -> StoreResult<Self> {
+        super::sqlite_append::catch_up(&conn)?;
         let rows: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM message WHERE id > (SELECT upto FROM msgindexed)",
