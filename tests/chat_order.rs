@@ -1,7 +1,9 @@
-//! One connection's chats are stored, acked and forwarded in the order sent, whichever thread
-//! commits them. On SQLite the IO loop commits the chats it reads itself; a chat that waited
-//! behind a worker request goes to the log writer's thread instead, and the chats sent right
-//! after it must not overtake it (see `service::log_writer`).
+//! One connection's chats are stored, acked and forwarded in the order sent, whichever path
+//! takes them: the IO thread's fast path (most 1:1 chats), or a worker (a chat that waited
+//! behind a worker request of the same connection). Both hand them to the one log writer queue
+//! (see `service::log_writer`). A second place that commits chats (an IO loop committing its
+//! own batch, say) would let the chats sent right after a worker's overtake it unless it
+//! waits for them: this test catches that.
 
 mod util;
 
@@ -11,10 +13,10 @@ use util::chatlog::numbered;
 use util::server::TestServer;
 
 /// A HISTORY (a worker request) and a chat behind it in one write: that chat goes through a
-/// worker to the writer thread. As soon as the HISTORY_ACK is back, the next chat: the loop
-/// would commit it at once, unless the connection still has a chat in the writer's queue.
+/// worker to the log writer. As soon as the HISTORY_ACK is back, the next chat, on the fast
+/// path: it must not be stored before the one the worker handed over.
 #[test]
-fn chats_keep_their_order_between_the_writer_thread_and_the_loop() {
+fn chats_keep_their_order_between_a_worker_and_the_fast_path() {
     let srv = TestServer::start();
     let (mut bob, b) = srv.user("bob");
     let (mut carl, _) = srv.user("carl");

@@ -39,9 +39,6 @@ impl ChatHandler {
     /// Queues `frame` to the connection's worker, behind its earlier requests; a LOGIN or
     /// REG (`hashing`) waits for its turn at the login gate first.
     fn to_worker(&self, conn: &ChatConn, frame: &[u8], hashing: bool) {
-        // The chats this loop holds go first: the worker's request may be a chat too, or
-        // answer after them (see `service::log_writer`).
-        self.service.commit_loop_batch();
         let service = Arc::clone(&self.service);
         let conn2 = Arc::clone(conn);
         let frame = frame.to_vec();
@@ -201,10 +198,6 @@ impl Handler<ConnContext> for ChatHandler {
         Some(Bytes::from(
             serde_json::to_vec(&e).expect("JSON serialises"),
         ))
-    }
-
-    fn on_read_complete(&self) {
-        self.service.commit_loop_batch();
     }
 
     fn on_written(&self, conn: &ChatConn, tag: u64) {

@@ -18,15 +18,9 @@ use std::sync::Arc;
 
 impl ChatService {
     /// The IO-thread fast path for ONE_CHAT: if the sender is logged in, has nothing queued on
-    /// a worker and the request is well formed, it is taken right here, with no thread hop
-    /// (committed by this loop, or queued for the log writer: see `log_writer`). Returns false
-    /// when a worker must handle it (and report its error).
-    pub(crate) fn try_fast_chat(
-        self: &Arc<Self>,
-        conn: &ChatConn,
-        env: &Envelope,
-        frame: &[u8],
-    ) -> bool {
+    /// a worker and the request is well formed, it is submitted to the log writer right here,
+    /// with no thread hop. Returns false when a worker must handle it (and report its error).
+    pub(crate) fn try_fast_chat(&self, conn: &ChatConn, env: &Envelope, frame: &[u8]) -> bool {
         let session = conn.context();
         if session.pending() != 0 {
             return false;
@@ -34,38 +28,30 @@ impl ChatService {
         let Some(login) = session.login() else {
             return false;
         };
-        match self.one_submission(conn, env, frame, &login) {
-            Ok(s) => {
-                self.submit_on_loop(s);
-                true
-            }
-            Err(_) => false,
-        }
+        self.submit_one(conn, env, frame, &login).is_ok()
     }
 
     /// ONE_CHAT on a worker.
     pub(super) fn one_chat(&self, conn: &ChatConn, env: &Envelope, frame: &[u8]) -> Handled {
         let login = current(conn)?;
-        self.writer
-            .submit(self.one_submission(conn, env, frame, &login)?);
+        self.submit_one(conn, env, frame, &login)?;
         Ok(Outcome::Sent)
     }
 
-    /// A checked ONE_CHAT, ready for the log.
-    fn one_submission(
+    fn submit_one(
         &self,
         conn: &ChatConn,
         env: &Envelope,
         frame: &[u8],
         login: &Login,
-    ) -> Result<Submission, ServiceError> {
+    ) -> Result<(), ServiceError> {
         let to: UserId = int_field(env.toid, "toid").map_err(bad_field)?;
         if !(1..=i64::from(i32::MAX)).contains(&to) {
             return Err(ServiceError::new(errno::NOT_FOUND, format!("no user {to}")));
         }
         let cmid = cmid(env)?;
         let body = self.stamped_frame(env, frame, login)?;
-        Ok(Submission {
+        self.writer.submit(Submission {
             _work: Work::chat(conn, body.len()),
             conn: Arc::clone(conn),
             request: msgid::ONE_CHAT,
@@ -77,7 +63,8 @@ impl ChatService {
             created_ms: now_ms(),
             taken: std::time::Instant::now(),
             to: Recipients::One(to),
-        })
+        });
+        Ok(())
     }
 
     /// GROUP_CHAT: to every other member of a group the sender belongs to.

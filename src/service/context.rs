@@ -28,7 +28,6 @@ pub(crate) struct Login {
 pub(crate) struct ConnContext {
     login: RwLock<Option<Login>>,
     pending: AtomicUsize,
-    in_writer: AtomicUsize,
     outbox: Outbox,
     /// When input last arrived (Unix seconds), for the heartbeat.
     last_input: AtomicU64,
@@ -131,31 +130,6 @@ impl ConnContext {
     /// Counts a worker request done (after its replies are queued).
     pub(crate) fn end_job(&self) {
         self.pending.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Chats of this connection queued for the log writer's thread and not yet completed.
-    /// While it is non-zero, the IO thread hands this connection's chats to that thread too
-    /// (never commits them itself), so that they keep their order.
-    pub(crate) fn in_writer(&self) -> usize {
-        self.in_writer.load(Ordering::Acquire)
-    }
-}
-
-/// One chat of a connection in the log writer's queue (see [`ConnContext::in_writer`]): the
-/// count drops when the ticket does.
-pub(crate) struct WriterTicket(ChatConn);
-
-impl WriterTicket {
-    /// Counts a chat of `conn` queued for the log writer's thread.
-    pub(crate) fn new(conn: &ChatConn) -> Self {
-        conn.context().in_writer.fetch_add(1, Ordering::AcqRel);
-        WriterTicket(Arc::clone(conn))
-    }
-}
-
-impl Drop for WriterTicket {
-    fn drop(&mut self) {
-        self.0.context().in_writer.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -6,21 +6,8 @@
 //! transaction ran goes into the next one, so the cost of a commit is shared by every message
 //! that arrived meanwhile, and messages are stored, acked and pushed in the order submitted
 //! (one connection's chats keep their order; so does one conversation's).
-//!
-//! Where a batch commits depends on the store. A shared database (MySQL) costs a network
-//! round trip per transaction: every chat goes to one writer thread, which commits whatever
-//! queued up while the previous transaction ran. An embedded file that this process owns
-//! (SQLite, [`Store::exclusive`](crate::store::Store::exclusive)) commits in tens of
-//! microseconds: there each IO loop commits the chats it read in one iteration itself, at the
-//! end of that iteration (`on_read_complete`), and the ACKs and the pushes to receivers on the
-//! same loop go out in that iteration's writes: no thread hop, no wake-up. Chats that reach
-//! the log from a worker thread (group chats, and chats queued behind a worker request) still
-//! go to the writer thread; while a connection has chats there, its IO thread sends its next
-//! ones there too, and a loop commits what it holds before handing a request to a worker, so
-//! one connection's chats keep their order. Commits and the pushes that follow them are
-//! serialised by one lock, so one conversation's messages are pushed in seq order.
 
-use super::context::{ChatConn, WriterTicket};
+use super::context::ChatConn;
 use super::{send_error, send_value, ChatService, ServiceError};
 use crate::metrics::Kind;
 use crate::store::{with_seq, Append, Appended, ConvId};
@@ -28,9 +15,8 @@ use clusterchat_net::Bytes;
 use clusterchat_proto::{errno, reply, GroupId, UserId};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::value::RawValue;
-use std::cell::RefCell;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Most messages one transaction stores.
 const MAX_BATCH: usize = 1024;
@@ -71,46 +57,32 @@ pub(crate) struct Submission {
 }
 
 pub(crate) enum Job {
-    Store(Box<Submission>, WriterTicket),
+    Store(Box<Submission>),
     Stop,
 }
 
-/// The handle to the writer thread, and how batches commit.
+/// The handle to the writer thread.
 pub(crate) struct LogWriter {
     tx: Sender<Job>,
     rx: Receiver<Job>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Whether IO loops commit their own batches (an embedded store; see the module docs).
-    on_loops: bool,
-    /// Held from a batch's commit until its messages are pushed: one conversation's messages
-    /// are pushed in seq order whichever thread commits them.
-    order: Mutex<()>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-thread_local! {
-    /// The chats this IO loop took in its current iteration, committed at its end.
-    static LOOP_BATCH: RefCell<Vec<Submission>> = const { RefCell::new(Vec::new()) };
-    /// Receivers this thread has seen exist (accounts are never deleted).
-    static KNOWN: RefCell<HashSet<UserId>> = RefCell::new(HashSet::new());
-}
-
-impl LogWriter {
-    /// A writer whose IO loops commit their own batches when `on_loops` (an embedded store).
-    pub(crate) fn new(on_loops: bool) -> Self {
+impl Default for LogWriter {
+    fn default() -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
         LogWriter {
             tx,
             rx,
-            thread: Mutex::new(None),
-            on_loops,
-            order: Mutex::new(()),
+            thread: std::sync::Mutex::new(None),
         }
     }
+}
 
-    /// Queues a message for the writer thread's next transaction. Never blocks.
+impl LogWriter {
+    /// Queues a message for the next transaction. Never blocks.
     pub(crate) fn submit(&self, s: Submission) {
-        let ticket = WriterTicket::new(&s.conn);
-        let _ = self.tx.send(Job::Store(Box::new(s), ticket));
+        let _ = self.tx.send(Job::Store(Box::new(s)));
     }
 }
 
@@ -134,48 +106,18 @@ impl ChatService {
         }
     }
 
-    /// Takes a chat read on an IO thread: into this loop's batch when loops commit their own
-    /// and the connection has nothing in the writer thread's queue, else into that queue.
-    pub(crate) fn submit_on_loop(self: &Arc<Self>, s: Submission) {
-        if !self.writer.on_loops || s.conn.context().in_writer() != 0 {
-            return self.writer.submit(s);
-        }
-        let full = LOOP_BATCH.with_borrow_mut(|b| {
-            b.push(s);
-            b.len() >= MAX_BATCH
-        });
-        if full {
-            self.commit_loop_batch();
-        }
-    }
-
-    /// Commits the chats this IO loop took so far, then acks and pushes them (at the end of
-    /// each loop iteration, and before a request goes to a worker).
-    pub(crate) fn commit_loop_batch(self: &Arc<Self>) {
-        let batch = LOOP_BATCH.with_borrow_mut(std::mem::take);
-        if !batch.is_empty() {
-            KNOWN.with_borrow_mut(|known| self.commit(known, batch));
-        }
-    }
-
     fn writer_loop(self: &Arc<Self>, rx: &Receiver<Job>) {
+        let mut known = HashSet::new();
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut tickets = Vec::with_capacity(MAX_BATCH);
         let mut stop = false;
         while !stop {
             match rx.recv() {
-                Ok(Job::Store(s, t)) => {
-                    batch.push(*s);
-                    tickets.push(t);
-                }
+                Ok(Job::Store(s)) => batch.push(*s),
                 Ok(Job::Stop) | Err(_) => break,
             }
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(Job::Store(s, t)) => {
-                        batch.push(*s);
-                        tickets.push(t);
-                    }
+                    Ok(Job::Store(s)) => batch.push(*s),
                     Ok(Job::Stop) => {
                         stop = true;
                         break;
@@ -183,9 +125,7 @@ impl ChatService {
                     Err(_) => break,
                 }
             }
-            KNOWN.with_borrow_mut(|known| self.commit(known, std::mem::take(&mut batch)));
-            // Only now may the connections' next chats commit on their loops.
-            tickets.clear();
+            self.commit(&mut known, std::mem::take(&mut batch));
         }
     }
 
@@ -201,7 +141,6 @@ impl ChatService {
         if ready.is_empty() {
             return;
         }
-        let _order = crate::sync::LockExt::locked(&self.writer.order);
         let appends: Vec<Append<'_>> = ready
             .iter()
             .map(|s| Append {

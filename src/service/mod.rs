@@ -148,7 +148,6 @@ impl ChatService {
         max_message: usize,
         max_output: usize,
     ) -> Self {
-        let on_loops = store.exclusive();
         ChatService {
             store,
             bus,
@@ -158,7 +157,7 @@ impl ChatService {
             node,
             retries: retries::Retries::default(),
             workers,
-            writer: log_writer::LogWriter::new(on_loops),
+            writer: log_writer::LogWriter::default(),
             cursors: cursors::Cursors::default(),
             max_message,
             sync_window: sync::window(max_output),

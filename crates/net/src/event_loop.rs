@@ -175,7 +175,6 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                 }
             }
             self.read_ready(ready);
-            self.handler.on_read_complete();
             self.expire_auth_timers();
             // A flush that closes a connection (a write error) calls `on_close`, which may
             // queue tasks from this thread, without a wake-up: run them before polling again.

@@ -77,14 +77,6 @@ pub trait Handler<C>: Send + Sync + 'static {
     /// rest is kept and offered again with the next read). Loop thread.
     fn on_message(&self, conn: &ConnRef<C>, input: &[u8]) -> usize;
 
-    /// The loop has read every connection that was readable in this iteration (Netty's
-    /// `channelReadComplete`, once per loop iteration rather than per connection), and has not
-    /// yet written what the `on_message` calls queued: work they put aside can be done here as
-    /// one batch, and what it queues goes out in this iteration's writes. Called after every
-    /// poll, reads or not. The handler is shared by the loops, so state kept for this call
-    /// belongs to the calling thread. Loop thread.
-    fn on_read_complete(&self) {}
-
     /// The connection closed: the peer closed or reset it, a read or write failed, or its
     /// output passed `max_output` (muduo's `ConnectionCallback`, disconnected; its
     /// `CloseCallback` is internal). Called at most once per connection, and not for
