@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS offlinemessage(
 CREATE INDEX IF NOT EXISTS offlinemessage_user_seq ON offlinemessage(userid, seq);
 CREATE TABLE IF NOT EXISTS conversation(
     conv INTEGER PRIMARY KEY,          -- ConvId: pair a<b is a*2^32+b, group g is -g
-    last_seq INTEGER NOT NULL,         -- the highest seq given out; never goes down
+    last_seq INTEGER NOT NULL,         -- the highest seq given out (may lag: sqlite_append)
     usera INTEGER NULL,                -- a pair's users (NULL for a group), for unread()
     userb INTEGER NULL
 );
@@ -174,6 +174,8 @@ impl SqliteStore {
         first.execute_batch(sqlite_index::SCHEMA).map_err(query)?;
         sqlite_index::create_or_upgrade(&mut first)?;
         super::names::sqlite::upgrade(&mut first)?;
+        // Before the migration appends: it gives out seqs from the rows.
+        sqlite_append::catch_up(&first)?;
         migrate_offline(&mut first)?;
         let tail = LogTail::new(first)?;
 
@@ -258,6 +260,17 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
             || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+/// A clean stop leaves the file as an older binary or another tool expects it: the tail
+/// indexed and every `conversation.last_seq` written back (the next open would catch up
+/// anyway; see `sqlite_append`).
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Err(e) = sqlite_index::index_tail(&mut self.append_gate.locked()) {
+            log::warn!("message log index at stop: {e}");
+        }
+    }
 }
 
 impl Store for SqliteStore {
@@ -419,29 +432,32 @@ impl Store for SqliteStore {
     }
 
     fn join_group(&self, user: UserId, group: GroupId) -> StoreResult<JoinOutcome> {
-        // The joiner's cursor starts at the group's last seq: it must be written.
-        self.write_seq_counters()?;
-        let mut c = self.conn()?;
-        let tx = c
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(query)?;
-        let exists = |q: &str, p: &[&dyn rusqlite::ToSql]| {
-            tx.query_row(q, p, |_| Ok(())).optional().map_err(query)
-        };
-        if exists(sql::GROUP_EXISTS, &[&group])?.is_none() {
-            return Ok(JoinOutcome::NoSuchGroup);
-        }
-        if exists(sql::IS_MEMBER, &[&group, &user])?.is_some() {
-            return Ok(JoinOutcome::AlreadyMember);
-        }
-        tx.execute(sql::ADD_MEMBER, params![group, user, "normal"])
-            .map_err(query)?;
-        let conv = ConvId::group(group).0;
-        tx.prepare_cached(JOINER_CURSOR)
-            .and_then(|mut s| s.execute(params![user, conv, conv]))
-            .map_err(query)?;
-        tx.commit().map_err(query)?;
-        Ok(JoinOutcome::Joined)
+        // The joiner's cursor starts at the group's last seq: read with appends held, once
+        // the counters are written, so that no message stored before the join counts as after
+        // it (nor one after it as before).
+        let mut tail = self.append_gate.locked();
+        let tail = &mut *tail;
+        let outcome = sqlite_append::in_transaction(&tail.conn, |c| {
+            tail.counters.write_lagging(c)?;
+            let exists = |q: &str, p: &[&dyn rusqlite::ToSql]| {
+                c.query_row(q, p, |_| Ok(())).optional().map_err(query)
+            };
+            if exists(sql::GROUP_EXISTS, &[&group])?.is_none() {
+                return Ok(JoinOutcome::NoSuchGroup);
+            }
+            if exists(sql::IS_MEMBER, &[&group, &user])?.is_some() {
+                return Ok(JoinOutcome::AlreadyMember);
+            }
+            c.execute(sql::ADD_MEMBER, params![group, user, "normal"])
+                .map_err(query)?;
+            let conv = ConvId::group(group).0;
+            c.prepare_cached(JOINER_CURSOR)
+                .and_then(|mut s| s.execute(params![user, conv, conv]))
+                .map_err(query)?;
+            Ok(JoinOutcome::Joined)
+        })?;
+        tail.counters.written();
+        Ok(outcome)
     }
 
     fn groups_of(&self, user: UserId) -> StoreResult<Vec<GroupInfo>> {

@@ -11,7 +11,8 @@
 //! A row can only lag for messages of the tail: the index pass writes every lagging row in the
 //! transaction that moves the tail into the index. So a server that was killed leaves rows
 //! behind only for tail messages, and [`catch_up`] brings them forward at the next open, before
-//! any seq is given out.
+//! any seq is given out (the migration of an old offline queue included). A group join reads
+//! the group's last seq with the append gate held, after writing the rows back.
 //!
 //! Measured with `cargo bench --bench log_append` (50 conversations, batches of 50): the
 //! append no longer dirties the `conversation` page nor runs its upsert, 2.2 → 1.7 µs of the
@@ -309,8 +310,21 @@ mod tests {
                 assert_eq!(append_one(&store, conv), Appended::New(seq));
             }
         }
-        // What a kill leaves when the tail was not indexed and the row not written back.
         let c = Connection::open(path).expect("raw connection");
+        let (last, tail): (i64, i64) = c
+            .query_row(
+                "SELECT (SELECT last_seq FROM conversation), \
+                 (SELECT COUNT(*) FROM message WHERE id > (SELECT upto FROM msgindexed))",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("state after a clean stop");
+        assert_eq!(
+            (last, tail),
+            (10, 0),
+            "a clean stop writes back and indexes"
+        );
+        // What a kill leaves when the tail was not indexed and the row not written back.
         c.execute_batch(
             "DELETE FROM msgseq; UPDATE msgindexed SET upto = 0; \
              UPDATE conversation SET last_seq = 3",
@@ -322,5 +336,57 @@ mod tests {
         let unread = store.unread(1).expect("unread");
         assert_eq!(unread.len(), 1);
         assert_eq!(unread[0].last, 11, "unread sees the new last seq at once");
+    }
+
+    /// The same kill, then an open that also migrates an old offline message of that
+    /// conversation: the migration must not give a stored seq out again either.
+    #[test]
+    fn the_offline_migration_after_a_kill_takes_the_next_seq() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("log.db");
+        let path = path.to_str().expect("utf-8 path");
+        let (a, b) = {
+            let store = SqliteStore::open(path, 2).expect("open");
+            let a = store.register("alice", "x").expect("alice");
+            let b = store.register("bob", "x").expect("bob");
+            for seq in 1..=10 {
+                assert_eq!(append_one(&store, ConvId::pair(a, b)), Appended::New(seq));
+            }
+            (a, b)
+        };
+        let c = Connection::open(path).expect("raw connection");
+        c.execute_batch(
+            "DELETE FROM msgseq; UPDATE msgindexed SET upto = 0; \
+             UPDATE conversation SET last_seq = 3",
+        )
+        .expect("rewind");
+        let old = format!(
+            "{{\"msgid\":6,\"id\":{a},\"name\":\"alice\",\"toid\":{b},\"msg\":\"old\",\
+             \"time\":\"2026-11-27 05:02:43\"}}"
+        );
+        c.execute(
+            "INSERT INTO offlinemessage(userid, message) VALUES (?, ?)",
+            rusqlite::params![b, old],
+        )
+        .expect("offline row");
+        drop(c);
+        let store = SqliteStore::open(path, 2).expect("reopen");
+        let page = store
+            .read_after(ConvId::pair(a, b), 10, 10)
+            .expect("read_after");
+        assert_eq!(page.len(), 1, "the migrated message follows the ten");
+        assert_eq!(page[0].seq, 11);
+        assert_eq!(append_one(&store, ConvId::pair(a, b)), Appended::New(12));
+        drop(store);
+        let c = Connection::open(path).expect("raw connection");
+        let twice: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM message GROUP BY conv, seq \
+                 HAVING COUNT(*) > 1)",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(twice, 0, "a seq stored twice");
     }
 }

@@ -17,8 +17,8 @@
 //! one statement and so one snapshot (a pass moves rows from one to the other atomically).
 //!
 //! The uniqueness of `(conv, seq)` is still enforced, by `msgseq`'s primary key, when the pass
-//! runs; the append transaction gives out each seq once anyway (it bumps
-//! `conversation.last_seq` under the write lock).
+//! runs; the append gives out each seq once anyway (from the seq counters it keeps under the
+//! append gate: see `sqlite_append`).
 
 use super::sqlite::query;
 use super::sqlite_append::SeqCounters;
@@ -87,7 +87,6 @@ impl LogTail {
     /// The gate's state over `conn`, with the tail counted (the rows a stopped server left
     /// unindexed).
     pub(super) fn new(conn: Connection) -> StoreResult<Self> {
-        super::sqlite_append::catch_up(&conn)?;
         let rows: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM message WHERE id > (SELECT upto FROM msgindexed)",
