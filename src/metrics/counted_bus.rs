@@ -42,31 +42,13 @@ impl Bus for CountedBus {
     }
 
     fn publish_async(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
-        let errors = self.errors.clone();
-        self.inner.publish_async(
-            users,
-            frame,
-            Box::new(move |outcome| {
-                if outcome.is_err() {
-                    errors.add(1);
-                }
-                done(outcome)
-            }),
-        )
+        self.inner
+            .publish_async(users, frame, counting(self.errors.clone(), done))
     }
 
     fn reroute(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
-        let errors = self.errors.clone();
-        self.inner.reroute(
-            users,
-            frame,
-            Box::new(move |outcome| {
-                if outcome.is_err() {
-                    errors.add(1);
-                }
-                done(outcome)
-            }),
-        )
+        self.inner
+            .reroute(users, frame, counting(self.errors.clone(), done))
     }
 
     fn node_alive(&self, node: &str) -> Result<bool, BusError> {
@@ -88,4 +70,14 @@ impl Bus for CountedBus {
     fn shutdown(&self) {
         self.inner.shutdown()
     }
+}
+
+/// `done`, counting a failed outcome in `errors` first.
+fn counting(errors: StripedCounter, done: PublishDone) -> PublishDone {
+    Box::new(move |outcome| {
+        if outcome.is_err() {
+            errors.add(1);
+        }
+        done(outcome)
+    })
 }
