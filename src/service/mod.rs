@@ -264,11 +264,11 @@ impl ChatService {
     /// The net layer's report that `conn`'s tagged frames up to `tag` are in the kernel: a
     /// legacy session's cursors move. Called on the IO thread; never blocks.
     pub(crate) fn written(&self, conn: &ChatConn, tag: u64) {
-        let (advances, delivered) = conn.context().outbox().written(tag);
+        let delivered = conn
+            .context()
+            .outbox()
+            .written(tag, |user, advances| self.cursors.record(user, advances));
         self.metrics.delivered(delivered.one, delivered.group);
-        if let Some((user, advances)) = advances {
-            self.cursors.record(user, &advances);
-        }
     }
 
     /// Sets every user of this server offline (graceful shutdown).

@@ -139,8 +139,8 @@ impl Outbox {
     /// in flight are forgotten (they stay after the cursor and are sent again at the next
     /// login).
     pub(crate) fn end(&self) -> (Advances, Delivered) {
-        let written = self.take_written();
         let mut st = self.state.locked();
+        let written = self.take_written(&mut st);
         st.user = None;
         st.presence = false;
         st.live = false;
@@ -301,16 +301,27 @@ impl Outbox {
         self.state.locked().inflight_bytes
     }
 
-    /// The net layer's report: every tagged frame up to `tag` is in the kernel. Returns the
-    /// cursor advances this makes for a legacy session, and the messages it delivered.
-    pub(crate) fn written(&self, tag: u64) -> (Advances, Delivered) {
+    /// The net layer's report: every tagged frame up to `tag` is in the kernel. `record` gets
+    /// the cursor advances this makes for a legacy session while the outbox is still locked:
+    /// a session's [`end`](Self::end) takes that lock, so the end of a session (which writes
+    /// the user's cursors next) never overtakes an advance reported just before it. Returns
+    /// the messages it delivered.
+    pub(crate) fn written(
+        &self,
+        tag: u64,
+        record: impl FnOnce(UserId, &[(ConvId, Seq)]),
+    ) -> Delivered {
         self.written_tag.fetch_max(tag, Ordering::AcqRel);
-        self.take_written()
+        let mut st = self.state.locked();
+        let (advances, delivered) = self.take_written(&mut st);
+        if let Some((user, advances)) = advances {
+            record(user, &advances);
+        }
+        delivered
     }
 
-    fn take_written(&self) -> (Advances, Delivered) {
+    fn take_written(&self, st: &mut State) -> (Advances, Delivered) {
         let written = self.written_tag.load(Ordering::Acquire);
-        let mut st = self.state.locked();
         let mut advances: Vec<(ConvId, Seq)> = Vec::new();
         let mut delivered = Delivered::default();
         while st.inflight.front().is_some_and(|f| f.tag <= written) {
@@ -385,6 +396,15 @@ fn queue(st: &mut State, conn: &ChatConn, conv: ConvId, seq: Seq, frame: Bytes) 
 mod tests {
     use super::*;
     use crate::service::testing::{connection, line};
+
+    /// [`Outbox::written`], with what it records returned.
+    fn written(outbox: &Outbox, tag: u64) -> (Advances, Delivered) {
+        let mut recorded = None;
+        let delivered = outbox.written(tag, |user, advances| {
+            recorded = Some((user, advances.to_vec()));
+        });
+        (recorded, delivered)
+    }
 
     fn frame(seq: Seq) -> Bytes {
         Bytes::from(format!("{{\"seq\":{seq}}}"))
@@ -475,14 +495,14 @@ mod tests {
         assert!(outbox.inflight_bytes() > 0);
         let both = Delivered { one: 1, group: 1 };
         assert_eq!(
-            outbox.written(1),
+            written(outbox, 1),
             (Some((2, vec![(a, 2), (g, 4)])), both),
             "the skipped own message is no delivery"
         );
         let none = Delivered::default();
-        assert_eq!(outbox.written(1), (None, none), "reported once");
+        assert_eq!(written(outbox, 1), (None, none), "reported once");
         let one = Delivered { one: 1, group: 0 };
-        assert_eq!(outbox.written(2), (Some((2, vec![(a, 3)])), one));
+        assert_eq!(written(outbox, 2), (Some((2, vec![(a, 3)])), one));
         assert_eq!(outbox.inflight_bytes(), 0);
         outbox.stream(&conn, a, 4, frame(4));
         assert_eq!(
@@ -491,7 +511,36 @@ mod tests {
             "unwritten frames advance nothing"
         );
         assert_eq!(outbox.inflight_bytes(), 0);
-        assert_eq!(outbox.written(3).0, None, "no session: nothing to advance");
+        assert_eq!(written(outbox, 3).0, None, "no session: nothing to advance");
+    }
+
+    /// The loop reports a frame written while the session ends on a worker: the end (after
+    /// which the user's cursors are written) must find the advance recorded, or the next login
+    /// gets the frame again (a duplicate for an old client).
+    #[test]
+    fn a_session_end_waits_for_an_advance_being_recorded() {
+        let (conn, _client, _server) = connection();
+        let outbox = conn.context().outbox();
+        let a = ConvId::pair(1, 2);
+        outbox.begin(2, true);
+        outbox.stream(&conn, a, 1, frame(1));
+        let recorded = std::sync::atomic::AtomicBool::new(false);
+        let (started, recording) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                outbox.written(1, |_, _| {
+                    started.send(()).expect("signal");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    recorded.store(true, std::sync::atomic::Ordering::SeqCst);
+                })
+            });
+            recording.recv().expect("recording started");
+            outbox.end();
+            assert!(
+                recorded.load(std::sync::atomic::Ordering::SeqCst),
+                "the session ended before the advance was recorded"
+            );
+        });
     }
 
     #[test]
@@ -522,7 +571,7 @@ mod tests {
         outbox.begin(2, false);
         outbox.stream(&conn, ConvId::pair(1, 2), 1, frame(1));
         let one = Delivered { one: 1, group: 0 };
-        assert_eq!(outbox.written(1), (None, one));
+        assert_eq!(written(outbox, 1), (None, one));
         assert_eq!(outbox.inflight_bytes(), 0, "but the window drains");
     }
 }
