@@ -233,7 +233,6 @@ impl SqliteStore {
         }
     }
 
-    /// A pooled connection, or [`StoreError::Unavailable`] when none comes in time.
     /// Brings every `conversation.last_seq` up to the counters (see `sqlite_append`), for a
     /// reader of them. A message appended after this returns is pushed to its receivers, who
     /// are online by then (or it is after their cursors at their next login).
@@ -248,6 +247,7 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// A pooled connection, or [`StoreError::Unavailable`] when none comes in time.
     fn conn(&self) -> StoreResult<PooledConnection<SqliteConnectionManager>> {
         self.pool
             .get()
