@@ -83,8 +83,8 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Indexes the log's tail, if there is one. The connection is taken before the gate, in the
-/// order appends take them.
+/// Indexes the log's tail and writes the lagging seq counters back, if there are any (on the
+/// gate's own connection).
 fn index_rest(gate: &Mutex<LogTail>) -> StoreResult<()> {
     sqlite_index::index_tail(&mut gate.locked())
 }

@@ -72,7 +72,6 @@ pub(super) const READ_BEFORE: &str = "SELECT seq, body, created FROM ( \
 /// The oldest messages, for retention; parameters: before (Unix ms), limit.
 const OLDEST: &str = "SELECT id, conv, seq FROM message WHERE created < ? ORDER BY created LIMIT ?";
 
-/// What the append gate guards besides the appends themselves: how many rows the tail has.
 /// The append gate's state: the one connection that appends (its prepared statements stay
 /// warm, and no pool is asked per batch), how many rows the tail has, the seq counters.
 pub(crate) struct LogTail {
