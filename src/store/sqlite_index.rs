@@ -69,7 +69,6 @@ pub(super) const READ_BEFORE: &str = "SELECT seq, body, created FROM ( \
          WHERE id > (SELECT upto FROM msgindexed) AND conv = ?1 AND seq > ?2 AND seq < ?3 \
      ) ORDER BY seq DESC LIMIT ?4";
 
-/// The oldest messages, for retention; parameters: before (Unix ms), limit.
 /// The oldest messages by id (arrival order); parameter: limit. `message` has no index on
 /// `created`: keeping one cost every append a second B-tree page per commit (measured with
 /// `cargo bench --bench log_append`: 3.07 → 2.36 µs of writer CPU per message at 50
@@ -155,11 +154,11 @@ pub(super) fn prune(c: &mut Connection, before_ms: i64, limit: i64) -> StoreResu
             .collect()
         })
         .map_err(query)?;
-    // Up to the first one young enough to keep (one stored a moment out of order waits for
-    // the next pass).
+    // The old ones among the oldest by arrival: a young one among them (a clock that was ahead,
+    // a moment out of order) stays without holding the others back.
     let rows: Vec<(i64, i64, i64)> = oldest
         .into_iter()
-        .take_while(|r| r.3 < before_ms)
+        .filter(|r| r.3 < before_ms)
         .map(|(id, conv, seq, _)| (id, conv, seq))
         .collect();
     {
@@ -383,9 +382,34 @@ mod tests {
         assert_eq!(page[0].body, body);
     }
 
-    /// Retention takes the oldest messages by arrival up to the first one young enough to
-    /// keep, in every conversation, with no index on `created` (one that an earlier version
-    /// made is dropped at open).
+    /// A young message first in arrival order (a clock that was ahead when it was stored)
+    /// holds no old ones back.
+    #[test]
+    fn a_young_message_holds_no_old_ones_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("chat.db");
+        let store = SqliteStore::open(path.to_str().expect("utf-8 path"), 2).expect("open");
+        let conv = ConvId::pair(1, 2);
+        fill(&store, &[conv], 10, 10, 1_000);
+        store
+            .pool
+            .get()
+            .expect("connection")
+            .execute("UPDATE message SET created = 9000 WHERE seq = 1", [])
+            .expect("a future-dated first row");
+        assert_eq!(store.prune(5_000, 100).expect("prune"), 9);
+        let seqs: Vec<i64> = store
+            .read_after(conv, 0, 64)
+            .expect("read")
+            .iter()
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(seqs, vec![1]);
+    }
+
+    /// Retention takes the old messages in batches, oldest by arrival first, in every
+    /// conversation, and keeps the young, with no index on `created` (one that an earlier
+    /// version made is dropped at open).
     #[test]
     fn prune_takes_the_old_messages_and_keeps_the_young() {
         let dir = tempfile::tempdir().expect("tempdir");
