@@ -51,3 +51,12 @@ fn main() -> ExitCode {
     server.stop();
     ExitCode::SUCCESS
 }
+
+/// jemalloc instead of glibc's malloc: the log's frames are allocated on one thread (the log
+/// writer) and freed on another (an IO loop), and glibc then takes the allocating arena's lock
+/// for every free; profiled at window 16, the writer thread blocked on that lock (futex waits
+/// in `__lll_lock_wait_private`) in ~30% of its context switches. Measured with
+/// `benches/ab_pairs.sh` (BENCHMARKS.md, session 6): msgs/s 1.12x at window 1, idle RSS per
+/// connection unchanged (mimalloc was as fast but doubled it).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
