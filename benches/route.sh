@@ -7,7 +7,8 @@
 #
 # BIN_DIR holds chatserver and chatbench; OUT_DIR gets one JSON and one table per scenario.
 # Environment: ROUTE_ROUNDS (3), ROUTE_DURATION (5), ROUTE_PORT (17400: servers on it and +1,
-# Redis on +2), BENCH_MYSQL (mysql://root@127.0.0.1:3306). Stops only what it started.
+# Redis on +2), BENCH_MYSQL (mysql://root@127.0.0.1:3306), ROUTE_ONLY_PAIRS=1 (the two pairs
+# runs only). Stops only what it started.
 set -euo pipefail
 BIN=${1:?BIN_DIR}
 OUT=${2:?OUT_DIR}
@@ -68,6 +69,7 @@ run() {
 if [ "${ROUTE_ONLY_10K:-0}" != 1 ]; then
 run pairs-w1 pairs --layout both --rounds "$ROUNDS" --users 100 --window 1 --duration "$DUR"
 run pairs-w16 pairs --layout both --rounds "$ROUNDS" --users 100 --window 16 --duration "$DUR"
+[ "${ROUTE_ONLY_PAIRS:-0}" = 1 ] && exit 0
 run group-1000 group --layout both --rounds "$ROUNDS" --users 1000 --senders 1 --duration "$DUR"
 # ROUTE_PROFILE=1: a profile of node 1 while pairs cross the servers (window 16): 5 s into a
 # 12 s run, `perf record -g` for 4 s; the top of `perf report` goes to OUT/perf-node1.txt.

@@ -16,7 +16,10 @@
 //!   in which a message is neither pushed nor read. A server that is gone has no subscriber
 //!   on its channel: PUBLISH counts 0 there, and its users' messages wait in the log.
 //! * A **payload** is `ids:len:frame` repeated (`ids` comma-separated decimal user ids, `len`
-//!   the frame's length in bytes): [`decode`] reads it back on the receiving server. The
+//!   the frame's length in bytes): [`decode`] reads it back on the receiving server. A stored
+//!   chat's frame travels in its bus form, `#<conv>:<seq>:` before the frame
+//!   (`service::relay::Stored`), so the receiving server fans it out without parsing its
+//!   JSON; the bus itself treats it as opaque bytes. The
 //!   script marks its parts `!ids:len:frame`: *routed by the directory as it was after the
 //!   commit*, so a recipient who is not on the receiving server may be skipped. An unmarked
 //!   part was sent straight to a server's channel by a sender's presence cache

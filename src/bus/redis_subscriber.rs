@@ -229,10 +229,11 @@ impl State {
         let Some(inbound) = inbound.as_ref() else {
             return;
         };
+        let payload = bytes::Bytes::from(payload);
         let decoded = decode(&payload, |users, frame, direct| {
             inbound(BusEvent::Message {
                 users,
-                frame,
+                frame: payload.slice_ref(frame),
                 direct,
             })
         });

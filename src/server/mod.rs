@@ -20,7 +20,7 @@ use crate::service::password::Hasher;
 use crate::service::{AccountLimits, ChatService, ConnContext};
 use crate::store::{self, SharedStore, StoreError};
 use crate::worker_pool::WorkerPool;
-use clusterchat_net::{Bytes, ServerHandle, ServerOptions, TcpServer};
+use clusterchat_net::{ServerHandle, ServerOptions, TcpServer};
 use handler::ChatHandler;
 use housekeeper::Housekeeper;
 use login_gate::LoginGate;
@@ -147,7 +147,7 @@ impl RunningServer {
                     users,
                     frame,
                     direct,
-                } => service.inbound(users, Bytes::copy_from_slice(frame), direct),
+                } => service.inbound(users, frame, direct),
                 BusEvent::Reconnected => {
                     for user in service.online().users() {
                         service.schedule_resync(user);

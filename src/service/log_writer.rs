@@ -10,7 +10,7 @@
 use super::context::ChatConn;
 use super::{send_error, send_value, ChatService, ServiceError};
 use crate::metrics::Kind;
-use crate::store::{with_seq, Append, Appended, ConvId};
+use crate::store::{Append, Appended, ConvId};
 use clusterchat_net::Bytes;
 use clusterchat_proto::{errno, reply, GroupId, UserId};
 use crossbeam_channel::{Receiver, Sender};
@@ -220,14 +220,14 @@ impl ChatService {
         };
         s.conn.context().outbox().note_own(s.sender, s.conv, seq);
         self.ack(s, seq);
-        let frame = Bytes::from(with_seq(&s.body, seq));
+        let stored = super::relay::Stored::new(s.conv, seq, &s.body);
         let users = match &s.to {
             Recipients::One(user) => std::slice::from_ref(user),
             Recipients::Group(_, members) => members.as_slice(),
         };
         // One clock read per message, not per receiver (a group's pushes are quick).
         let latency = s.taken.elapsed();
-        for _ in 0..self.push(users, s.conv, seq, &frame) {
+        for _ in 0..self.push(users, s.conv, seq, &stored) {
             self.metrics.delivery_latency(latency);
         }
     }

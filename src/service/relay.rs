@@ -8,7 +8,7 @@
 use super::outbox::Pushed;
 use super::ChatService;
 use crate::bus::PublishDone;
-use crate::store::{ConvId, Seq};
+use crate::store::{push_with_seq, ConvId, Seq};
 use clusterchat_net::Bytes;
 use clusterchat_proto::{msgid, UserId};
 use std::sync::Arc;
@@ -21,6 +21,46 @@ struct Routing {
     toid: Option<i64>,
     groupid: Option<i64>,
     seq: Option<i64>,
+}
+
+/// A stored chat as it is pushed: `frame`, what a client gets, and `bus`, the same bytes
+/// behind a head naming the conversation and seq (`#<conv>:<seq>:`), as the bus carries it, so
+/// that a receiving server knows where the frame belongs without parsing its JSON. One buffer:
+/// `frame` is a view of `bus`.
+pub(crate) struct Stored {
+    pub(crate) bus: Bytes,
+    pub(crate) frame: Bytes,
+}
+
+impl Stored {
+    /// The frame of a stored `body` with its `seq`, and its bus form.
+    pub(crate) fn new(conv: ConvId, seq: Seq, body: &[u8]) -> Stored {
+        use std::io::Write;
+        let mut out = Vec::with_capacity(body.len() + 48);
+        let _ = write!(out, "#{}:{seq}:", conv.0);
+        let head = out.len();
+        push_with_seq(&mut out, body, seq);
+        let bus = Bytes::from(out);
+        Stored {
+            frame: bus.slice(head..),
+            bus,
+        }
+    }
+}
+
+/// The conversation, seq and frame of a stored chat in its bus form (see [`Stored`]); `None`
+/// for anything else (a nudge, a kick, a presence frame, a chat from a server of an earlier
+/// version, which carried the bare frame).
+fn stored_head(part: &Bytes) -> Option<(ConvId, Seq, Bytes)> {
+    fn number(b: &[u8]) -> Option<(i64, usize)> {
+        let end = b.iter().position(|c| *c == b':')?;
+        let n = std::str::from_utf8(&b[..end]).ok()?.parse().ok()?;
+        Some((n, end + 1))
+    }
+    let rest = part.strip_prefix(b"#")?;
+    let (conv, a) = number(rest)?;
+    let (seq, b) = number(&rest[a..])?;
+    Some((ConvId(conv), seq, part.slice(1 + a + b..)))
 }
 
 /// The conversation and seq of a pushed chat frame, if it is one.
@@ -41,7 +81,8 @@ pub(super) fn sender_of(frame: &[u8]) -> Option<UserId> {
 
 impl ChatService {
     /// Pushes a stored message to `users`: queued on the connections of those here (the frame
-    /// is shared, serialised once), and handed to the bus once for all the others, which
+    /// is shared, serialised once), and handed to the bus (in its bus form) once for all the
+    /// others, which
     /// sends it once to each server that holds some of them. A failed publish asks for a nudge
     /// of them later (their servers then read the log again). Returns how many sessions here
     /// took it (queued it, or have it already, or will read it from the log as they sync).
@@ -50,8 +91,9 @@ impl ChatService {
         users: &[UserId],
         conv: ConvId,
         seq: Seq,
-        frame: &Bytes,
+        stored: &Stored,
     ) -> usize {
+        let frame = &stored.frame;
         let mut elsewhere = Vec::new();
         let mut here = 0;
         for &user in users {
@@ -75,7 +117,7 @@ impl ChatService {
         }
         let users: Arc<[UserId]> = elsewhere.into();
         let done = self.nudge_if_failed(Arc::clone(&users), "push");
-        self.bus.publish_async(users, frame.clone(), done);
+        self.bus.publish_async(users, stored.bus.clone(), done);
         here
     }
 
@@ -93,9 +135,10 @@ impl ChatService {
         })
     }
 
-    /// A frame from the bus for `users` of this server (on the bus's thread, in arrival
-    /// order; never blocks): fanned out to their connections, the frame parsed once. An empty
-    /// frame is a nudge: read the log again for them; a kick ends a session here (a takeover
+    /// A part from the bus for `users` of this server (on the bus's thread, in arrival
+    /// order; never blocks): a stored chat in its bus form (see [`Stored`]) is fanned out to
+    /// their connections without parsing it (a bare chat frame, as servers of an earlier
+    /// version send, is parsed once). An empty part is a nudge: read the log again for them; a kick ends a session here (a takeover
     /// elsewhere); a presence frame goes to the sync sessions here, never stored.
     ///
     /// A user who is not (or no longer) here, for a message routed by the directory
@@ -111,20 +154,26 @@ impl ChatService {
     /// new session wrote its entry after it and reads the log after the message was stored.
     /// If the directory names no session, or this server's ended one, the second routing
     /// publishes nothing or comes back here marked as routed, and is skipped: no loop.
-    pub(crate) fn inbound(self: &Arc<Self>, users: &[UserId], frame: Bytes, direct: bool) {
-        if frame.is_empty() {
-            return users.iter().for_each(|u| self.schedule_resync(*u));
-        }
-        if let Some(session) = super::takeover::kick_target(&frame) {
-            return users
-                .iter()
-                .for_each(|u| self.kick_requested(*u, session.clone()));
-        }
-        if super::presence::is_presence(&frame) {
-            return self.presence_inbound(users, &frame);
-        }
-        let Some((conv, seq)) = routing(&frame) else {
-            return log::warn!("ignored a bus frame that is not a stored chat");
+    pub(crate) fn inbound(self: &Arc<Self>, users: &[UserId], part: Bytes, direct: bool) {
+        let (conv, seq, frame) = match stored_head(&part) {
+            Some(stored) => stored,
+            None if part.is_empty() => {
+                return users.iter().for_each(|u| self.schedule_resync(*u));
+            }
+            None => {
+                if let Some(session) = super::takeover::kick_target(&part) {
+                    return users
+                        .iter()
+                        .for_each(|u| self.kick_requested(*u, session.clone()));
+                }
+                if super::presence::is_presence(&part) {
+                    return self.presence_inbound(users, &part);
+                }
+                let Some((conv, seq)) = routing(&part) else {
+                    return log::warn!("ignored a bus frame that is not a stored chat");
+                };
+                (conv, seq, part.clone())
+            }
         };
         let mut missed = Vec::new();
         for &user in users {
@@ -149,7 +198,7 @@ impl ChatService {
             );
             let missed: Arc<[UserId]> = missed.into();
             let done = self.nudge_if_failed(Arc::clone(&missed), "re-route");
-            self.bus.reroute(missed, frame, done);
+            self.bus.reroute(missed, part, done);
         }
     }
 
@@ -205,9 +254,11 @@ mod tests {
     use crate::service::password::Hasher;
     use crate::worker_pool::WorkerPool;
 
-    /// A bus whose re-routes end with `outcome`; nothing else is asked of it here.
+    /// A bus whose re-routes end with `outcome` (it keeps what it was given); nothing else is
+    /// asked of it here.
     struct RerouteBus {
         outcome: Result<bool, BusError>,
+        sent: std::sync::Mutex<Vec<Bytes>>,
     }
 
     impl Bus for RerouteBus {
@@ -216,7 +267,8 @@ mod tests {
         fn publish(&self, _users: &[UserId], _frame: &[u8]) -> Result<bool, BusError> {
             unreachable!("not published in these tests")
         }
-        fn reroute(&self, _users: Arc<[UserId]>, _frame: bytes::Bytes, done: PublishDone) {
+        fn reroute(&self, _users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
+            self.sent.lock().unwrap().push(frame);
             done(self.outcome.clone());
         }
         fn node_alive(&self, _node: &str) -> Result<bool, BusError> {
@@ -229,21 +281,22 @@ mod tests {
     }
 
     /// A service on a fresh SQLite file over `bus`, with the directory holding the file.
-    fn service(bus: RerouteBus) -> (Arc<ChatService>, tempfile::TempDir) {
+    fn service(bus: RerouteBus) -> (Arc<ChatService>, Arc<RerouteBus>, tempfile::TempDir) {
+        let bus = Arc::new(bus);
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:{}", dir.path().join("chat.db").display());
         let store = crate::store::open(&url, 1).unwrap();
         let workers = Arc::new(WorkerPool::new(1).unwrap());
         let service = ChatService::new(
             store,
-            Arc::new(bus),
+            Arc::clone(&bus) as _,
             "n1".into(),
             Hasher::new(8),
             workers,
             4096,
             1 << 20,
         );
-        (Arc::new(service), dir)
+        (Arc::new(service), bus, dir)
     }
 
     /// A message sent here by a stale presence cache for users who are not here goes back to
@@ -252,12 +305,55 @@ mod tests {
     fn a_failed_reroute_nudges_its_users_later() {
         let frame = Bytes::from_static(br#"{"msgid":6,"id":3,"toid":9,"msg":"x","seq":4}"#);
         let down = BusError::Unavailable("Redis is unreachable".into());
-        let (failing, _dir) = service(RerouteBus { outcome: Err(down) });
+        let (failing, _, _dir) = service(RerouteBus {
+            outcome: Err(down),
+            sent: Default::default(),
+        });
         failing.inbound(&[9], frame.clone(), true);
         assert_eq!(failing.retries.take_nudges(), [9]);
-        let (working, _dir) = service(RerouteBus { outcome: Ok(true) });
+        let (working, _, _dir) = service(RerouteBus {
+            outcome: Ok(true),
+            sent: Default::default(),
+        });
         working.inbound(&[9], frame, true);
         assert!(working.retries.take_nudges().is_empty());
+    }
+
+    /// The bus form of a stored chat reads back as its conversation, seq and exact frame,
+    /// whatever the frame holds; anything else is not taken for one.
+    #[test]
+    fn a_stored_chat_s_bus_form_names_its_conversation_and_seq() {
+        let body = br##"{"msgid":6,"id":3,"toid":9,"msg":"#1:2:"}"##;
+        let stored = Stored::new(ConvId::pair(3, 9), 41, body);
+        assert_eq!(&stored.frame[..], &crate::store::with_seq(body, 41)[..]);
+        let (conv, seq, frame) = stored_head(&stored.bus).unwrap();
+        assert_eq!(
+            (conv, seq, frame),
+            (ConvId::pair(3, 9), 41, stored.frame.clone())
+        );
+        let group = Stored::new(ConvId::group(5), 1, br#"{"msgid":10,"groupid":5}"#);
+        assert_eq!(stored_head(&group.bus).unwrap().0, ConvId::group(5));
+        for other in [&b""[..], b"{\"msgid\":6}", b"#12:", b"#x:1:{}", b"#1:y:{}"] {
+            assert_eq!(stored_head(&Bytes::copy_from_slice(other)), None);
+        }
+    }
+
+    /// A stored chat in its bus form that a stale cache sent here goes back to the bus with
+    /// its head (the next server needs it too), and a failed re-route nudges, as for a bare one.
+    #[test]
+    fn a_stored_chat_is_rerouted_in_its_bus_form() {
+        let down = BusError::Unavailable("Redis is unreachable".into());
+        let (service, bus, _dir) = service(RerouteBus {
+            outcome: Err(down),
+            sent: Default::default(),
+        });
+        let stored = Stored::new(ConvId::pair(3, 9), 4, br#"{"msgid":6,"id":3,"toid":9}"#);
+        service.inbound(&[9], stored.bus.clone(), true);
+        assert_eq!(service.retries.take_nudges(), [9]);
+        // Routed by the directory (not direct): skipped, it waits in the log.
+        service.inbound(&[9], stored.bus.clone(), false);
+        assert!(service.retries.take_nudges().is_empty());
+        assert_eq!(*bus.sent.lock().unwrap(), [stored.bus]);
     }
 
     #[test]

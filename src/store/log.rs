@@ -108,16 +108,20 @@ pub struct Unread {
 /// A stored body with `"seq":N` added as its last field (bodies are JSON objects the server
 /// built, so they end with `}`).
 pub fn with_seq(body: &[u8], seq: Seq) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 24);
+    push_with_seq(&mut out, body, seq);
+    out
+}
+
+/// Appends [`with_seq`]`(body, seq)` to `out`.
+pub fn push_with_seq(out: &mut Vec<u8>, body: &[u8], seq: Seq) {
+    use std::io::Write;
     let end = body.iter().rposition(|&b| b == b'}').unwrap_or(body.len());
-    let mut out = Vec::with_capacity(end + 24);
     out.extend_from_slice(&body[..end]);
     if body[..end].iter().rev().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         out.push(b',');
     }
-    out.extend_from_slice(b"\"seq\":");
-    out.extend_from_slice(seq.to_string().as_bytes());
-    out.push(b'}');
-    out
+    let _ = write!(out, "\"seq\":{seq}}}");
 }
 
 #[cfg(test)]

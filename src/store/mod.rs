@@ -20,7 +20,9 @@ mod sqlite_checkpoint;
 mod sqlite_index;
 
 use clusterchat_proto::{GroupId, GroupInfo, MemberInfo, UserId, UserInfo};
-pub use log::{with_seq, Append, Appended, ConvId, Logged, Seq, Unread, CMID_WINDOW_MS};
+pub use log::{
+    push_with_seq, with_seq, Append, Appended, ConvId, Logged, Seq, Unread, CMID_WINDOW_MS,
+};
 use std::sync::Arc;
 
 /// What can go wrong in a store. The service turns each into an error reply naming the problem.
