@@ -42,8 +42,8 @@ pub(crate) enum BusEvent<'a> {
     Message {
         /// The receivers on this server.
         users: &'a [UserId],
-        /// The frame, as published (empty: a nudge, read the log again for them): a view of
-        /// the payload it came in, not a copy.
+        /// The frame, as published (empty: a nudge, read the log again for them), copied out
+        /// of the payload it came in.
         frame: bytes::Bytes,
         /// Sent straight here by a sender's presence cache, which may be stale: a chat
         /// message for a receiver not here must be sent again with [`Bus::reroute`]. `false`:

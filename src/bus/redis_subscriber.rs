@@ -229,11 +229,13 @@ impl State {
         let Some(inbound) = inbound.as_ref() else {
             return;
         };
-        let payload = bytes::Bytes::from(payload);
+        // Each frame is copied out of the payload: a view would keep the whole payload (a
+        // batch of up to `MAX_BYTES` for many receivers) alive for as long as one slow
+        // receiver holds its frame, memory that no output limit counts.
         let decoded = decode(&payload, |users, frame, direct| {
             inbound(BusEvent::Message {
                 users,
-                frame: payload.slice_ref(frame),
+                frame: bytes::Bytes::copy_from_slice(frame),
                 direct,
             })
         });
