@@ -50,6 +50,10 @@ impl Store for CountedStore {
         self.inner.exclusive()
     }
 
+    fn try_append(&self, batch: &[Append<'_>]) -> Option<StoreResult<Vec<Appended>>> {
+        self.inner.try_append(batch).map(|r| self.count(r))
+    }
+
     fn read_before(
         &self,
         conv: ConvId,

@@ -121,6 +121,10 @@ impl Handler<ConnContext> for ChatHandler {
         self.service.metrics().connection_opened(transport(conn));
     }
 
+    fn on_reads_done(&self) {
+        self.service.commit_submitted();
+    }
+
     fn on_message(&self, conn: &ChatConn, input: &[u8]) -> usize {
         conn.context().touch();
         if conn.listener() == http::HTTP_LISTENER {

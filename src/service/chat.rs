@@ -28,13 +28,13 @@ impl ChatService {
         let Some(login) = session.login() else {
             return false;
         };
-        self.submit_one(conn, env, frame, &login).is_ok()
+        self.submit_one(conn, env, frame, &login, true).is_ok()
     }
 
     /// ONE_CHAT on a worker.
     pub(super) fn one_chat(&self, conn: &ChatConn, env: &Envelope, frame: &[u8]) -> Handled {
         let login = current(conn)?;
-        self.submit_one(conn, env, frame, &login)?;
+        self.submit_one(conn, env, frame, &login, false)?;
         Ok(Outcome::Sent)
     }
 
@@ -44,6 +44,7 @@ impl ChatService {
         env: &Envelope,
         frame: &[u8],
         login: &Login,
+        on_loop: bool,
     ) -> Result<(), ServiceError> {
         let to: UserId = int_field(env.toid, "toid").map_err(bad_field)?;
         if !(1..=i64::from(i32::MAX)).contains(&to) {
@@ -51,19 +52,22 @@ impl ChatService {
         }
         let cmid = cmid(env)?;
         let body = self.stamped_frame(env, frame, login)?;
-        self.writer.submit(Submission {
-            _work: Work::chat(conn, body.len()),
-            conn: Arc::clone(conn),
-            request: msgid::ONE_CHAT,
-            reqid: env.reqid.map(ToOwned::to_owned),
-            conv: ConvId::pair(login.id, to),
-            sender: login.id,
-            cmid,
-            body,
-            created_ms: now_ms(),
-            taken: std::time::Instant::now(),
-            to: Recipients::One(to),
-        });
+        self.writer.submit(
+            Submission {
+                _work: Work::chat(conn, body.len()),
+                conn: Arc::clone(conn),
+                request: msgid::ONE_CHAT,
+                reqid: env.reqid.map(ToOwned::to_owned),
+                conv: ConvId::pair(login.id, to),
+                sender: login.id,
+                cmid,
+                body,
+                created_ms: now_ms(),
+                taken: std::time::Instant::now(),
+                to: Recipients::One(to),
+            },
+            on_loop,
+        );
         Ok(())
     }
 
@@ -84,19 +88,22 @@ impl ChatService {
         }
         let body = self.stamped_frame(env, frame, &login)?;
         let others = members.into_iter().filter(|m| *m != login.id).collect();
-        self.writer.submit(Submission {
-            _work: Work::chat(conn, body.len()),
-            conn: Arc::clone(conn),
-            request: msgid::GROUP_CHAT,
-            reqid: env.reqid.map(ToOwned::to_owned),
-            conv: ConvId::group(group),
-            sender: login.id,
-            cmid,
-            body,
-            created_ms: now_ms(),
-            taken: std::time::Instant::now(),
-            to: Recipients::Group(group, others),
-        });
+        self.writer.submit(
+            Submission {
+                _work: Work::chat(conn, body.len()),
+                conn: Arc::clone(conn),
+                request: msgid::GROUP_CHAT,
+                reqid: env.reqid.map(ToOwned::to_owned),
+                conv: ConvId::group(group),
+                sender: login.id,
+                cmid,
+                body,
+                created_ms: now_ms(),
+                taken: std::time::Instant::now(),
+                to: Recipients::Group(group, others),
+            },
+            false,
+        );
         Ok(Outcome::Sent)
     }
 }

@@ -232,6 +232,15 @@ pub trait Store: Send + Sync {
     /// the original. On error nothing of the batch is stored.
     fn append(&self, batch: &[Append<'_>]) -> StoreResult<Vec<Appended>>;
 
+    /// [`append`](Self::append) if it can run at once: `None`, with nothing done, when it
+    /// would wait (another append or a checkpoint holds the log, upkeep such as an index pass
+    /// is due, or the store talks to a server over the network). For a caller that must not
+    /// block, an IO loop: on `None` it hands the batch to a thread that may wait. The default
+    /// is always `None`.
+    fn try_append(&self, _batch: &[Append<'_>]) -> Option<StoreResult<Vec<Appended>>> {
+        None
+    }
+
     /// Up to `limit` messages of `conv` with seq > `after`, ascending.
     fn read_after(&self, conv: ConvId, after: Seq, limit: usize) -> StoreResult<Vec<Logged>>;
 

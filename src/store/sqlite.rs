@@ -273,6 +273,18 @@ impl Drop for SqliteStore {
     }
 }
 
+/// Stores `batch` in one transaction with the append gate held, and counts it in the tail.
+fn append_locked(tail: &mut LogTail, batch: &[Append<'_>]) -> StoreResult<Vec<Appended>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (out, bumped) =
+        sqlite_append::in_transaction(&tail.conn, |c| append_in(c, batch, &tail.counters))?;
+    tail.counters.committed(bumped);
+    tail.rows += out.iter().filter(|a| matches!(a, Appended::New(_))).count();
+    Ok(out)
+}
+
 impl Store for SqliteStore {
     fn pool_state(&self) -> Option<super::PoolState> {
         Some(super::PoolState::of(&self.pool))
@@ -552,18 +564,30 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let mut tail = self.append_gate.locked();
-        let tail = &mut *tail;
-        let (out, bumped) =
-            sqlite_append::in_transaction(&tail.conn, |c| append_in(c, batch, &tail.counters))?;
-        tail.counters.committed(bumped);
-        tail.rows += out.iter().filter(|a| matches!(a, Appended::New(_))).count();
+        let out = append_locked(&mut tail, batch)?;
         if tail.rows >= sqlite_index::INDEX_AT {
             // The batch is stored and will be acked: a failed pass only leaves a longer tail.
-            if let Err(e) = sqlite_index::index_tail(tail) {
+            if let Err(e) = sqlite_index::index_tail(&mut tail) {
                 log::warn!("message log index: {e}");
             }
         }
         Ok(out)
+    }
+
+    fn try_append(&self, batch: &[Append<'_>]) -> Option<StoreResult<Vec<Appended>>> {
+        if let Err(e) = plan::check(batch) {
+            return Some(Err(StoreError::Query(e)));
+        }
+        let mut tail = match self.append_gate.try_lock() {
+            Ok(tail) => tail,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        // The index pass that an append past INDEX_AT runs is left to one that may wait.
+        if tail.rows >= sqlite_index::INDEX_AT {
+            return None;
+        }
+        Some(append_locked(&mut tail, batch))
     }
 
     fn read_after(&self, conv: ConvId, after: Seq, limit: usize) -> StoreResult<Vec<Logged>> {

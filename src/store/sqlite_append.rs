@@ -296,6 +296,43 @@ mod tests {
         out[0]
     }
 
+    /// `try_append` stores at once when it can, and does nothing (None) when it would wait:
+    /// the append gate held (a checkpoint's rest, another append) or an index pass due.
+    #[test]
+    fn try_append_never_waits_and_leaves_upkeep_to_append() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("log.db");
+        let store = SqliteStore::open(path.to_str().expect("utf-8 path"), 2).expect("open");
+        let conv = ConvId::pair(1, 2);
+        let one = [Append {
+            conv,
+            sender: 1,
+            cmid: None,
+            body: "{\"m\":1}",
+            created_ms: 1,
+        }];
+        let outcome =
+            |r: Option<crate::store::StoreResult<Vec<Appended>>>| r.map(|r| r.expect("append")[0]);
+        assert_eq!(outcome(store.try_append(&one)), Some(Appended::New(1)));
+        {
+            let _held = store.append_gate.lock().expect("gate");
+            assert_eq!(outcome(store.try_append(&one)), None);
+        }
+        store.append_gate.lock().expect("gate").rows = super::super::sqlite_index::INDEX_AT;
+        assert_eq!(outcome(store.try_append(&one)), None);
+        // append runs the pass, and then try_append may go on.
+        assert_eq!(append_one(&store, conv), Appended::New(2));
+        assert_eq!(store.append_gate.lock().expect("gate").rows, 0);
+        assert_eq!(outcome(store.try_append(&one)), Some(Appended::New(3)));
+        let seqs: Vec<i64> = store
+            .read_after(conv, 0, 10)
+            .expect("read")
+            .iter()
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3], "what returned None stored nothing");
+    }
+
     /// A server killed before its counters were written back leaves `conversation.last_seq`
     /// behind the tail; the next open must not give those seqs out again.
     #[test]

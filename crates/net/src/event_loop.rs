@@ -183,6 +183,9 @@ impl<C: Default + Send + Sync + 'static, H: Handler<C>> EventLoop<C, H> {
                     self.flush_dirty();
                     break 'run;
                 }
+                // After every read of this iteration (those restarted by a task included),
+                // before its output is written.
+                self.handler.on_reads_done();
                 self.flush_dirty();
                 if !self.shared.has_tasks() {
                     break;

@@ -83,6 +83,15 @@ pub trait Handler<C>: Send + Sync + 'static {
     /// connections still open when [`ServerHandle::stop`] ends the loops. Loop thread.
     fn on_close(&self, conn: &ConnRef<C>);
 
+    /// Every connection that was ready in this loop iteration has been read and the queued
+    /// tasks have run; the output they queued is written next. Called after every round of
+    /// tasks of an iteration, so after every `on_message` before the loop polls again: the
+    /// place to finish in bulk what the reads started one by one (a batch of chat messages
+    /// stored in one transaction), so that its replies leave in this iteration's writes. Like
+    /// Netty's `channelReadComplete`, but once per loop rather than per connection. Loop
+    /// thread.
+    fn on_reads_done(&self) {}
+
     /// Frames queued with [`TcpConnection::deliver`] have been written to the socket (the
     /// kernel took all their bytes, terminator included; that is all it means: whether the
     /// peer reads them is unknown). `tag` is the tag of the last such frame, in the order the
