@@ -183,7 +183,7 @@ impl ChatService {
             .is_some_and(|r| r.get().starts_with('"') && r.get().len() <= MAX_TIME);
         // A `seq` is the server's to give: a frame that names one (even inside `msg`, which
         // costs a rebuild, never a wrong frame) is rebuilt without it.
-        let no_seq = !frame.windows(5).any(|w| w == b"\"seq\"");
+        let no_seq = memchr::memmem::find(frame, b"\"seq\"").is_none();
         if id_ok && name_ok && time_ok && no_seq && env.reqid.is_none() && env.cmid.is_none() {
             return Ok(Bytes::copy_from_slice(frame));
         }
