@@ -8,7 +8,7 @@ use super::file_lock::{self, FileLock};
 use super::migrate::{self, OfflineRow};
 use super::plan;
 use super::sql::{self, GroupRow};
-use super::sqlite_append::{self, append_in, SeqCounters};
+use super::sqlite_append::{self, append_in, Bumped, SeqCounters};
 use super::sqlite_checkpoint::Checkpointer;
 use super::sqlite_index::{self, LogTail};
 use super::{
@@ -280,9 +280,14 @@ fn append_locked(tail: &mut LogTail, batch: &[Append<'_>]) -> StoreResult<Vec<Ap
     }
     let (out, bumped) =
         sqlite_append::in_transaction(&tail.conn, |c| append_in(c, batch, &tail.counters))?;
+    Ok(counted(tail, out, bumped))
+}
+
+/// Takes a committed append into the seq counters and the tail's row count.
+fn counted(tail: &mut LogTail, out: Vec<Appended>, bumped: Bumped) -> Vec<Appended> {
     tail.counters.committed(bumped);
     tail.rows += out.iter().filter(|a| matches!(a, Appended::New(_))).count();
-    Ok(out)
+    out
 }
 
 impl Store for SqliteStore {
@@ -587,7 +592,17 @@ impl Store for SqliteStore {
         if tail.rows >= sqlite_index::INDEX_AT {
             return None;
         }
-        Some(append_locked(&mut tail, batch))
+        if batch.is_empty() {
+            return Some(Ok(Vec::new()));
+        }
+        let tail = &mut *tail;
+        let (out, bumped) = match sqlite_append::try_in_transaction(&tail.conn, |c| {
+            append_in(c, batch, &tail.counters)
+        })? {
+            Ok(done) => done,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok(counted(tail, out, bumped)))
     }
 
     fn read_after(&self, conv: ConvId, after: Seq, limit: usize) -> StoreResult<Vec<Logged>> {

@@ -134,15 +134,47 @@ pub(super) fn in_transaction<T>(
     c: &Connection,
     f: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    let run = |sql: &str| {
-        c.prepare_cached(sql)
-            .and_then(|mut s| s.execute([]))
-            .map_err(query)
-    };
-    run("BEGIN IMMEDIATE")?;
-    let out = f(c).and_then(|v| run("COMMIT").map(|_| v));
+    run(c, "BEGIN IMMEDIATE").map_err(query)?;
+    finish(c, f)
+}
+
+/// [`in_transaction`], or `None` at once, with nothing done, when another connection holds
+/// the database's write lock (a worker registering a user, say): the `BEGIN` does not wait
+/// for it (SQLite's busy handler would sleep, in steps of milliseconds).
+pub(super) fn try_in_transaction<T>(
+    c: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> Option<StoreResult<T>> {
+    if let Err(e) = c.busy_timeout(std::time::Duration::ZERO) {
+        return Some(Err(query(e)));
+    }
+    let begun = run(c, "BEGIN IMMEDIATE");
+    if let Err(e) = c.busy_timeout(super::sqlite::BUSY_TIMEOUT) {
+        log::warn!("message log: cannot restore the busy timeout: {e}");
+    }
+    match begun {
+        Ok(()) => Some(finish(c, f)),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            None
+        }
+        Err(e) => Some(Err(query(e))),
+    }
+}
+
+fn run(c: &Connection, sql: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(drop)
+}
+
+/// Runs `f` in the transaction just begun on `c`, then commits, or rolls back if anything
+/// failed.
+fn finish<T>(c: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    let out = f(c).and_then(|v| run(c, "COMMIT").map_err(query).map(|_| v));
     if out.is_err() && !c.is_autocommit() {
-        if let Err(e) = run("ROLLBACK") {
+        if let Err(e) = run(c, "ROLLBACK") {
             log::warn!("message log: rollback failed: {e}");
         }
     }
@@ -297,7 +329,8 @@ mod tests {
     }
 
     /// `try_append` stores at once when it can, and does nothing (None) when it would wait:
-    /// the append gate held (a checkpoint's rest, another append) or an index pass due.
+    /// the append gate held (a checkpoint's rest, another append), another connection's
+    /// write transaction, or an index pass due.
     #[test]
     fn try_append_never_waits_and_leaves_upkeep_to_append() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -317,6 +350,14 @@ mod tests {
         {
             let _held = store.append_gate.lock().expect("gate");
             assert_eq!(outcome(store.try_append(&one)), None);
+        }
+        {
+            // Another connection holds the database's write lock (a worker's transaction):
+            // None at once, not SQLite's busy wait (nor its busy error after 5 s).
+            let other = Connection::open(&path).expect("second connection");
+            other.execute_batch("BEGIN IMMEDIATE").expect("write lock");
+            assert_eq!(outcome(store.try_append(&one)), None);
+            other.execute_batch("COMMIT").expect("release");
         }
         store.append_gate.lock().expect("gate").rows = super::super::sqlite_index::INDEX_AT;
         assert_eq!(outcome(store.try_append(&one)), None);
