@@ -27,6 +27,9 @@
 //!   on this server is queued to the receiver's loop without any other thread.
 //! * everything that may block (database, Redis, password hashing) runs on the **worker
 //!   pool**; a connection's requests always go to the same worker, so they complete in order.
+//! * chats are stored by the **log writer** before anyone hears of them (group commit); on
+//!   SQLite the loop that read a batch of 1:1 chats commits it itself when that needs no
+//!   waiting (`Store::try_append`), else the log writer thread does.
 //! * `TcpConnection::send` is thread safe: it queues bytes to the owning loop and wakes it;
 //!   each loop writes every connection once per iteration, so writes coalesce under load.
 //! * in a cluster, a **publisher** thread routes batches through Redis (one PUBLISH per
