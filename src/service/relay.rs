@@ -35,9 +35,13 @@ pub(crate) struct Stored {
 impl Stored {
     /// The frame of a stored `body` with its `seq`, and its bus form.
     pub(crate) fn new(conv: ConvId, seq: Seq, body: &[u8]) -> Stored {
-        use std::io::Write;
         let mut out = Vec::with_capacity(body.len() + 48);
-        let _ = write!(out, "#{}:{seq}:", conv.0);
+        let mut n = itoa::Buffer::new();
+        out.push(b'#');
+        out.extend_from_slice(n.format(conv.0).as_bytes());
+        out.push(b':');
+        out.extend_from_slice(n.format(seq).as_bytes());
+        out.push(b':');
         let head = out.len();
         push_with_seq(&mut out, body, seq);
         let bus = Bytes::from(out);

@@ -115,13 +115,14 @@ pub fn with_seq(body: &[u8], seq: Seq) -> Vec<u8> {
 
 /// Appends [`with_seq`]`(body, seq)` to `out`.
 pub fn push_with_seq(out: &mut Vec<u8>, body: &[u8], seq: Seq) {
-    use std::io::Write;
     let end = body.iter().rposition(|&b| b == b'}').unwrap_or(body.len());
     out.extend_from_slice(&body[..end]);
     if body[..end].iter().rev().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         out.push(b',');
     }
-    let _ = write!(out, "\"seq\":{seq}}}");
+    out.extend_from_slice(b"\"seq\":");
+    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+    out.push(b'}');
 }
 
 #[cfg(test)]
