@@ -131,17 +131,24 @@ pub(super) fn as_text(frame: &[u8]) -> &str {
     std::str::from_utf8(frame).unwrap_or("")
 }
 
+/// Most bytes of a chat request outside its `msg`, `reqid` and `cmid`: what the old client
+/// sends there (`msgid`, `id`, `name` of at most 50 characters, `toid` or `groupid`, `time`)
+/// is ~250 bytes; the rest is room for a newer client's fields.
+const MAX_REST: usize = 4096;
+
 /// Longest `time` kept as the sender wrote it, in bytes of its JSON string (the old client's
 /// "YYYY-MM-DD HH:MM:SS" is 21 with its quotes); a longer one is replaced by the server's.
 const MAX_TIME: usize = 66;
 
 impl ChatService {
     /// The frame to forward, once its text is checked (`msg` a string of at most
-    /// `--max-message` bytes, else errno 102): the request itself when its `id` and `name`
-    /// already match the session, its `time` is a string and it carries no `reqid`; otherwise
-    /// the request with `id` and `name` replaced, `time` stamped by this server's clock when
-    /// it was missing or not a string, and `reqid`, `cmid` and any `seq` removed. So every forwarded chat has the
-    /// string `msg` and `time` that the old client reads without a check.
+    /// `--max-message` bytes, the other fields at most [`MAX_REST`], else errno 102): the
+    /// request itself when its `id` and `name` already match the session, its `time` is a
+    /// string and it carries no `reqid`, `cmid`, `seq` or escape; otherwise the request
+    /// decoded (errno 100 if a string does not decode) with `id` and `name` replaced, `time`
+    /// stamped by this server's clock when it was missing or not a string, and `reqid`,
+    /// `cmid` and any `seq` removed. So every forwarded chat has the string `msg` and `time`
+    /// that the old client reads without a check.
     fn stamped_frame(
         &self,
         env: &Envelope,
@@ -181,10 +188,37 @@ impl ChatService {
         let time_ok = env
             .time
             .is_some_and(|r| r.get().starts_with('"') && r.get().len() <= MAX_TIME);
+        // What is stored and forwarded besides `msg` (not a request's `reqid` and `cmid`, nor
+        // a `time` to be replaced) is bounded too, or extra fields would carry what
+        // `--max-message` keeps out of it.
+        let dropped = [env.reqid, env.cmid, env.time.filter(|_| !time_ok)];
+        let rest = dropped
+            .iter()
+            .flatten()
+            .fold(frame.len().saturating_sub(raw.len()), |n, r| {
+                n.saturating_sub(r.get().len())
+            });
+        if rest > MAX_REST {
+            return Err(bad_field(format!(
+                "a chat's fields other than `msg`, `reqid` and `cmid` take {rest} bytes; \
+                 at most {MAX_REST} are accepted"
+            )));
+        }
         // A `seq` is the server's to give: a frame that names one (even inside `msg`, which
         // costs a rebuild, never a wrong frame) is rebuilt without it.
         let no_seq = memchr::memmem::find(frame, b"\"seq\"").is_none();
-        if id_ok && name_ok && time_ok && no_seq && env.reqid.is_none() && env.cmid.is_none() {
+        // A frame is forwarded byte for byte only without escapes: the envelope's parse does
+        // not check them all (a lone surrogate would reach receivers whose parsers refuse it),
+        // and `"se\u0071"` is `seq` in disguise. The rebuild decodes, checks and re-encodes.
+        let no_escape = memchr::memchr(b'\\', frame).is_none();
+        if id_ok
+            && name_ok
+            && time_ok
+            && no_seq
+            && no_escape
+            && env.reqid.is_none()
+            && env.cmid.is_none()
+        {
             return Ok(Bytes::copy_from_slice(frame));
         }
         let mut object: Map<String, Value> = serde_json::from_slice(frame)

@@ -385,7 +385,11 @@ impl ChatService {
                 return fail(s, &e);
             }
         };
-        s.conn.context().outbox().note_own(s.sender, s.conv, seq);
+        // What the sender sent is not news to its session, except a chat to itself: that is
+        // delivered to it like any other (PROTOCOL.md).
+        if !matches!(s.to, Recipients::One(to) if to == s.sender) {
+            s.conn.context().outbox().note_own(s.sender, s.conv, seq);
+        }
         self.ack(s, seq);
         let stored = super::relay::Stored::new(s.conv, seq, &s.body);
         let users = match &s.to {

@@ -83,6 +83,13 @@ pub(super) fn sender_of(frame: &[u8]) -> Option<UserId> {
     serde_json::from_slice::<Routing>(frame).ok()?.id
 }
 
+/// Whether the stored chat `frame` of `conv` is one `user` sent to somebody else: their
+/// sessions are not sent it (HISTORY has it). A chat to themselves is not: it is delivered
+/// like any other.
+pub(super) fn sent_to_another(user: UserId, conv: ConvId, frame: &[u8]) -> bool {
+    conv != ConvId::pair(user, user) && sender_of(frame) == Some(user)
+}
+
 impl ChatService {
     /// Pushes a stored message to `users`: queued on the connections of those here (the frame
     /// is shared, serialised once), and handed to the bus (in its bus form) once for all the

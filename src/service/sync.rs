@@ -9,7 +9,7 @@
 //! with them, so each conversation arrives in seq order.
 
 use super::context::ChatConn;
-use super::relay::sender_of;
+use super::relay::sent_to_another;
 use super::{send_value, ChatService, ServiceError};
 use crate::store::with_seq;
 use clusterchat_net::Bytes;
@@ -24,9 +24,8 @@ const WINDOW_BYTES: usize = 1 << 20;
 
 impl ChatService {
     /// Streams `user`'s backlog to `conn`, then turns the session live, sending SYNC_DONE first
-    /// when `done_frame`. No session is sent its user's own messages (HISTORY has them; a
-    /// legacy session's cursor moves over them). Returns how many
-    /// frames were sent; an error when the connection closed or the database failed (the
+    /// when `done_frame`. No session is sent what its user sent to others (HISTORY has it; a
+    /// legacy session's cursor moves over it). Returns how many frames were sent; an error when the connection closed or the database failed (the
     /// session then stays syncing until a resync).
     pub(super) fn stream_backlog(
         &self,
@@ -47,7 +46,7 @@ impl ChatService {
                     for m in page {
                         wait_window(conn, self.sync_window)?;
                         after = m.seq;
-                        if sender_of(m.body.as_bytes()) == Some(user) {
+                        if sent_to_another(user, conv, m.body.as_bytes()) {
                             outbox.skip(conv, m.seq);
                             continue;
                         }

@@ -2,7 +2,7 @@
 
 use super::context::{ChatConn, Login};
 use super::names::check_name;
-use super::relay::sender_of;
+use super::relay::sent_to_another;
 use super::takeover::{TAKEOVER_POLL, TAKEOVER_WAIT};
 use super::throttle::{addr_key, rate_limited, Subject};
 use super::{body, current, send_value, ChatService, Handled, Outcome, ServiceError};
@@ -267,7 +267,7 @@ impl ChatService {
                 break;
             };
             let m = heads[i].page.front().expect("a head").clone();
-            if sender_of(m.body.as_bytes()) == Some(ack.id) {
+            if sent_to_another(ack.id, conv, m.body.as_bytes()) {
                 outbox.skip(conv, m.seq);
             } else {
                 let text =

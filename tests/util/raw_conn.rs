@@ -45,6 +45,18 @@ impl RawConn {
         Ok((bytes.len(), v))
     }
 
+    /// The next frame's exact bytes (without the terminator).
+    pub fn next_bytes(&mut self) -> Vec<u8> {
+        self.reader
+            .next_bytes()
+            .unwrap_or_else(|e| panic!("reading a frame: {e}"))
+    }
+
+    /// Sends bytes exactly as given.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
     /// Closes both directions (unread data makes it a reset).
     pub fn close(self) {
         let _ = self.stream.shutdown(Shutdown::Both);
