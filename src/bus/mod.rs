@@ -9,12 +9,15 @@
 
 pub(crate) mod local;
 pub(crate) mod redis;
+mod redis_answers;
 mod redis_directory;
 mod redis_endpoint;
+mod redis_inflight;
 mod redis_names;
 mod redis_publisher;
 mod redis_route;
 mod redis_subscriber;
+mod redis_wake;
 
 use clusterchat_proto::UserId;
 use std::sync::Arc;

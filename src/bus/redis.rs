@@ -70,6 +70,14 @@ pub(super) struct Health {
 }
 
 impl Health {
+    /// Redis taken as reachable until a call fails.
+    pub(super) fn new() -> Health {
+        Health {
+            down_until_ms: AtomicU64::new(0),
+            reported: AtomicBool::new(false),
+        }
+    }
+
     /// Fails fast while a recent failure says Redis is down.
     pub(super) fn check(&self) -> Result<(), BusError> {
         if now_ms() < self.down_until_ms.load(Ordering::Acquire) {
@@ -190,10 +198,7 @@ impl RedisBus {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(client)
             .map_err(|e| BusError::Unavailable(format!("{}: {e}", endpoint.shown())))?;
-        let health = Arc::new(Health {
-            down_until_ms: AtomicU64::new(0),
-            reported: AtomicBool::new(false),
-        });
+        let health = Arc::new(Health::new());
         let shared = Arc::new(Shared {
             pool: pool.clone(),
             names: Names::new(prefix),
