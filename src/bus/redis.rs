@@ -26,7 +26,7 @@ use super::redis_endpoint::Endpoint;
 use super::redis_names::Names;
 use super::redis_publisher::Publisher;
 use super::redis_subscriber::Subscriber;
-use super::{Bus, BusError, Inbound, PublishDone};
+use super::{Bus, BusError, Inbound, Outgoing, PublishDone};
 use crate::sync::LockExt;
 use clusterchat_proto::UserId;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -321,6 +321,10 @@ impl Bus for RedisBus {
 
     fn publish_async(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
         self.publisher.locked().publish(users, frame, done, true);
+    }
+
+    fn publish_batch(&self, batch: Vec<Outgoing>) {
+        self.publisher.locked().publish_batch(batch);
     }
 
     fn reroute(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {

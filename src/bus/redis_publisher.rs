@@ -2,7 +2,8 @@
 //! batches routed by server.
 //!
 //! Chat messages for users not on this server are queued here without waiting (the caller
-//! gets a callback with the outcome). The thread takes everything queued and
+//! gets a callback with the outcome); the log writer hands over everything one commit sends
+//! elsewhere at once ([`Publisher::publish_batch`]). The thread takes everything queued and
 //! sends it as one round: one call of the routing script ([`super::redis_route`]), which
 //! publishes one payload per destination server, and the cache's PUBLISHes (below). Under
 //! load, many messages share one system call, one Redis wake-up and one PUBLISH per server.
@@ -37,7 +38,7 @@ use super::redis_inflight::{fail, Cache, Fault, InFlight, Keys, Request};
 use super::redis_names::Names;
 use super::redis_route::ROUTE_SCRIPT;
 use super::redis_wake::{Wake, Woken};
-use super::{BusError, PublishDone};
+use super::{BusError, Outgoing, PublishDone};
 use bytes::Bytes;
 use clusterchat_proto::UserId;
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
@@ -113,6 +114,23 @@ impl Publisher {
             cached,
         };
         self.queue(vec![request]);
+    }
+
+    /// Queues `batch`, in order, each message for the servers of its recipients (by the
+    /// presence cache if it can), in one hand-off. Thread safe, never blocks.
+    pub(super) fn publish_batch(&self, batch: Vec<Outgoing>) {
+        let batch: Vec<Request> = batch
+            .into_iter()
+            .map(|m| Request {
+                users: m.users,
+                payload: m.frame,
+                done: m.done,
+                cached: true,
+            })
+            .collect();
+        if !batch.is_empty() {
+            self.queue(batch);
+        }
     }
 
     fn queue(&self, batch: Vec<Request>) {

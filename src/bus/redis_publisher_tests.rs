@@ -250,6 +250,18 @@ impl Setup {
             .publish(users.into(), Self::frame(n), self.done(n), cached);
     }
 
+    /// Queues messages `ns` (for `to(n)` each) in one batch.
+    fn publish_batch(&self, ns: std::ops::Range<u32>, to: impl Fn(u32) -> &'static [UserId]) {
+        let batch = ns
+            .map(|n| Outgoing {
+                users: to(n).into(),
+                frame: Self::frame(n),
+                done: self.done(n),
+            })
+            .collect();
+        self.publisher.publish_batch(batch);
+    }
+
     fn frame(n: u32) -> Bytes {
         Bytes::from(format!("m{n}"))
     }
@@ -290,9 +302,10 @@ impl Drop for Setup {
     }
 }
 
-/// Messages queued in order reach the receiving server in order, once each, whether the
-/// script or the presence cache routes them (the first ones go through the script, which
-/// teaches the cache, then straight to `n2`'s channel), and each `done` comes once with whether some server received it (user 8 is online nowhere).
+/// Messages queued in order, one by one or in batches, reach the receiving server in order,
+/// once each, whether the script or the presence cache routes them (the first ones go
+/// through the script, which teaches the cache, then straight to `n2`'s channel), and each
+/// `done` comes once with whether some server received it (user 8 is online nowhere).
 #[test]
 fn queued_messages_go_out_in_order_and_each_is_answered_once() {
     let Some(mut s) = Setup::start("order") else {
@@ -306,8 +319,20 @@ fn queued_messages_go_out_in_order_and_each_is_answered_once() {
             &[7]
         }
     };
-    for n in 0..total {
-        s.publish(n, to(n), true);
+    let mut n = 0;
+    while n < total {
+        // Alternately one message alone and a batch of 1 to 40.
+        let size = if n % 2 == 0 {
+            1
+        } else {
+            (n % 40 + 1).min(total - n)
+        };
+        if size == 1 {
+            s.publish(n, to(n), true);
+        } else {
+            s.publish_batch(n..n + size, to);
+        }
+        n += size;
     }
     for n in (0..total).filter(|n| n % 3 != 2) {
         assert_eq!(s.next_frame(), format!("m{n}"));
