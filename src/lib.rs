@@ -33,7 +33,8 @@
 //! * `TcpConnection::send` is thread safe: it queues bytes to the owning loop and wakes it;
 //!   each loop writes every connection once per iteration, so writes coalesce under load.
 //! * in a cluster, a **publisher** thread routes batches through Redis (one PUBLISH per
-//!   destination server, found in a presence directory) and a **subscriber** thread receives
+//!   destination server, found in a presence directory; the next batch goes out while the
+//!   last one's answers are on their way) and a **subscriber** thread receives
 //!   what is routed to this server and fans it out to its users; a **housekeeper** retries
 //!   what failed during outages and releases the sessions of dead servers.
 #![warn(missing_docs)]

@@ -9,12 +9,15 @@
 
 pub(crate) mod local;
 pub(crate) mod redis;
+mod redis_answers;
 mod redis_directory;
 mod redis_endpoint;
+mod redis_inflight;
 mod redis_names;
 mod redis_publisher;
 mod redis_route;
 mod redis_subscriber;
+mod redis_wake;
 
 use clusterchat_proto::UserId;
 use std::sync::Arc;
@@ -61,6 +64,14 @@ pub(crate) enum BusEvent<'a> {
 /// the log; nudge its recipients later).
 pub(crate) type PublishDone = Box<dyn FnOnce(Result<bool, BusError>) + Send>;
 
+/// One message of [`Bus::publish_batch`]: its recipients, frame and outcome callback, as
+/// [`Bus::publish_async`] takes them.
+pub(crate) struct Outgoing {
+    pub(crate) users: Arc<[UserId]>,
+    pub(crate) frame: bytes::Bytes,
+    pub(crate) done: PublishDone,
+}
+
 /// The callback that receives [`BusEvent`]s.
 pub(crate) type Inbound = Arc<dyn Fn(BusEvent<'_>) + Send + Sync>;
 
@@ -86,6 +97,17 @@ pub(crate) trait Bus: Send + Sync {
     /// are published in order. The default waits (for buses where that costs nothing).
     fn publish_async(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
         done(self.publish(&users, &frame));
+    }
+
+    /// Like [`publish_async`](Self::publish_async) for several messages, published in order:
+    /// the log writer hands over everything one commit pushes elsewhere at once, so that the
+    /// publisher wakes once for it and sends it in one round (handed over one by one, the
+    /// first message woke the publisher and went alone while the writer queued the rest).
+    /// The default publishes them one by one.
+    fn publish_batch(&self, batch: Vec<Outgoing>) {
+        for m in batch {
+            self.publish_async(m.users, m.frame, m.done);
+        }
     }
 
     /// Sends a stored message that arrived here by a stale presence cache for `users`, who

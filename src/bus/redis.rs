@@ -26,7 +26,7 @@ use super::redis_endpoint::Endpoint;
 use super::redis_names::Names;
 use super::redis_publisher::Publisher;
 use super::redis_subscriber::Subscriber;
-use super::{Bus, BusError, Inbound, PublishDone};
+use super::{Bus, BusError, Inbound, Outgoing, PublishDone};
 use crate::sync::LockExt;
 use clusterchat_proto::UserId;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,6 +70,14 @@ pub(super) struct Health {
 }
 
 impl Health {
+    /// Redis taken as reachable until a call fails.
+    pub(super) fn new() -> Health {
+        Health {
+            down_until_ms: AtomicU64::new(0),
+            reported: AtomicBool::new(false),
+        }
+    }
+
     /// Fails fast while a recent failure says Redis is down.
     pub(super) fn check(&self) -> Result<(), BusError> {
         if now_ms() < self.down_until_ms.load(Ordering::Acquire) {
@@ -190,10 +198,7 @@ impl RedisBus {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(client)
             .map_err(|e| BusError::Unavailable(format!("{}: {e}", endpoint.shown())))?;
-        let health = Arc::new(Health {
-            down_until_ms: AtomicU64::new(0),
-            reported: AtomicBool::new(false),
-        });
+        let health = Arc::new(Health::new());
         let shared = Arc::new(Shared {
             pool: pool.clone(),
             names: Names::new(prefix),
@@ -316,6 +321,10 @@ impl Bus for RedisBus {
 
     fn publish_async(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
         self.publisher.locked().publish(users, frame, done, true);
+    }
+
+    fn publish_batch(&self, batch: Vec<Outgoing>) {
+        self.publisher.locked().publish_batch(batch);
     }
 
     fn reroute(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {

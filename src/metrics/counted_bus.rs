@@ -4,7 +4,7 @@
 //! unchanged.
 
 use super::atomic::StripedCounter;
-use crate::bus::{Bus, BusError, Inbound, PublishDone, SharedBus};
+use crate::bus::{Bus, BusError, Inbound, Outgoing, PublishDone, SharedBus};
 use clusterchat_proto::UserId;
 use std::sync::Arc;
 
@@ -44,6 +44,14 @@ impl Bus for CountedBus {
     fn publish_async(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {
         self.inner
             .publish_async(users, frame, counting(self.errors.clone(), done))
+    }
+
+    fn publish_batch(&self, mut batch: Vec<Outgoing>) {
+        for m in &mut batch {
+            let done = std::mem::replace(&mut m.done, Box::new(|_| {}));
+            m.done = counting(self.errors.clone(), done);
+        }
+        self.inner.publish_batch(batch)
     }
 
     fn reroute(&self, users: Arc<[UserId]>, frame: bytes::Bytes, done: PublishDone) {

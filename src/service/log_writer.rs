@@ -22,6 +22,7 @@
 
 use super::context::ChatConn;
 use super::{send_error, send_value, ChatService, ServiceError};
+use crate::bus::Outgoing;
 use crate::metrics::Kind;
 use crate::store::{Append, Appended, ConvId};
 use crate::sync::LockExt;
@@ -310,12 +311,15 @@ impl ChatService {
             Ok(outcomes) => {
                 drop(appends);
                 let mut stored = [0u64; 2];
+                let mut elsewhere = Vec::new();
                 for (s, outcome) in ready.iter().zip(outcomes) {
                     if let Appended::New(_) = outcome {
                         stored[kind(&s.to) as usize] += 1;
                     }
-                    self.complete(s, outcome);
+                    self.complete(s, outcome, &mut elsewhere);
                 }
+                // One hand-off to the bus for the whole commit (one wake-up of its publisher).
+                self.publish_pushes(elsewhere);
                 self.metrics.stored(Kind::One, stored[Kind::One as usize]);
                 self.metrics
                     .stored(Kind::Group, stored[Kind::Group as usize]);
@@ -368,8 +372,13 @@ impl ChatService {
     }
 
     /// The message is stored: ack its sender, then push it to its receivers (the ACK never
-    /// waits for a group's fan-out).
-    fn complete(self: &Arc<Self>, s: &Submission, outcome: Appended) {
+    /// waits for a group's fan-out); what goes to other servers is added to `elsewhere`.
+    fn complete(
+        self: &Arc<Self>,
+        s: &Submission,
+        outcome: Appended,
+        elsewhere: &mut Vec<Outgoing>,
+    ) {
         let seq = match outcome {
             Appended::New(seq) => seq,
             Appended::Duplicate { conv, seq } if conv == s.conv => {
@@ -398,7 +407,7 @@ impl ChatService {
         };
         // One clock read per message, not per receiver (a group's pushes are quick).
         let latency = s.taken.elapsed();
-        for _ in 0..self.push(users, s.conv, seq, &stored) {
+        for _ in 0..self.push(users, s.conv, seq, &stored, elsewhere) {
             self.metrics.delivery_latency(latency);
         }
     }

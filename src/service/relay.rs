@@ -7,7 +7,7 @@
 
 use super::outbox::Pushed;
 use super::ChatService;
-use crate::bus::PublishDone;
+use crate::bus::{Outgoing, PublishDone};
 use crate::store::{push_with_seq, ConvId, Seq};
 use clusterchat_net::Bytes;
 use clusterchat_proto::{msgid, UserId};
@@ -92,17 +92,18 @@ pub(super) fn sent_to_another(user: UserId, conv: ConvId, frame: &[u8]) -> bool 
 
 impl ChatService {
     /// Pushes a stored message to `users`: queued on the connections of those here (the frame
-    /// is shared, serialised once), and handed to the bus (in its bus form) once for all the
-    /// others, which
-    /// sends it once to each server that holds some of them. A failed publish asks for a nudge
-    /// of them later (their servers then read the log again). Returns how many sessions here
-    /// took it (queued it, or have it already, or will read it from the log as they sync).
+    /// is shared, serialised once), and added (in its bus form) to `elsewhere` once for all
+    /// the others, for [`publish_pushes`](Self::publish_pushes), which sends it once to each
+    /// server that holds some of them. A failed publish asks for a nudge of them later (their
+    /// servers then read the log again). Returns how many sessions here took it (queued it,
+    /// or have it already, or will read it from the log as they sync).
     pub(crate) fn push(
         self: &Arc<Self>,
         users: &[UserId],
         conv: ConvId,
         seq: Seq,
         stored: &Stored,
+        bus: &mut Vec<Outgoing>,
     ) -> usize {
         let frame = &stored.frame;
         let mut elsewhere = Vec::new();
@@ -128,8 +129,20 @@ impl ChatService {
         }
         let users: Arc<[UserId]> = elsewhere.into();
         let done = self.nudge_if_failed(Arc::clone(&users), "push");
-        self.bus.publish_async(users, stored.bus.clone(), done);
+        bus.push(Outgoing {
+            users,
+            frame: stored.bus.clone(),
+            done,
+        });
         here
+    }
+
+    /// Hands the bus, in one go and in order, what [`push`](Self::push)es left for other
+    /// servers (the log writer: once per commit).
+    pub(crate) fn publish_pushes(&self, elsewhere: Vec<Outgoing>) {
+        if !elsewhere.is_empty() {
+            self.bus.publish_batch(elsewhere);
+        }
     }
 
     /// The outcome callback of a publish to `users` that did not wait: if it failed (the bus
