@@ -282,6 +282,15 @@ impl Setup {
     }
 
     /// The frame of the next message the receiving server got, for user 7.
+    /// Publishes message 0 and waits for its outcome (the connection is up), then holds
+    /// Redis's answers back from now on.
+    fn answered_then_held(&self) {
+        self.publish(0, &[7], false);
+        assert_eq!(self.next_frame(), "m0");
+        assert_eq!(self.next_done(), (0, Some(true)));
+        self.relay.set_hold(true);
+    }
+
     fn next_frame(&self) -> String {
         let (users, frame) = self.next_part();
         assert_eq!(users, [7]);
@@ -353,10 +362,7 @@ fn a_cut_connection_sends_its_unanswered_rounds_again_in_order() {
     let Some(mut s) = Setup::start("cut") else {
         return;
     };
-    s.publish(0, &[7], false);
-    assert_eq!(s.next_frame(), "m0");
-    assert_eq!(s.next_done(), (0, Some(true)));
-    s.relay.set_hold(true);
+    s.answered_then_held();
     // Each goes out while the answers of the ones before are held back.
     for n in 1..=3 {
         s.publish(n, &[7], false);
@@ -385,10 +391,7 @@ fn a_round_cut_twice_fails_once() {
     let Some(mut s) = Setup::start("cut2") else {
         return;
     };
-    s.publish(0, &[7], false);
-    assert_eq!(s.next_frame(), "m0");
-    assert_eq!(s.next_done(), (0, Some(true)));
-    s.relay.set_hold(true);
+    s.answered_then_held();
     for n in 1..=2 {
         s.publish(n, &[7], false);
         assert_eq!(s.next_frame(), format!("m{n}"));
@@ -411,10 +414,7 @@ fn answers_that_arrive_together_are_all_taken() {
     let Some(mut s) = Setup::start("together") else {
         return;
     };
-    s.publish(0, &[7], false);
-    assert_eq!(s.next_frame(), "m0");
-    assert_eq!(s.next_done(), (0, Some(true)));
-    s.relay.set_hold(true);
+    s.answered_then_held();
     for n in 1..=3 {
         s.publish(n, &[7], false);
         assert_eq!(s.next_frame(), format!("m{n}"));

@@ -495,12 +495,11 @@ mod tests {
         let (service, _dir) = service();
         let (conn, mut reader, _server) = connection();
         service.writer.known.locked().insert(2);
-        service
-            .writer
-            .submit(chat(&conn, 1, Recipients::One(2)), true);
-        service
-            .writer
-            .submit(chat(&conn, 2, Recipients::One(2)), true);
+        for n in 1..=2 {
+            service
+                .writer
+                .submit(chat(&conn, n, Recipients::One(2)), true);
+        }
         assert!(stored(&service, ConvId::pair(1, 2)).is_empty());
         service.commit_submitted();
         assert_eq!(stored(&service, ConvId::pair(1, 2)).len(), 2);

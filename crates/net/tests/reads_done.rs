@@ -2,7 +2,7 @@
 //! answers there (in bulk) answers everything it read, whether the bytes came in one read or
 //! several, and whether the read was started by a poll event or by `start_read`.
 
-use clusterchat_net::{ConnRef, Handler, ServerOptions, TcpServer};
+use clusterchat_net::{ConnRef, Handler, ServerHandle, ServerOptions, TcpServer};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
@@ -50,6 +50,16 @@ impl Handler<()> for Batcher {
     }
 }
 
+/// A one-loop server with a [`Batcher`].
+fn start() -> ServerHandle<()> {
+    let options = ServerOptions {
+        io_threads: 1,
+        ..ServerOptions::default()
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    TcpServer::start(listener, Arc::new(Batcher::default()), options).unwrap()
+}
+
 fn client(addr: std::net::SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -66,12 +76,7 @@ fn line(r: &mut BufReader<TcpStream>) -> String {
 
 #[test]
 fn what_one_read_brought_is_answered_in_one_call() {
-    let options = ServerOptions {
-        io_threads: 1,
-        ..ServerOptions::default()
-    };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = TcpServer::start(listener, Arc::new(Batcher::default()), options).unwrap();
+    let server = start();
     let (mut w, mut r) = client(server.local_addr());
     w.write_all(b"a\nb\nc\n").unwrap();
     // One write of three lines: read at once, answered by one call.
@@ -86,12 +91,7 @@ fn what_one_read_brought_is_answered_in_one_call() {
 
 #[test]
 fn a_read_restarted_by_a_task_is_answered_too() {
-    let options = ServerOptions {
-        io_threads: 1,
-        ..ServerOptions::default()
-    };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = TcpServer::start(listener, Arc::new(Batcher::default()), options).unwrap();
+    let server = start();
     let (mut w, mut r) = client(server.local_addr());
     // "after" arrives while reading is stopped: it is read when start_read's task runs (no
     // poll event for it), and must still be answered without anything else arriving.
