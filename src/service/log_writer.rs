@@ -444,18 +444,8 @@ mod tests {
 
     /// A service on a fresh SQLite file with its writer started, and the file's directory.
     fn service() -> (Arc<ChatService>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite:{}", dir.path().join("chat.db").display());
-        let store = crate::store::open(&url, 1).unwrap();
-        let workers = Arc::new(crate::worker_pool::WorkerPool::new(1).unwrap());
-        let service = Arc::new(ChatService::new(
-            store,
-            Arc::new(crate::bus::local::LocalBus::new("n1")),
-            "n1".into(),
-            super::super::password::Hasher::new(8),
-            workers,
-            4096,
-            1 << 20,
+        let (service, dir) = crate::service::testing::sqlite_service(Arc::new(
+            crate::bus::local::LocalBus::new("n1"),
         ));
         service.start_log_writer().unwrap();
         (service, dir)

@@ -275,8 +275,6 @@ impl ChatService {
 mod tests {
     use super::*;
     use crate::bus::{Bus, BusError, Inbound};
-    use crate::service::password::Hasher;
-    use crate::worker_pool::WorkerPool;
 
     /// A bus whose re-routes end with `outcome` (it keeps what it was given); nothing else is
     /// asked of it here.
@@ -307,20 +305,8 @@ mod tests {
     /// A service on a fresh SQLite file over `bus`, with the directory holding the file.
     fn service(bus: RerouteBus) -> (Arc<ChatService>, Arc<RerouteBus>, tempfile::TempDir) {
         let bus = Arc::new(bus);
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite:{}", dir.path().join("chat.db").display());
-        let store = crate::store::open(&url, 1).unwrap();
-        let workers = Arc::new(WorkerPool::new(1).unwrap());
-        let service = ChatService::new(
-            store,
-            Arc::clone(&bus) as _,
-            "n1".into(),
-            Hasher::new(8),
-            workers,
-            4096,
-            1 << 20,
-        );
-        (Arc::new(service), bus, dir)
+        let (service, dir) = crate::service::testing::sqlite_service(Arc::clone(&bus) as _);
+        (service, bus, dir)
     }
 
     /// A message sent here by a stale presence cache for users who are not here goes back to

@@ -52,3 +52,24 @@ pub(crate) fn line(reader: &mut BufReader<TcpStream>) -> String {
     reader.read_line(&mut s).unwrap();
     s.trim_end().to_string()
 }
+
+/// A service on a fresh SQLite file over `bus` (one worker, a cheap hasher), and the
+/// directory holding the file (the file goes with it).
+pub(crate) fn sqlite_service(
+    bus: crate::bus::SharedBus,
+) -> (Arc<super::ChatService>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("chat.db").display());
+    let store = crate::store::open(&url, 1).unwrap();
+    let workers = Arc::new(crate::worker_pool::WorkerPool::new(1).unwrap());
+    let service = super::ChatService::new(
+        store,
+        bus,
+        "n1".into(),
+        super::password::Hasher::new(8),
+        workers,
+        4096,
+        1 << 20,
+    );
+    (Arc::new(service), dir)
+}
