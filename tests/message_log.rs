@@ -276,7 +276,9 @@ fn bad_cmids_are_refused_with_errno_102() {
     let (mut b, idb) = srv.user("bob");
     let g = a.create_group(ida, "bad cmids", "").unwrap();
     b.join_group(idb, g).unwrap();
-    let too_long = [json!("x".repeat(65)), json!("é".repeat(33))]; // 65 and 66 bytes
+    // 65 and 66 bytes; and none at all (an empty id would make every later chat with one a
+    // "retry", never stored).
+    let too_long = [json!("x".repeat(65)), json!("é".repeat(33)), json!("")];
     let not_strings = [
         json!(42),
         json!(1.5),

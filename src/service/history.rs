@@ -3,7 +3,7 @@
 
 use super::context::ChatConn;
 use super::{body, current, ChatService, Handled, Outcome, ServiceError};
-use crate::store::ConvId;
+use crate::store::{ConvId, Logged};
 use clusterchat_proto::request::{History, Members, Recv};
 use clusterchat_proto::{errno, GroupId, HistoryAck, MembersAck, UserId};
 use serde_json::Value;
@@ -36,13 +36,7 @@ impl ChatService {
                 ));
             }
         }
-        let messages = rows
-            .into_iter()
-            .filter_map(|m| {
-                let framed = crate::store::with_seq(m.body.as_bytes(), m.seq);
-                serde_json::from_slice::<Value>(&framed).ok()
-            })
-            .collect();
+        let messages = rows.iter().map(|m| page_message(conv, m)).collect();
         Ok(Outcome::Reply(
             HistoryAck {
                 peer: req.peer,
@@ -106,6 +100,21 @@ impl ChatService {
     }
 }
 
+/// A stored message as HISTORY gives it: the frame with its `seq`. A frame that does not read
+/// back as JSON (stored by an earlier version, or a damaged file) is given as
+/// `{"seq":S,"unreadable":true}`, so that a page never has a hole a client would take for a
+/// loss.
+fn page_message(conv: ConvId, m: &Logged) -> Value {
+    let framed = crate::store::with_seq(m.body.as_bytes(), m.seq);
+    serde_json::from_slice::<Value>(&framed).unwrap_or_else(|e| {
+        log::warn!(
+            "history: conversation {conv:?} seq {}: unreadable frame ({e})",
+            m.seq
+        );
+        serde_json::json!({"seq": m.seq, "unreadable": true})
+    })
+}
+
 fn checked_user(id: UserId) -> Result<UserId, ServiceError> {
     if (1..=i64::from(i32::MAX)).contains(&id) {
         Ok(id)
@@ -121,4 +130,36 @@ fn missing_target() -> ServiceError {
 /// The page size asked for, or the default, at most the maximum, at least 1.
 fn page_size(asked: Option<u32>, (default, max): (u32, u32)) -> usize {
     asked.unwrap_or(default).clamp(1, max) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_message;
+    use crate::store::{ConvId, Logged};
+    use serde_json::json;
+
+    fn logged(seq: i64, body: &str) -> Logged {
+        Logged {
+            seq,
+            body: body.to_string(),
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn an_unreadable_frame_keeps_its_place_in_the_page() {
+        let conv = ConvId::pair(1, 2);
+        let page: Vec<_> = [
+            logged(1, r#"{"msgid":6,"id":1,"toid":2,"msg":"a"}"#),
+            logged(2, r#"{"msgid":6,"id":1,"toid":2,"msg":"bad\ud800"}"#),
+            logged(3, "not json"),
+        ]
+        .iter()
+        .map(|m| page_message(conv, m))
+        .collect();
+        assert_eq!(page[0]["msg"], "a");
+        assert_eq!(page[0]["seq"], 1);
+        assert_eq!(page[1], json!({"seq": 2, "unreadable": true}));
+        assert_eq!(page[2], json!({"seq": 3, "unreadable": true}));
+    }
 }

@@ -31,9 +31,10 @@ pub enum Next {
         /// Bytes to drop from the input.
         skip: usize,
     },
-    /// Bytes that cannot start an object (up to and including the next NUL or newline, or all
-    /// of the input when there is none), or an object still open at a NUL byte (up to and
-    /// including that NUL): drop `consumed` bytes and report an error.
+    /// Bytes that cannot start an object (up to the next `{`, or up to and including the next
+    /// NUL or newline, whichever comes first, or all of the input when there is neither), or
+    /// an object still open at a NUL byte (up to and including that NUL): drop `consumed`
+    /// bytes and report an error.
     Invalid {
         /// Bytes to drop from the input.
         consumed: usize,
@@ -53,8 +54,11 @@ pub fn next_frame(input: &[u8], max_frame: usize) -> Next {
         return Next::Incomplete { skip: input.len() };
     };
     if input[start] != b'{' {
+        // Junk runs to the next `{` (a request may follow on the same line: it is read, not
+        // dropped with the junk) or through the next NUL or newline.
         let rest = &input[start..];
-        let consumed = match rest.iter().position(|&b| b == 0 || b == b'\n') {
+        let consumed = match rest.iter().position(|&b| matches!(b, 0 | b'\n' | b'{')) {
+            Some(at) if rest[at] == b'{' => start + at,
             Some(sep) => start + sep + 1,
             None => input.len(),
         };
@@ -303,6 +307,17 @@ mod tests {
         let (f, bad) = frames(b"hello world\n{\"a\":1}\0[1,2]\0{\"b\":2}");
         assert_eq!(f, ["{\"a\":1}", "{\"b\":2}"]);
         assert_eq!(bad, 2);
+    }
+
+    #[test]
+    fn garbage_before_an_object_on_the_same_line_ends_at_its_brace() {
+        // Before, the junk ran to the newline and took both requests with it.
+        let (f, bad) = frames(b"xx{\"a\":1}{\"b\":2}\n");
+        assert_eq!(f, ["{\"a\":1}", "{\"b\":2}"]);
+        assert_eq!(bad, 1);
+        assert_eq!(next_frame(b"  ]x{}", 64), Next::Invalid { consumed: 4 });
+        // Junk with no brace and no separator yet is dropped as it comes.
+        assert_eq!(next_frame(b"abc", 64), Next::Invalid { consumed: 3 });
     }
 
     #[test]

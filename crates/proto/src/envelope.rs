@@ -69,8 +69,8 @@ pub fn int_field(raw: Option<&RawValue>, field: &str) -> Result<i64, String> {
 }
 
 /// Reads the optional `cmid` of an [`Envelope`]: `None` when absent, borrowed when the
-/// string has no escapes; `Err` names the field when it is not a string or longer than
-/// [`MAX_CMID_BYTES`] (after unescaping).
+/// string has no escapes; `Err` names the field when it is not a string, empty, or longer
+/// than [`MAX_CMID_BYTES`] (after unescaping).
 pub fn cmid_field(raw: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, String> {
     let Some(r) = raw else { return Ok(None) };
     let text = r.get();
@@ -82,6 +82,11 @@ pub fn cmid_field(raw: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, String
                 .map_err(|_| format!("field `cmid` must be a string, got {text}"))?,
         )
     };
+    if cmid.is_empty() {
+        // An empty id would name every chat that carries one: all but the first would be
+        // taken for retries and never stored.
+        return Err("field `cmid` must not be empty".to_string());
+    }
     if cmid.len() > MAX_CMID_BYTES {
         return Err(format!(
             "field `cmid` must be at most {MAX_CMID_BYTES} bytes, got {}",
@@ -115,5 +120,7 @@ mod tests {
         let long = format!(r#"{{"cmid":"{}"}}"#, "x".repeat(65));
         let env: Envelope = serde_json::from_str(&long).unwrap();
         assert!(cmid_field(env.cmid).unwrap_err().contains("64 bytes"));
+        let env: Envelope = serde_json::from_str(r#"{"cmid":""}"#).unwrap();
+        assert!(cmid_field(env.cmid).unwrap_err().contains("empty"));
     }
 }
