@@ -141,11 +141,18 @@ pub(crate) fn index_tail(tail: &mut LogTail) -> StoreResult<()> {
 
 /// Deletes up to `limit` of the oldest messages created before `before_ms`, with their index
 /// entries, in one transaction; returns how many.
+///
+/// Arrival (the id) decides, not the stamp alone: stamps come from a clock that can jump, and
+/// a row that arrived before an expired one is expired too. So the window of the `limit`
+/// oldest rows goes up to its last expired row, whatever the stamps before it say; and when
+/// nothing in it is expired but its first row is stamped in the future (a clock that ran ahead
+/// and was set back), the whole window goes if an expired row arrived after it. (Before, rows
+/// with young stamps stayed, and once `limit` of them stood at the front, nothing behind them
+/// was ever pruned.) Only the housekeeper prunes, so the window read before the transaction
+/// is still the front when it deletes; the look past the window (a scan without an index, in
+/// that rare case only) holds no lock.
 pub(super) fn prune(c: &mut Connection, before_ms: i64, limit: i64) -> StoreResult<u64> {
-    let tx = c
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(query)?;
-    let oldest: Vec<(i64, i64, i64, i64)> = tx
+    let oldest: Vec<(i64, i64, i64, i64)> = c
         .prepare_cached(OLDEST)
         .and_then(|mut s| {
             s.query_map([limit], |r| {
@@ -154,13 +161,26 @@ pub(super) fn prune(c: &mut Connection, before_ms: i64, limit: i64) -> StoreResu
             .collect()
         })
         .map_err(query)?;
-    // The old ones among the oldest by arrival: a young one among them (a clock that was ahead,
-    // a moment out of order) stays without holding the others back.
+    let mut take = oldest
+        .iter()
+        .rposition(|r| r.3 < before_ms)
+        .map_or(0, |i| i + 1);
+    if let (0, Some(first), Some(last)) = (take, oldest.first(), oldest.last()) {
+        if first.3 > super::sql::now_ms() && expired_after(c, last.0, before_ms)? {
+            take = oldest.len();
+        }
+    }
+    if take == 0 {
+        return Ok(0);
+    }
     let rows: Vec<(i64, i64, i64)> = oldest
         .into_iter()
-        .filter(|r| r.3 < before_ms)
+        .take(take)
         .map(|(id, conv, seq, _)| (id, conv, seq))
         .collect();
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(query)?;
     {
         let mut unindex = tx
             .prepare_cached("DELETE FROM msgseq WHERE conv = ? AND seq = ? AND id = ?")
@@ -175,6 +195,16 @@ pub(super) fn prune(c: &mut Connection, before_ms: i64, limit: i64) -> StoreResu
     }
     tx.commit().map_err(query)?;
     Ok(rows.len() as u64)
+}
+
+/// Whether a message that arrived after `id` was created before `before_ms`.
+fn expired_after(c: &Connection, id: i64, before_ms: i64) -> StoreResult<bool> {
+    c.query_row(
+        "SELECT EXISTS(SELECT 1 FROM message WHERE id > ?1 AND created < ?2)",
+        params![id, before_ms],
+        |r| r.get(0),
+    )
+    .map_err(query)
 }
 
 /// Creates the log's table, or brings a database from before this index up to date in one
@@ -382,31 +412,6 @@ mod tests {
         assert_eq!(page[0].body, body);
     }
 
-    /// A young message first in arrival order (a clock that was ahead when it was stored)
-    /// holds no old ones back.
-    #[test]
-    fn a_young_message_holds_no_old_ones_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("chat.db");
-        let store = SqliteStore::open(path.to_str().expect("utf-8 path"), 2).expect("open");
-        let conv = ConvId::pair(1, 2);
-        fill(&store, &[conv], 10, 10, 1_000);
-        store
-            .pool
-            .get()
-            .expect("connection")
-            .execute("UPDATE message SET created = 9000 WHERE seq = 1", [])
-            .expect("a future-dated first row");
-        assert_eq!(store.prune(5_000, 100).expect("prune"), 9);
-        let seqs: Vec<i64> = store
-            .read_after(conv, 0, 64)
-            .expect("read")
-            .iter()
-            .map(|m| m.seq)
-            .collect();
-        assert_eq!(seqs, vec![1]);
-    }
-
     /// Retention takes the old messages in batches, oldest by arrival first, in every
     /// conversation, and keeps the young, with no index on `created` (one that an earlier
     /// version made is dropped at open).
@@ -441,6 +446,37 @@ mod tests {
             let seqs: Vec<i64> = page.iter().map(|m| m.seq).collect();
             assert_eq!(seqs, (31..=50).collect::<Vec<_>>());
         }
+    }
+
+    /// Retention goes by arrival: rows stamped in the future (a clock that ran ahead) go
+    /// with the expired rows that arrived after them, also when there are more of them than
+    /// one prune looks at; with nothing expired behind them they stay.
+    #[test]
+    fn prune_is_not_held_back_by_rows_stamped_in_the_future() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("chat.db");
+        let store = SqliteStore::open(path.to_str().expect("utf-8 path"), 2).expect("open");
+        let conv = ConvId::pair(1, 2);
+        let future = i64::MAX / 2;
+        fill(&store, &[conv], 10, 10, future);
+        fill(&store, &[conv], 20, 10, 1_000);
+        assert_eq!(
+            store.prune(5_000, 1_000).expect("prune"),
+            30,
+            "all arrived early"
+        );
+        // A block of future stamps longer than the window, then expired rows.
+        fill(&store, &[conv], 30, 10, future);
+        assert_eq!(
+            store.prune(5_000, 25).expect("prune"),
+            0,
+            "nothing expired yet"
+        );
+        fill(&store, &[conv], 10, 10, 1_000);
+        assert_eq!(store.prune(5_000, 25).expect("prune"), 25, "the window");
+        assert_eq!(store.prune(5_000, 25).expect("prune"), 15, "the rest");
+        let c = store.pool.get().expect("connection");
+        assert_eq!(count(&c, "SELECT COUNT(*) FROM message"), 0);
     }
 
     /// A database from before the index (`message` keyed by `(conv, seq)`) is rebuilt at open
