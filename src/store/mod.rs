@@ -10,6 +10,7 @@ mod file_lock;
 pub mod log;
 mod migrate;
 pub mod mysql;
+mod mysql_append;
 mod mysql_node_lock;
 pub mod names;
 mod plan;
@@ -18,6 +19,8 @@ pub mod sqlite;
 mod sqlite_append;
 mod sqlite_checkpoint;
 mod sqlite_index;
+mod sqlite_migrate;
+mod sqlite_schema;
 
 use clusterchat_proto::{GroupId, GroupInfo, MemberInfo, UserId, UserInfo};
 pub use log::{

@@ -5,10 +5,9 @@
 //! `SQLITE_BUSY` when a deferred read lock cannot be upgraded.
 
 use super::file_lock::{self, FileLock};
-use super::migrate::{self, OfflineRow};
 use super::plan;
 use super::sql::{self, GroupRow};
-use super::sqlite_append::{self, append_in, Bumped, SeqCounters};
+use super::sqlite_append::{self, append_in, Bumped};
 use super::sqlite_checkpoint::Checkpointer;
 use super::sqlite_index::{self, LogTail};
 use super::{
@@ -20,7 +19,6 @@ use clusterchat_proto::{GroupId, GroupInfo, MemberInfo, UserId, UserInfo};
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,67 +29,6 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// rewinds (`sqlite_checkpoint::REWIND_AT`, 128 MiB) and what arrives while it does, so that a
 /// busy server writes over blocks it already has.
 const WAL_SIZE_LIMIT: i64 = 192 << 20;
-
-/// The schema, idempotent (`IF NOT EXISTS`), applied at every open so a new file just works.
-/// Foreign keys keep friends, members and offline messages pointing at real rows.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS user(
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL,
-    password TEXT NOT NULL,           -- argon2 PHC string, never plaintext
-    name_key TEXT NULL,               -- names::name_key(name), UNIQUE (see names::sqlite)
-    state TEXT NOT NULL DEFAULT 'offline' CHECK (state IN ('online', 'offline')),
-    session TEXT NULL                 -- '<node>/<conn>' holding the login
-);
-CREATE INDEX IF NOT EXISTS user_session ON user(session);
-CREATE TABLE IF NOT EXISTS friend(
-    userid INTEGER NOT NULL REFERENCES user(id),
-    friendid INTEGER NOT NULL REFERENCES user(id),
-    PRIMARY KEY (userid, friendid)
-);
-CREATE TABLE IF NOT EXISTS allgroup(
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    groupname TEXT NOT NULL UNIQUE,
-    groupdesc TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS groupuser(
-    groupid INTEGER NOT NULL REFERENCES allgroup(id),
-    userid INTEGER NOT NULL REFERENCES user(id),
-    grouprole TEXT NOT NULL CHECK (grouprole IN ('creator', 'normal')),
-    PRIMARY KEY (groupid, userid)
-);
-CREATE INDEX IF NOT EXISTS groupuser_user ON groupuser(userid);
-CREATE TABLE IF NOT EXISTS offlinemessage(
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    userid INTEGER NOT NULL REFERENCES user(id),
-    message TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS offlinemessage_user_seq ON offlinemessage(userid, seq);
-CREATE TABLE IF NOT EXISTS conversation(
-    conv INTEGER PRIMARY KEY,          -- ConvId: pair a<b is a*2^32+b, group g is -g
-    last_seq INTEGER NOT NULL,         -- the highest seq given out (may lag: sqlite_append)
-    usera INTEGER NULL,                -- a pair's users (NULL for a group), for unread()
-    userb INTEGER NULL
-);
-CREATE INDEX IF NOT EXISTS conversation_usera ON conversation(usera);
-CREATE INDEX IF NOT EXISTS conversation_userb ON conversation(userb);
-CREATE TABLE IF NOT EXISTS msgcmid(
-    sender INTEGER NOT NULL,
-    cmid TEXT NOT NULL,                -- compared as bytes (BINARY), as in MySQL
-    conv INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    created INTEGER NOT NULL,          -- Unix ms of the message it names
-    PRIMARY KEY (sender, cmid)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS msgcmid_created ON msgcmid(created);
-CREATE TABLE IF NOT EXISTS msgcursor(
-    userid INTEGER NOT NULL,
-    conv INTEGER NOT NULL,
-    seq INTEGER NOT NULL,              -- the highest seq delivered to the user
-    floor INTEGER NOT NULL DEFAULT 0,  -- a group's last_seq when the user joined
-    PRIMARY KEY (userid, conv)
-) WITHOUT ROWID;
-";
 
 // The multi-row statements of an append are INSERT OR FAIL: a plain (ABORT) INSERT of several
 // rows makes SQLite keep a statement journal, to undo just that statement if a later row
@@ -105,9 +42,6 @@ CREATE TABLE IF NOT EXISTS msgcursor(
 /// Raises a cursor; parameters: user, conv, seq.
 const ADVANCE: &str = "INSERT INTO msgcursor(userid, conv, seq) VALUES (?, ?, ?) \
      ON CONFLICT(userid, conv) DO UPDATE SET seq = MAX(seq, excluded.seq)";
-/// Sets a cursor (the migration); parameters: user, conv, seq.
-const SET_CURSOR: &str = "INSERT INTO msgcursor(userid, conv, seq) VALUES (?, ?, ?) \
-     ON CONFLICT(userid, conv) DO UPDATE SET seq = excluded.seq";
 /// A joiner's cursor: delivered and history both from the group's current last seq.
 /// Parameters: user, conv, conv.
 const JOINER_CURSOR: &str = "INSERT INTO msgcursor(userid, conv, seq, floor) \
@@ -170,13 +104,15 @@ impl SqliteStore {
         if !mode.eq_ignore_ascii_case("wal") && path != ":memory:" {
             log::warn!("{path}: SQLite refused WAL mode (journal_mode={mode})");
         }
-        first.execute_batch(SCHEMA).map_err(query)?;
+        first
+            .execute_batch(super::sqlite_schema::SCHEMA)
+            .map_err(query)?;
         first.execute_batch(sqlite_index::SCHEMA).map_err(query)?;
         sqlite_index::create_or_upgrade(&mut first)?;
         super::names::sqlite::upgrade(&mut first)?;
         // Before the migration appends: it gives out seqs from the rows.
         sqlite_append::catch_up(&first)?;
-        migrate_offline(&mut first)?;
+        super::sqlite_migrate::migrate_offline(&mut first)?;
         let tail = LogTail::new(first)?;
 
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
@@ -719,96 +655,4 @@ fn logged(r: &rusqlite::Row<'_>) -> rusqlite::Result<Logged> {
         body: r.get(1)?,
         created_ms: r.get(2)?,
     })
-}
-
-/// Appends `batch` inside the caller's write transaction (see [`Store::append`]).
-/// Moves the old offline queue into the log, in one transaction (see [`migrate`]).
-fn migrate_offline(c: &mut Connection) -> StoreResult<()> {
-    let tx = c
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(query)?;
-    let rows: Vec<OfflineRow> = {
-        let mut s = tx.prepare(sql::OFFLINE_ALL).map_err(query)?;
-        s.query_map([], |r| {
-            Ok(OfflineRow {
-                seq: r.get(0)?,
-                user: r.get(1)?,
-                message: r.get(2)?,
-            })
-        })
-        .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
-        .map_err(query)?
-    };
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let (users, groups) = migrate::referenced(&rows);
-    let existing = |table: &str, ids: &BTreeSet<i64>| -> StoreResult<BTreeSet<i64>> {
-        let mut s = tx
-            .prepare(&format!("SELECT 1 FROM {table} WHERE id = ?"))
-            .map_err(query)?;
-        let mut found = BTreeSet::new();
-        for id in ids {
-            if s.exists([id]).map_err(query)? {
-                found.insert(*id);
-            }
-        }
-        Ok(found)
-    };
-    let users = existing("user", &users)?;
-    let groups = existing("allgroup", &groups)?;
-    let m = migrate::plan(&rows, &users, &groups);
-    m.warn_kept(&rows);
-    if m.moves.is_empty() {
-        return Ok(());
-    }
-    let batch = m.appends(&rows, sql::now_ms());
-    let mut counters = SeqCounters::default();
-    let (out, bumped) = append_in(&tx, &batch, &counters)?;
-    counters.committed(bumped);
-    counters.write_lagging(&tx)?;
-    let seqs = migrate::Migration::seqs(out);
-    {
-        let mut members = tx.prepare_cached(sql::MEMBERS).map_err(query)?;
-        let mut cursor = tx
-            .prepare_cached("SELECT seq FROM msgcursor WHERE userid = ? AND conv = ?")
-            .map_err(query)?;
-        let mut set = tx.prepare_cached(SET_CURSOR).map_err(query)?;
-        for (conv, moved) in m.by_conversation(&seqs) {
-            let participants: Vec<UserId> = match (conv.as_pair(), conv.as_group()) {
-                (Some((a, b)), _) => vec![a, b],
-                (None, Some(g)) => members
-                    .query_map([g], |r| r.get(0))
-                    .and_then(|rows| rows.collect())
-                    .map_err(query)?,
-                (None, None) => Vec::new(),
-            };
-            let mut had = HashMap::new();
-            for u in participants.iter().chain(moved.first.keys()) {
-                if let Some(seq) = cursor
-                    .query_row(params![u, conv.0], |r| r.get::<_, Seq>(0))
-                    .optional()
-                    .map_err(query)?
-                {
-                    had.insert(*u, seq);
-                }
-            }
-            for (u, seq) in moved.cursors(&participants, &had) {
-                set.execute(params![u, conv.0, seq]).map_err(query)?;
-            }
-        }
-        let mut delete = tx
-            .prepare_cached("DELETE FROM offlinemessage WHERE seq = ?")
-            .map_err(query)?;
-        for seq in &m.migrated {
-            delete.execute([seq]).map_err(query)?;
-        }
-    }
-    tx.commit().map_err(query)?;
-    log::info!(
-        "moved {} offline messages into the log as {} messages",
-        m.migrated.len(),
-        m.moves.len()
-    );
-    Ok(())
 }
