@@ -166,7 +166,11 @@ pub(super) fn prune(c: &mut Connection, before_ms: i64, limit: i64) -> StoreResu
         .rposition(|r| r.3 < before_ms)
         .map_or(0, |i| i + 1);
     if let (0, Some(first), Some(last)) = (take, oldest.first(), oldest.last()) {
-        if first.3 > super::sql::now_ms() && expired_after(c, last.0, before_ms)? {
+        // (No retention, `i64::MIN`: nothing can be expired, so no scan.)
+        if before_ms != i64::MIN
+            && first.3 > super::sql::now_ms()
+            && expired_after(c, last.0, before_ms)?
+        {
             take = oldest.len();
         }
     }
