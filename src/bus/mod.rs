@@ -16,6 +16,7 @@ mod redis_inflight;
 mod redis_names;
 mod redis_publisher;
 mod redis_route;
+mod redis_sender;
 mod redis_subscriber;
 mod redis_wake;
 

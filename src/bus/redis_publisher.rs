@@ -3,8 +3,10 @@
 //!
 //! Chat messages for users not on this server are queued here without waiting (the caller
 //! gets a callback with the outcome); the log writer hands over everything one commit sends
-//! elsewhere at once ([`Publisher::publish_batch`]). The thread takes everything queued and
-//! sends it as one round: one call of the routing script ([`super::redis_route`]), which
+//! elsewhere at once ([`Publisher::publish_batch`]). When the publisher has nothing waiting,
+//! the caller writes that round to Redis itself, without waking the thread
+//! ([`super::redis_sender`]); otherwise the thread takes everything queued and sends it as
+//! one round: one call of the routing script ([`super::redis_route`]), which
 //! publishes one payload per destination server, and the cache's PUBLISHes (below). Under
 //! load, many messages share one system call, one Redis wake-up and one PUBLISH per server.
 //!
@@ -12,8 +14,9 @@
 //! next: while answers are outstanding it waits in `poll(2)` for either an answer or a new
 //! message ([`super::redis_wake`]), and sends what is queued at once, up to a bound on the
 //! rounds and bytes in flight ([`super::redis_inflight`], which matches answers to rounds in
-//! order). One connection and one thread keep the order: messages queued in order are
-//! published in order. Each (re)connection authenticates, selects the database and loads the
+//! order). One connection, written only under one lock, keeps the order: messages queued
+//! in order are published in order (a caller sends a round itself only when nothing is
+//! queued or in the way). Each (re)connection authenticates, selects the database and loads the
 //! script first. When the connection is found closed (Redis's `timeout`, `CLIENT KILL`, a
 //! proxy's idle cut), the rounds in flight that got no answer go once more, in order and
 //! before anything newer, on a new connection; only a second failure fails them (a round
@@ -34,21 +37,22 @@
 use super::redis::Health;
 use super::redis_answers::Answers;
 use super::redis_endpoint::{ConnectError, Endpoint};
-use super::redis_inflight::{fail, Cache, Fault, InFlight, Keys, Request};
+use super::redis_inflight::{fail, Keys, Request};
 use super::redis_names::Names;
 use super::redis_route::ROUTE_SCRIPT;
+use super::redis_sender::{Ctx, Link, Sender as Rounds};
 use super::redis_wake::{Wake, Woken};
 use super::{BusError, Outgoing, PublishDone};
+use crate::sync::LockExt;
 use bytes::Bytes;
 use clusterchat_proto::UserId;
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 use std::collections::VecDeque;
 use std::io::{BufReader, Write};
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Most messages sent in one round.
 const MAX_BATCH: usize = 1024;
@@ -57,16 +61,16 @@ const MAX_BATCH: usize = 1024;
 const MAX_RECIPIENTS: usize = 64 * 1024;
 /// Most frame bytes in one round (the same).
 const MAX_BYTES: usize = 4 << 20;
-/// Past this many cached entries, the expired ones are dropped.
-const CACHE_SWEEP: usize = 64 * 1024;
 /// How long answers may keep the publisher waiting (a write, an answer once due): past it
 /// the connection is dropped and the rounds in flight fail.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The pipelined publisher and its thread.
 pub(super) struct Publisher {
     queue: Option<Sender<Vec<Request>>>,
     wake: Arc<Wake>,
+    ctx: Arc<Ctx>,
+    rounds: Arc<Mutex<Rounds>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -79,21 +83,36 @@ impl Publisher {
         node: &str,
     ) -> std::io::Result<Publisher> {
         let (tx, rx) = unbounded();
-        let keys = Keys {
-            directory: names.directory(),
-            node_prefix: names.node_prefix(),
-            node: node.to_string(),
-        };
+        let ctx = Arc::new(Ctx {
+            endpoint,
+            health,
+            keys: Keys {
+                directory: names.directory(),
+                node_prefix: names.node_prefix(),
+                node: node.to_string(),
+            },
+        });
         let wake = Arc::new(Wake::new()?);
+        let rounds = Arc::new(Mutex::new(Rounds::new()));
         let thread = {
-            let wake = Arc::clone(&wake);
+            let (wake, ctx, rounds) = (Arc::clone(&wake), Arc::clone(&ctx), Arc::clone(&rounds));
             std::thread::Builder::new()
                 .name("redis-publisher".into())
-                .spawn(move || Thread::new(&endpoint, &health, &keys, rx, &wake).run())?
+                .spawn(move || {
+                    Thread {
+                        ctx: &ctx,
+                        queue: rx,
+                        wake: &wake,
+                        rounds: &rounds,
+                    }
+                    .run()
+                })?
         };
         Ok(Publisher {
             queue: Some(tx),
             wake,
+            ctx,
+            rounds,
             thread: Some(thread),
         })
     }
@@ -133,37 +152,61 @@ impl Publisher {
         }
     }
 
+    /// Sends `batch` as a round from this thread if the publisher has nothing waiting (see
+    /// `bus::redis_sender`), else hands it to the publisher thread.
     fn queue(&self, batch: Vec<Request>) {
         let stopped = |batch| fail(batch, &BusError::Unavailable("bus stopped".into()));
-        match &self.queue {
-            Some(q) => match q.send(batch) {
-                Ok(()) => self.wake.notify(),
-                Err(e) => stopped(e.into_inner()),
-            },
-            None => stopped(batch),
+        let Some(q) = &self.queue else {
+            return stopped(batch);
+        };
+        let batch = match self.send_now(q, batch) {
+            Ok(()) => return,
+            Err(batch) => batch,
+        };
+        match q.send(batch) {
+            Ok(()) => self.wake.notify(),
+            Err(e) => stopped(e.into_inner()),
         }
+    }
+
+    /// Sends `batch` on this thread if nothing is queued or in the way and it fits in one
+    /// round; gives it back otherwise. Never waits (not even for the lock).
+    fn send_now(&self, q: &Sender<Vec<Request>>, batch: Vec<Request>) -> Result<(), Vec<Request>> {
+        let fits = batch.len() <= MAX_BATCH
+            && batch.iter().map(|r| r.users.len()).sum::<usize>() <= MAX_RECIPIENTS
+            && batch.iter().map(|r| r.payload.len()).sum::<usize>() <= MAX_BYTES;
+        if !fits {
+            return Err(batch);
+        }
+        let Ok(mut rounds) = self.rounds.try_lock() else {
+            return Err(batch);
+        };
+        // The queue is looked at under the lock: the publisher thread takes from it only
+        // while it holds the lock, so nothing this thread queued earlier is still on its way.
+        if !rounds.idle() || !q.is_empty() || self.ctx.health.check().is_err() {
+            return Err(batch);
+        }
+        let left = rounds.send_now(&self.ctx, batch);
+        drop(rounds);
+        if left {
+            self.wake.notify();
+        }
+        Ok(())
     }
 
     /// Lets the queued messages go out and their answers come, then stops the thread.
     pub(super) fn stop(&mut self) {
         self.queue.take();
+        self.wake.notify();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-/// A live connection: the socket, the answers read from it, the script's SHA1 as this Redis
-/// knows it.
-struct Link {
-    socket: TcpStream,
-    answers: Answers,
-    sha: String,
-}
-
 /// Connects, authenticates and selects the database ([`Endpoint::connect`]), and loads the
 /// routing script.
-fn connect(endpoint: &Endpoint) -> Result<Link, ConnectError> {
+pub(super) fn connect(endpoint: &Endpoint) -> Result<Link, ConnectError> {
     let writer = endpoint.connect(Duration::from_secs(1), "publisher")?;
     let io = |source| ConnectError::Unreachable {
         url: endpoint.shown().to_string(),
@@ -224,226 +267,121 @@ fn next_batch(queue: &Receiver<Vec<Request>>, carry: &mut VecDeque<Request>) -> 
     batch
 }
 
-/// The publisher thread's state.
+/// The publisher thread: what it shares with the callers, and its queue.
 struct Thread<'a> {
-    endpoint: &'a Endpoint,
-    health: &'a Health,
-    keys: &'a Keys,
+    ctx: &'a Ctx,
     queue: Receiver<Vec<Request>>,
     wake: &'a Wake,
-    link: Option<Link>,
-    /// The connection answered with an error: it takes no new round, and is dropped once
-    /// its rounds in flight are answered.
-    poisoned: bool,
-    /// Requests taken from the queue that did not fit in the last round.
-    carry: VecDeque<Request>,
-    /// Rounds to send again, first, on a new connection (their connection was cut).
-    again: VecDeque<Vec<Request>>,
-    inflight: InFlight,
-    cache: Cache,
-    /// The queue is closed (the bus stops): finish what is in flight, then end.
-    closing: bool,
-    /// Since when the rounds in flight wait for their next answer (the last answer, or the
-    /// send that found nothing in flight).
-    waiting_since: Instant,
+    rounds: &'a Mutex<Rounds>,
 }
 
-impl<'a> Thread<'a> {
-    fn new(
-        endpoint: &'a Endpoint,
-        health: &'a Health,
-        keys: &'a Keys,
-        queue: Receiver<Vec<Request>>,
-        wake: &'a Wake,
-    ) -> Thread<'a> {
-        Thread {
-            endpoint,
-            health,
-            keys,
-            queue,
-            wake,
-            link: None,
-            poisoned: false,
-            carry: VecDeque::new(),
-            again: VecDeque::new(),
-            inflight: InFlight::new(),
-            cache: Cache::new(),
-            closing: false,
-            waiting_since: Instant::now(),
-        }
-    }
+/// What the publisher thread does next, decided under the lock.
+enum Next {
+    /// Look again (something was done).
+    Again,
+    /// Wait for an answer on `fd` (and, if `queue`, for a new message), at most `left`.
+    Wait {
+        fd: std::os::fd::RawFd,
+        queue: bool,
+        left: Duration,
+    },
+    /// Nothing in flight and no connection: wait on the queue.
+    Recv,
+    /// The queue is closed and everything is done.
+    End,
+}
 
+impl Thread<'_> {
     /// Sends rounds while earlier ones are answered: takes what is queued whenever there is
     /// room in flight, reads answers as they come, until the queue is closed and empty and
-    /// nothing is in flight.
-    fn run(mut self) {
+    /// nothing is in flight. Between steps it waits without the lock, on the socket even when
+    /// nothing is in flight: a caller may have sent a round meanwhile (`bus::redis_sender`).
+    fn run(self) {
         loop {
-            if let Some(batch) = self.again.pop_front() {
-                self.start(batch, 2);
-                continue;
-            }
-            if self.inflight.is_empty() {
-                if self.poisoned {
-                    self.link = None;
-                    self.poisoned = false;
-                }
-                if self.carry.is_empty() {
-                    match self.queue.recv() {
-                        Ok(more) => self.carry.extend(more),
-                        Err(_) => break,
+            let next = self.step(&mut self.rounds.locked());
+            match next {
+                Next::Again => {}
+                Next::End => break,
+                Next::Recv => match self.queue.recv() {
+                    Ok(more) => self.rounds.locked().carry.extend(more),
+                    Err(_) => break,
+                },
+                Next::Wait { fd, queue, left } => {
+                    let woken = self.wake.wait(fd, queue, left);
+                    let mut rounds = self.rounds.locked();
+                    match woken {
+                        Ok(Woken::Socket) => rounds.read_answers(self.ctx),
+                        Ok(Woken::Queue) => {}
+                        Ok(Woken::TimedOut) => {
+                            let due = !rounds.inflight.is_empty()
+                                && rounds.waiting_since.elapsed() >= IO_TIMEOUT;
+                            if due {
+                                rounds.broken(self.ctx, std::io::ErrorKind::TimedOut.into(), false);
+                            }
+                        }
+                        Err(e) => rounds.broken(self.ctx, e, false),
                     }
                 }
-                let batch = next_batch(&self.queue, &mut self.carry);
-                self.start(batch, 1);
-                continue;
             }
-            let may_send = self.inflight.has_room() && !self.poisoned && !self.closing;
-            if may_send {
-                if self.carry.is_empty() {
-                    match self.queue.try_recv() {
-                        Ok(more) => self.carry.extend(more),
-                        Err(TryRecvError::Empty) => {}
-                        Err(TryRecvError::Disconnected) => self.closing = true,
-                    }
-                }
-                if !self.carry.is_empty() {
-                    let batch = next_batch(&self.queue, &mut self.carry);
-                    self.start(batch, 1);
-                    continue;
-                }
-                self.wake.park();
-                if !self.queue.is_empty() {
-                    self.wake.unpark();
-                    continue;
-                }
-            }
-            self.wait(may_send);
         }
     }
 
-    /// Waits for an answer (and, if `queue`, for a new message).
-    fn wait(&mut self, queue: bool) {
-        let Some(link) = self.link.as_ref() else {
-            // Unreachable: rounds in flight have a connection.
-            return self.broken(std::io::Error::other("no connection"), false);
+    /// One step under the lock: write what a caller left, send a round, or say how to wait.
+    fn step(&self, rounds: &mut Rounds) -> Next {
+        if !rounds.unsent.is_empty() {
+            rounds.flush(self.ctx);
+            return Next::Again;
+        }
+        if let Some(batch) = rounds.again.pop_front() {
+            rounds.start(self.ctx, batch, 2);
+            return Next::Again;
+        }
+        if rounds.inflight.is_empty() && rounds.poisoned {
+            rounds.link = None;
+            rounds.poisoned = false;
+        }
+        // Closing: the queue is empty for good, but what was carried over still goes.
+        let may_send = rounds.inflight.has_room() && !rounds.poisoned;
+        if may_send {
+            if rounds.carry.is_empty() && !rounds.closing {
+                match self.queue.try_recv() {
+                    Ok(more) => rounds.carry.extend(more),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => rounds.closing = true,
+                }
+            }
+            if !rounds.carry.is_empty() {
+                let batch = next_batch(&self.queue, &mut rounds.carry);
+                rounds.start(self.ctx, batch, 1);
+                return Next::Again;
+            }
+        }
+        let idle = rounds.inflight.is_empty();
+        if idle && rounds.closing && rounds.carry.is_empty() {
+            return Next::End;
+        }
+        let Some(link) = rounds.link.as_ref() else {
+            // Rounds in flight have a connection: nothing is in flight.
+            return Next::Recv;
         };
-        let waited = self.waiting_since.elapsed();
-        let left = IO_TIMEOUT.saturating_sub(waited);
+        let fd = link.socket.as_raw_fd();
+        let left = match idle {
+            true => IO_TIMEOUT,
+            false => IO_TIMEOUT.saturating_sub(rounds.waiting_since.elapsed()),
+        };
         if left.is_zero() {
-            return self.broken(std::io::ErrorKind::TimedOut.into(), false);
+            rounds.broken(self.ctx, std::io::ErrorKind::TimedOut.into(), false);
+            return Next::Again;
         }
-        match self.wake.wait(link.socket.as_raw_fd(), queue, left) {
-            Ok(Woken::Socket) => self.read_answers(),
-            Ok(Woken::Queue) => {}
-            Ok(Woken::TimedOut) => {
-                self.broken(std::io::ErrorKind::TimedOut.into(), false);
-            }
-            Err(e) => self.broken(e, false),
-        }
-    }
-
-    /// Sends `batch` as a round (`tries`: 1, or 2 after a cut connection), on the current
-    /// connection or a new one.
-    fn start(&mut self, batch: Vec<Request>, tries: u8) {
-        if batch.is_empty() {
-            return;
-        }
-        if tries == 1 {
-            if let Err(e) = self.health.check() {
-                return fail(batch, &e);
+        let queue = may_send && !rounds.closing;
+        if queue {
+            self.wake.park();
+            if !self.queue.is_empty() {
+                self.wake.unpark();
+                return Next::Again;
             }
         }
-        if self.inflight.is_empty() {
-            self.waiting_since = Instant::now();
-        }
-        let link = match self.link.as_mut() {
-            Some(l) => l,
-            None => match connect(self.endpoint) {
-                Ok(l) => self.link.insert(l),
-                Err(e) => {
-                    let err = self.health.failed("publisher connect", e);
-                    return fail(batch, &err);
-                }
-            },
-        };
-        let writer = &link.socket;
-        let sent = self
-            .inflight
-            .send(self.keys, &link.sha, &self.cache, batch, tries, |b| {
-                (&*writer).write_all(b)
-            });
-        if let Err(e) = sent {
-            let closed = super::redis::closed(&e);
-            self.broken(e, closed);
-        }
-        if self.cache.len() > CACHE_SWEEP {
-            let now = Instant::now();
-            self.cache.retain(|_, (_, until)| *until > now);
-        }
-    }
-
-    /// Reads what the socket has (it is readable) and hands each whole answer to its round.
-    fn read_answers(&mut self) {
-        let Some(link) = self.link.as_mut() else {
-            return;
-        };
-        match link.answers.fill(&link.socket) {
-            Ok(0) => return self.broken(std::io::ErrorKind::UnexpectedEof.into(), true),
-            Ok(_) => self.waiting_since = Instant::now(),
-            Err(e) => {
-                let closed = super::redis::closed(&e);
-                return self.broken(e, closed);
-            }
-        }
-        let health = self.health;
-        let refused = |e: String| health.failed("route", e);
-        while let Some(link) = self.link.as_mut() {
-            let answer = match link.answers.next() {
-                None => break,
-                Some(Ok(a)) => a,
-                Some(Err(e)) => return self.broken(std::io::Error::other(e), false),
-            };
-            let socket = &link.socket;
-            match self.inflight.answer(
-                answer,
-                self.keys,
-                &link.sha,
-                &mut self.cache,
-                &refused,
-                |b| (&*socket).write_all(b),
-            ) {
-                Ok(0) => {}
-                Ok(_) => health.succeeded(),
-                Err(Fault::Poisoned) => self.poisoned = true,
-                Err(Fault::Io(e)) => {
-                    let closed = super::redis::closed(&e);
-                    self.broken(e, closed);
-                }
-            }
-        }
-    }
-
-    /// The connection failed (`closed`: found closed, not timed out): it is dropped; rounds in
-    /// flight that got no answer go again once, first, on a new connection; the others fail.
-    fn broken(&mut self, error: std::io::Error, closed: bool) {
-        self.link = None;
-        self.poisoned = false;
-        let (again, failed) = self.inflight.cut(closed);
-        if !again.is_empty() {
-            log::debug!(
-                "publisher connection closed ({error}); sending {} rounds on a new one",
-                again.len()
-            );
-        }
-        // Before the rounds queued to go again earlier (none: they go first, and a round
-        // sent twice is not sent a third time).
-        for batch in again.into_iter().rev() {
-            self.again.push_front(batch);
-        }
-        if !failed.is_empty() {
-            let err = self.health.failed("route", error);
-            fail(failed, &err);
-        }
+        Next::Wait { fd, queue, left }
     }
 }
 

@@ -6,7 +6,7 @@
 use super::*;
 use crate::bus::redis_route::decode;
 use std::io::Read;
-use std::net::{Shutdown, TcpListener};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
