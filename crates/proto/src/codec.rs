@@ -31,10 +31,10 @@ pub enum Next {
         /// Bytes to drop from the input.
         skip: usize,
     },
-    /// Bytes that cannot start an object (up to the next `{`, or up to and including the next
-    /// NUL or newline, whichever comes first, or all of the input when there is neither), or
-    /// an object still open at a NUL byte (up to and including that NUL): drop `consumed`
-    /// bytes and report an error.
+    /// A run of bytes that cannot start an object (its line through the next NUL or newline,
+    /// or up to a `{` on that line whose object closes on it; see `junk`), or an object still
+    /// open at a NUL byte (up to and including that NUL): drop `consumed` bytes and report an
+    /// error.
     Invalid {
         /// Bytes to drop from the input.
         consumed: usize,
@@ -54,23 +54,74 @@ pub fn next_frame(input: &[u8], max_frame: usize) -> Next {
         return Next::Incomplete { skip: input.len() };
     };
     if input[start] != b'{' {
-        // Junk runs to the next `{` (a request may follow on the same line: it is read, not
-        // dropped with the junk) or through the next NUL or newline.
-        let rest = &input[start..];
-        let consumed = match rest.iter().position(|&b| matches!(b, 0 | b'\n' | b'{')) {
-            Some(at) if rest[at] == b'{' => start + at,
-            Some(sep) => start + sep + 1,
-            None => input.len(),
-        };
-        return Next::Invalid { consumed };
+        return junk(input, start, max_frame);
     }
+    let limit = input.len().min(start.saturating_add(max_frame));
+    match scan(&input[..limit], start) {
+        Scan::Closed(end) => {
+            let consumed = match input.get(end) {
+                Some(0) | Some(b'\n') => end + 1,
+                _ => end,
+            };
+            Next::Frame {
+                start,
+                end,
+                consumed,
+            }
+        }
+        Scan::Nul(at) => Next::Invalid { consumed: at + 1 },
+        Scan::Open if input.len() - start >= max_frame => Next::TooLarge,
+        Scan::Open => Next::Incomplete { skip: start },
+    }
+}
+
+/// Junk at `input[start]` (a byte that cannot start an object): one [`Next::Invalid`] per
+/// run. A run is its line (through the next NUL or newline), except that when a `{` on that
+/// line opens an object that also closes on it, the run ends just before that `{`: so
+/// `oops{..}{..}` loses only `oops`. An object that does not close on the junk's line belongs
+/// to the junk (a newline never ends an object, so it would swallow the lines after it). A run
+/// whose line has not ended yet waits for more input, up to `max_frame` bytes, so junk split
+/// across reads is still one error.
+fn junk(input: &[u8], start: usize, max_frame: usize) -> Next {
+    let rest = &input[start..];
+    let line_end = rest.iter().position(|&b| b == 0 || b == b'\n');
+    let line = &rest[..line_end.unwrap_or(rest.len())];
+    if let Some(brace) = line.iter().position(|&b| b == b'{') {
+        if let Scan::Closed(_) = scan(line, brace) {
+            return Next::Invalid {
+                consumed: start + brace,
+            };
+        }
+    }
+    match line_end {
+        Some(at) => Next::Invalid {
+            consumed: start + at + 1,
+        },
+        None if rest.len() >= max_frame => Next::Invalid {
+            consumed: input.len(),
+        },
+        None => Next::Incomplete { skip: start },
+    }
+}
+
+/// How the object opening at `input[start]` (a `{`) ends within `input`.
+enum Scan {
+    /// Its closing `}` is at `end - 1`.
+    Closed(usize),
+    /// A NUL byte at this index comes first.
+    Nul(usize),
+    /// Neither: it goes on past `input`.
+    Open,
+}
+
+/// Matches braces outside strings, honouring escapes, from `input[start]`.
+fn scan(input: &[u8], start: usize) -> Scan {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
-    let limit = input.len().min(start.saturating_add(max_frame));
-    for (i, &b) in input[..limit].iter().enumerate().skip(start) {
+    for (i, &b) in input.iter().enumerate().skip(start) {
         if b == 0 {
-            return Next::Invalid { consumed: i + 1 };
+            return Scan::Nul(i);
         }
         if in_string {
             if escaped {
@@ -88,26 +139,13 @@ pub fn next_frame(input: &[u8], max_frame: usize) -> Next {
             b'}' => {
                 depth -= 1;
                 if depth == 0 {
-                    let end = i + 1;
-                    let consumed = match input.get(end) {
-                        Some(0) | Some(b'\n') => end + 1,
-                        _ => end,
-                    };
-                    return Next::Frame {
-                        start,
-                        end,
-                        consumed,
-                    };
+                    return Scan::Closed(i + 1);
                 }
             }
             _ => {}
         }
     }
-    if input.len() - start >= max_frame {
-        Next::TooLarge
-    } else {
-        Next::Incomplete { skip: start }
-    }
+    Scan::Open
 }
 
 /// Whether the peer ends its frames with NUL: true when a NUL byte sits among the bytes a
@@ -316,8 +354,40 @@ mod tests {
         assert_eq!(f, ["{\"a\":1}", "{\"b\":2}"]);
         assert_eq!(bad, 1);
         assert_eq!(next_frame(b"  ]x{}", 64), Next::Invalid { consumed: 4 });
-        // Junk with no brace and no separator yet is dropped as it comes.
-        assert_eq!(next_frame(b"abc", 64), Next::Invalid { consumed: 3 });
+    }
+
+    #[test]
+    fn an_object_that_does_not_close_on_the_junk_s_line_is_junk() {
+        // A newline never ends an object: read as one, these would swallow the next lines.
+        for line in [
+            &b"hi {there\n"[..],
+            b"\"a{b\" \n",
+            b"junk{\"a\n",
+            b"x{{\"a\":1}\n",
+            b"\"note: {\\\"msgid\\\":6}\"\n",
+        ] {
+            let mut input = line.to_vec();
+            input.extend_from_slice(b"{\"b\":2}\n{\"c\":3}\n");
+            let (f, bad) = frames(&input);
+            assert_eq!(
+                f,
+                ["{\"b\":2}", "{\"c\":3}"],
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+            assert_eq!(bad, 1, "{:?}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn junk_split_across_reads_is_one_run() {
+        // Its line has not ended: wait, then one error for the whole run.
+        assert_eq!(next_frame(b"oo", 64), Next::Incomplete { skip: 0 });
+        assert_eq!(next_frame(b"oops {\"a", 64), Next::Incomplete { skip: 0 });
+        let (f, bad) = frames(b"oops {\"a\":1}\n");
+        assert_eq!((f.as_slice(), bad), (&["{\"a\":1}".to_string()][..], 1));
+        // ... up to the frame limit, then it goes as it is.
+        assert_eq!(next_frame(b"abcd", 4), Next::Invalid { consumed: 4 });
     }
 
     #[test]
