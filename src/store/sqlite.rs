@@ -652,7 +652,21 @@ impl Store for SqliteStore {
 fn logged(r: &rusqlite::Row<'_>) -> rusqlite::Result<Logged> {
     Ok(Logged {
         seq: r.get(0)?,
-        body: r.get(1)?,
+        body: body_text(r.get_ref(1)?),
         created_ms: r.get(2)?,
     })
+}
+
+/// A stored body as text, whatever a damaged file holds there: bytes that are not UTF-8 are
+/// replaced (U+FFFD), so that one bad row reads as a bad message instead of failing the whole
+/// page, login or sync that reads it (HISTORY then gives it as unreadable if it is no longer
+/// JSON).
+fn body_text(v: rusqlite::types::ValueRef<'_>) -> String {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+        ValueRef::Integer(n) => n.to_string(),
+        ValueRef::Real(x) => x.to_string(),
+        ValueRef::Null => String::new(),
+    }
 }

@@ -452,6 +452,36 @@ mod tests {
         }
     }
 
+    /// A body that is not UTF-8 (a damaged file) reads back with U+FFFD in place of the bad
+    /// bytes; before, the whole page failed, and with it every login and sync that read it.
+    #[test]
+    fn a_body_that_is_not_utf8_reads_back_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("chat.db");
+        let store = SqliteStore::open(path.to_str().expect("utf-8 path"), 2).expect("open");
+        let conv = ConvId::pair(1, 2);
+        fill(&store, &[conv], 3, 3, 1_000);
+        store
+            .pool
+            .get()
+            .expect("connection")
+            .execute(
+                "UPDATE message SET body = CAST(X'7B226D223A22FF227D' AS TEXT) WHERE seq = 2",
+                [],
+            )
+            .expect("a damaged row");
+        let page = store.read_after(conv, 0, 64).expect("read");
+        let bodies: Vec<&str> = page.iter().map(|m| m.body.as_str()).collect();
+        let first = format!("{{\"m\":\"{}:0\"}}", conv.0);
+        let last = format!("{{\"m\":\"{}:2\"}}", conv.0);
+        assert_eq!(
+            bodies,
+            [first.as_str(), "{\"m\":\"\u{fffd}\"}", last.as_str()]
+        );
+        let (page, _) = store.read_before(conv, 10, 0, 64).expect("read back");
+        assert_eq!(page.len(), 3);
+    }
+
     /// Retention goes by arrival: rows stamped in the future (a clock that ran ahead) go
     /// with the expired rows that arrived after them, also when there are more of them than
     /// one prune looks at; with nothing expired behind them they stay.
