@@ -142,15 +142,16 @@ pub(crate) fn index_tail(tail: &mut LogTail) -> StoreResult<()> {
 /// Deletes up to `limit` of the oldest messages created before `before_ms`, with their index
 /// entries, in one transaction; returns how many.
 ///
-/// Arrival (the id) decides, not the stamp alone: stamps come from a clock that can jump, and
-/// a row that arrived before an expired one is expired too. So the window of the `limit`
-/// oldest rows goes up to its last expired row, whatever the stamps before it say; and when
-/// nothing in it is expired but its first row is stamped in the future (a clock that ran ahead
-/// and was set back), the whole window goes if an expired row arrived after it. (Before, rows
-/// with young stamps stayed, and once `limit` of them stood at the front, nothing behind them
-/// was ever pruned.) Only the housekeeper prunes, so the window read before the transaction
-/// is still the front when it deletes; the look past the window (a scan without an index, in
-/// that rare case only) holds no lock.
+/// It looks at the window of the `limit` oldest rows by arrival (the id), as `message` has no
+/// index on `created`. Stamps come from a clock that can jump. A row stamped in the future (a
+/// clock that ran ahead, then was set back) goes with the expired rows that arrived after it,
+/// so it cannot hold them back; when the window holds no expired row but future stamps, they
+/// go if an expired row arrived after the window (a scan without an index, in that case
+/// only, and never with retention off). A row with a fresh stamp is never deleted early:
+/// behind a window of fresh rows, rows stamped older (a clock set back) wait until the fresh
+/// ones expire, one retention period at most. (Before, future stamps stayed, and once `limit`
+/// of them stood at the front nothing behind them was ever pruned.) Only the housekeeper
+/// prunes, so the window read before the transaction is still the front when it deletes.
 pub(super) fn prune(c: &mut Connection, before_ms: i64, limit: i64) -> StoreResult<u64> {
     let oldest: Vec<(i64, i64, i64, i64)> = c
         .prepare_cached(OLDEST)
@@ -161,27 +162,30 @@ pub(super) fn prune(c: &mut Connection, before_ms: i64, limit: i64) -> StoreResu
             .collect()
         })
         .map_err(query)?;
-    let mut take = oldest
-        .iter()
-        .rposition(|r| r.3 < before_ms)
-        .map_or(0, |i| i + 1);
-    if let (0, Some(first), Some(last)) = (take, oldest.first(), oldest.last()) {
+    let now = super::sql::now_ms();
+    let expired = |r: &(i64, i64, i64, i64)| r.3 < before_ms;
+    let future = |r: &(i64, i64, i64, i64)| r.3 > now;
+    // Rows up to the last expired one: the expired and the future-stamped among them.
+    let upto = match oldest.iter().rposition(expired) {
+        Some(i) => i + 1,
         // (No retention, `i64::MIN`: nothing can be expired, so no scan.)
-        if before_ms != i64::MIN
-            && first.3 > super::sql::now_ms()
-            && expired_after(c, last.0, before_ms)?
+        None if before_ms != i64::MIN
+            && oldest.iter().any(future)
+            && expired_after(c, oldest.last().map_or(0, |r| r.0), before_ms)? =>
         {
-            take = oldest.len();
+            oldest.len()
         }
-    }
-    if take == 0 {
-        return Ok(0);
-    }
+        None => 0,
+    };
     let rows: Vec<(i64, i64, i64)> = oldest
         .into_iter()
-        .take(take)
+        .take(upto)
+        .filter(|r| expired(r) || future(r))
         .map(|(id, conv, seq, _)| (id, conv, seq))
         .collect();
+    if rows.is_empty() {
+        return Ok(0);
+    }
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(query)?;
@@ -511,6 +515,24 @@ mod tests {
         assert_eq!(store.prune(5_000, 25).expect("prune"), 15, "the rest");
         let c = store.pool.get().expect("connection");
         assert_eq!(count(&c, "SELECT COUNT(*) FROM message"), 0);
+        // A fresh stamp is never deleted early, also when an expired row arrived after it
+        // (that one's clock was set back).
+        let fresh = crate::store::sql::now_ms() - 1_000;
+        fill(&store, &[conv], 5, 5, fresh);
+        fill(&store, &[conv], 3, 3, future);
+        fill(&store, &[conv], 2, 2, 1_000);
+        fill(&store, &[conv], 5, 5, fresh);
+        assert_eq!(
+            store.prune(5_000, 1_000).expect("prune"),
+            5,
+            "old and future"
+        );
+        assert_eq!(
+            count(&c, "SELECT COUNT(*) FROM message"),
+            10,
+            "the fresh stay"
+        );
+        assert_eq!(store.prune(5_000, 1_000).expect("prune"), 0);
     }
 
     /// A database from before the index (`message` keyed by `(conv, seq)`) is rebuilt at open
