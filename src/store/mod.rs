@@ -12,6 +12,7 @@ mod migrate;
 pub mod mysql;
 mod mysql_append;
 mod mysql_node_lock;
+mod mysql_one_trip;
 pub mod names;
 mod plan;
 mod sql;

@@ -1,10 +1,12 @@
 //! The MySQL backend's message log writes: a batch appended in one transaction (seqs taken
-//! from `conversation` rows locked in a fixed order), the migration of the old offline queue,
-//! and the retry of a transaction that lost a race to another server's.
+//! from `conversation` rows locked in a fixed order) statement by statement (the path of a
+//! batch that [`super::mysql_one_trip`] does not take, and of the migration), the migration
+//! of the old offline queue, and the retry of a transaction that lost a race to another
+//! server's.
 
 use super::migrate::{self, OfflineRow};
 use super::mysql::{err, server_code, ER_DUP_ENTRY, FANOUT_CHUNK};
-use super::plan::{self, AppendPlan, CmidRow};
+use super::plan::{self, AppendPlan, CmidKey, CmidRow};
 use super::sql;
 use super::{Append, Appended, ConvId, Seq, StoreError, StoreResult};
 use clusterchat_proto::UserId;
@@ -135,14 +137,13 @@ pub(super) fn retrying<T>(
     }
 }
 
-/// Appends `batch` inside the caller's transaction (see [`Store::append`]).
-pub(super) fn append_in(
-    tx: &mut Transaction<'_>,
-    batch: &[Append<'_>],
-) -> Result<Vec<Appended>, Failure> {
-    // The keys the database knows: a plain read (a concurrent insert of one of them makes
-    // our insert below fail as a duplicate, and the retry then finds it).
-    let keys = plan::cmid_keys(batch);
+/// The `msgcmid` rows the database holds for `keys`: a plain read (a concurrent insert of
+/// one of them makes the insert of the append fail as a duplicate, and the retry then finds
+/// it).
+pub(super) fn known_cmids<'a>(
+    q: &mut impl Queryable,
+    keys: &[CmidKey<'a>],
+) -> Result<HashMap<CmidKey<'a>, CmidRow>, Failure> {
     let mut known = HashMap::new();
     for (range, padded) in plan::padded_runs(keys.len(), sql::MAX_ROWS) {
         let run = &keys[range];
@@ -152,7 +153,7 @@ pub(super) fn append_in(
                 [Value::from(sender), Value::from(cmid)]
             })
             .collect();
-        let rows: Vec<(UserId, Vec<u8>, i64, Seq, i64)> = tx.exec(CMID_GET.text(padded), params)?;
+        let rows: Vec<(UserId, Vec<u8>, i64, Seq, i64)> = q.exec(CMID_GET.text(padded), params)?;
         for (sender, cmid, conv, seq, created) in rows {
             if let Some(key) = run.iter().find(|k| k.0 == sender && k.1.as_bytes() == cmid) {
                 known.insert(
@@ -166,6 +167,16 @@ pub(super) fn append_in(
             }
         }
     }
+    Ok(known)
+}
+
+/// Appends `batch` inside the caller's transaction (see [`Store::append`]).
+pub(super) fn append_in(
+    tx: &mut Transaction<'_>,
+    batch: &[Append<'_>],
+) -> Result<Vec<Appended>, Failure> {
+    let keys = plan::cmid_keys(batch);
+    let known = known_cmids(tx, &keys)?;
     let plan = AppendPlan::new(batch, &known);
     if !plan.stores_anything() {
         let (_, out) = plan
