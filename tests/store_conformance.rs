@@ -1108,6 +1108,56 @@ fn log_concurrent_appends_mysql() {
     concurrent_duplicates(&one, &two);
 }
 
+/// MySQL: an append whose transaction fails after its messages were inserted (here a
+/// trigger refuses its cmid row) leaves nothing behind: it is an error, not an ack; the bump
+/// and the messages are rolled back; no row lock is kept, so the conversation takes appends
+/// again. The append sends several statements in one text, and `query_drop` returns only the
+/// first one's error: this fails if a later one's is missed (the COMMIT after it never runs,
+/// and the transaction would stay open on a pooled connection).
+#[test]
+fn log_append_failing_midway_leaves_nothing_mysql() {
+    use ::mysql::prelude::Queryable;
+    let Some(db) = util::mysql_db::TestDb::create("log_midway") else {
+        return;
+    };
+    let s = clusterchat::store::mysql::MysqlStore::open(&db.url, 1).expect("open mysql");
+    let a = new_user(&s, "a");
+    let b = new_user(&s, "b");
+    let ab = ConvId::pair(a, b);
+    assert_eq!(new_seqs(&s.append(&[msg(ab, a, "one")]).unwrap()), vec![1]);
+    let mut c = db.conn();
+    c.query_drop(
+        "CREATE TRIGGER refuse_cmid BEFORE INSERT ON msgcmid FOR EACH ROW \
+         SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test'",
+    )
+    .unwrap();
+    let two = msg_cmid(ab, a, "c2", "two", T0);
+    let got = s.append(&[two.clone()]);
+    assert!(got.is_err(), "acked although its cmid was refused: {got:?}");
+    let last: Option<i64> = c
+        .query_first(format!(
+            "SELECT last_seq FROM conversation WHERE conv = {}",
+            ab.0
+        ))
+        .unwrap();
+    assert_eq!(last, Some(1), "the bump was not rolled back");
+    assert_eq!(log_of(&s, ab), vec![(1, "one".to_string())]);
+    // No lock left behind: another connection updates the row at once.
+    c.query_drop("SET SESSION innodb_lock_wait_timeout = 2")
+        .unwrap();
+    c.query_drop(format!(
+        "UPDATE conversation SET usera = usera WHERE conv = {}",
+        ab.0
+    ))
+    .unwrap();
+    c.query_drop("DROP TRIGGER refuse_cmid").unwrap();
+    assert_eq!(new_seqs(&s.append(&[two]).unwrap()), vec![2]);
+    assert_eq!(
+        log_of(&s, ab),
+        vec![(1, "one".to_string()), (2, "two".to_string())]
+    );
+}
+
 /// MySQL: a server's node lock tells the others it runs. While one store holds node `n1`'s
 /// lock, another sees it running, cannot take the name, and does not release its sessions;
 /// once the holder is gone (its connection closed), they are released, and the name is free.
