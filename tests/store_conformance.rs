@@ -1132,7 +1132,7 @@ fn log_append_failing_midway_leaves_nothing_mysql() {
     )
     .unwrap();
     let two = msg_cmid(ab, a, "c2", "two", T0);
-    let got = s.append(&[two.clone()]);
+    let got = s.append(std::slice::from_ref(&two));
     assert!(got.is_err(), "acked although its cmid was refused: {got:?}");
     let last: Option<i64> = c
         .query_first(format!(
