@@ -8,7 +8,8 @@
 # BIN_DIR holds chatserver and chatbench; OUT_DIR gets one JSON and one table per scenario.
 # Environment: ROUTE_ROUNDS (3), ROUTE_DURATION (5), ROUTE_PORT (17400: servers on it and +1,
 # Redis on +2), BENCH_MYSQL (mysql://root@127.0.0.1:3306), ROUTE_ONLY_PAIRS=1 (the two pairs
-# runs only). Stops only what it started.
+# runs only), ROUTE_DB=1 (the database's work per message: see below). Stops only what it
+# started.
 set -euo pipefail
 BIN=${1:?BIN_DIR}
 OUT=${2:?OUT_DIR}
@@ -66,6 +67,41 @@ run() {
     echo "== $name: chatbench $*" | tee "$OUT/$name.txt"
     "$BIN/chatbench" "$@" "${COMMON[@]}" --json "$OUT/$name.json" | tee -a "$OUT/$name.txt"
 }
+# ROUTE_DB=1: what the database does per message instead of the scenarios below. Each layout
+# is run on its own (local, across, alternating, ROUNDS times, windows 16 and 1), and around
+# each run the MariaDB server's CPU (/proc/PID/stat, user + system) and its counters are read:
+# one line per run in OUT/db.txt with msgs/s, the chat servers' and MariaDB's CPU in µs a
+# message, commits, statements (Questions) per commit and InnoDB row-lock waits and wait time.
+if [ "${ROUTE_DB:-0}" = 1 ]; then
+    MPID=$(pgrep -x mariadbd || pgrep -x mysqld)
+    ticks() { awk '{print $14 + $15}' "/proc/$MPID/stat"; }
+    # Com_commit, Innodb_row_lock_time, Innodb_row_lock_waits, Questions (sorted by name).
+    counters() {
+        sql "SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_commit', 'Questions', \
+            'Innodb_row_lock_waits', 'Innodb_row_lock_time')" | awk '{printf "%s ", $2}'
+    }
+    HZ=$(getconf CLK_TCK)
+    for w in 16 1; do
+        for _ in $(seq "$ROUNDS"); do
+            for layout in local across; do
+                read -r c0 lt0 lw0 q0 <<<"$(counters)"
+                t0=$(ticks)
+                out=$("$BIN/chatbench" pairs --layout "$layout" --users 100 --window "$w" \
+                    --duration "$DUR" "${COMMON[@]}")
+                t1=$(ticks)
+                read -r c1 lt1 lw1 q1 <<<"$(counters)"
+                field() { awk -v k="$1" '$1 == k {print $2}' <<<"$out"; }
+                sent=$(field sent)
+                awk -v l="$layout" -v w="$w" -v r="$(field msgs_per_sec)" \
+                    -v s="$(field server_cpu_us_per_msg)" -v t=$((t1 - t0)) -v hz="$HZ" \
+                    -v n="$sent" -v c=$((c1 - c0)) -v q=$((q1 - q0)) -v lw=$((lw1 - lw0)) \
+                    -v lt=$((lt1 - lt0)) 'BEGIN { printf "%-6s w%-2s %9.0f msgs/s  server %5.2f µs  mariadb %5.2f µs  %5d commits  %5.1f statements/commit  %5d lock waits  %5d ms waiting\n", l, w, r, s, t * 1e6 / hz / n, c, q / (c > 0 ? c : 1), lw, lt }' \
+                    | tee -a "$OUT/db.txt"
+            done
+        done
+    done
+    exit 0
+fi
 if [ "${ROUTE_ONLY_10K:-0}" != 1 ]; then
 run pairs-w1 pairs --layout both --rounds "$ROUNDS" --users 100 --window 1 --duration "$DUR"
 run pairs-w16 pairs --layout both --rounds "$ROUNDS" --users 100 --window 16 --duration "$DUR"
