@@ -3,13 +3,12 @@
 //! Every statement is a prepared statement with parameters (the mysql crate caches them per
 //! connection, so each costs one round trip after the first use), except the log's append,
 //! which sends its transaction as two texts of several statements each
-//! ([`super::mysql_one_trip`]). The login claim is a single
-//! conditional UPDATE, which InnoDB serialises on the user row, so two servers can never both
-//! win it.
+//! ([`super::mysql_append_text`]). The login claim is a single conditional UPDATE, which
+//! InnoDB serialises on the user row, so two servers can never both win it.
 
 use super::mysql_append::{append_in, migrate_offline, retrying, take_offline_once, Failure};
+use super::mysql_append_text;
 use super::mysql_node_lock::{self, NodeLock};
-use super::mysql_one_trip;
 use super::plan;
 use super::sql::{self, GroupRow};
 use super::{
@@ -425,7 +424,7 @@ impl Store for MysqlStore {
         }
         retrying("append", || {
             let mut c = self.conn().map_err(Failure::Fail)?;
-            if let Some(out) = mysql_one_trip::append(&mut c, batch)? {
+            if let Some(out) = mysql_append_text::append(&mut c, batch)? {
                 return Ok(out);
             }
             let mut tx = c.start_transaction(TxOpts::default())?;

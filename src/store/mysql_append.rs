@@ -1,6 +1,6 @@
 //! The MySQL backend's message log writes: a batch appended in one transaction (seqs taken
 //! from `conversation` rows locked in a fixed order) statement by statement (the path of a
-//! batch that [`super::mysql_one_trip`] does not take, and of the migration), the migration
+//! batch that [`super::mysql_append_text`] does not take, and of the migration), the migration
 //! of the old offline queue, and the retry of a transaction that lost a race to another
 //! server's.
 
