@@ -112,23 +112,22 @@ fn run(
 /// Whether the batch can take this path: it renews no expired cmid, and its rows' text stays
 /// below [`MAX_TEXT_BYTES`].
 fn fits(batch: &[Append<'_>], plan: &AppendPlan) -> bool {
-    let bytes: usize = plan
-        .stored()
+    rows_bytes(batch, plan) <= MAX_TEXT_BYTES
+        && plan.cmid_writes().iter().all(|w| w.replaces.is_none())
+}
+
+/// About how long the rows' text is (each body twice over, as hex).
+fn rows_bytes(batch: &[Append<'_>], plan: &AppendPlan) -> usize {
+    plan.stored()
         .map(|i| 2 * batch[i].body.len() + 64)
         .sum::<usize>()
-        + plan.cmid_writes().len() * (2 * plan::MAX_CMID_BYTES + 64);
-    bytes <= MAX_TEXT_BYTES && plan.cmid_writes().iter().all(|w| w.replaces.is_none())
+        + plan.cmid_writes().len() * (2 * plan::MAX_CMID_BYTES + 64)
+        + 160
 }
 
 /// The messages' and the new cmids' INSERTs, then COMMIT, as one text.
 fn rows_text(batch: &[Append<'_>], plan: &AppendPlan, seqs: &[Seq]) -> String {
-    let mut t = String::with_capacity(
-        plan.stored()
-            .map(|i| 2 * batch[i].body.len() + 64)
-            .sum::<usize>()
-            + plan.cmid_writes().len() * (2 * plan::MAX_CMID_BYTES + 64)
-            + 160,
-    );
+    let mut t = String::with_capacity(rows_bytes(batch, plan));
     t.push_str("INSERT INTO message(conv, seq, sender, created, body) VALUES ");
     for (n, i) in plan.stored().enumerate() {
         let m = &batch[i];
